@@ -1,0 +1,146 @@
+/**
+ * Plan, then execute: turns one change into the SQL that applies it at a PostgreSQL target. Pure: the
+ * catalog facts it needs (the target table's columns and primary key) are passed in.
+ *
+ * - Identifiers are always quoted; values are always bound parameters, as the source's text forms, with
+ *   no cast: PostgreSQL reads each parameter as the type of the column it goes to, so every type (arrays,
+ *   enums, domains, composites, ranges, user types) takes the same path, losslessly.
+ * - Unchanged TOASTed columns are left out of UPDATE, so the stored value stays.
+ * - Rows are found by the source's replica identity key. Under REPLICA IDENTITY FULL the target's primary
+ *   key is used when it has one; a table without one is matched on every column by its text form, and
+ *   exactly one matching row is changed (duplicates rows stay duplicates, as at the source).
+ */
+import { createHash } from 'node:crypto';
+import type { Change, RelationInfo, RowImage } from '../../src/events/transaction.ts';
+import { SitesyncError } from '../../src/errors.ts';
+
+export interface TargetTable {
+  readonly schema: string;
+  readonly table: string;
+  readonly columns: ReadonlySet<string>;
+  /** Primary key column names, or null when the table has none. */
+  readonly primaryKey: readonly string[] | null;
+}
+
+export interface Statement {
+  /** Name for a prepared statement: the same SQL text always gets the same name. */
+  readonly name: string;
+  readonly text: string;
+  readonly values: readonly (string | null)[];
+  /** What one execution must touch; 0 rows means the row was not found at the target. */
+  readonly expectsRow: boolean;
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+export function qualifiedName(schema: string, table: string): string {
+  return `${quoteIdent(schema)}.${quoteIdent(table)}`;
+}
+
+/** The statements for one change; `target` gives the catalog facts of each table it touches. */
+export function planChange(change: Change, target: (schema: string, table: string) => TargetTable): Statement[] {
+  switch (change.op) {
+    case 'insert':
+      return [planInsert(change.relation, change.newRow, target(change.relation.schema, change.relation.table))];
+    case 'update':
+      return [planUpdate(change.relation, change.oldRow, change.newRow, target(change.relation.schema, change.relation.table))];
+    case 'delete':
+      return [planDelete(change.relation, change.oldRow, target(change.relation.schema, change.relation.table))];
+    case 'truncate': {
+      const names = change.relations.map((r) => {
+        const t = target(r.schema, r.table);
+        return qualifiedName(t.schema, t.table);
+      });
+      const text = `TRUNCATE ${names.join(', ')}${change.restartIdentity ? ' RESTART IDENTITY' : ''}${change.cascade ? ' CASCADE' : ''}`;
+      return [statement(text, [], false)];
+    }
+    case 'message':
+      return []; // logical messages are for consumers of the stream; a database target has nothing to do
+  }
+}
+
+function planInsert(relation: RelationInfo, row: RowImage, target: TargetTable): Statement {
+  const names: string[] = [];
+  const values: (string | null)[] = [];
+  relation.columns.forEach((column, i) => {
+    if (row.unchanged.includes(i)) return;
+    requireColumn(target, column.name);
+    names.push(quoteIdent(column.name));
+    values.push(row.values[i] ?? null);
+  });
+  const placeholders = values.map((_, i) => `$${i + 1}`).join(', ');
+  const text = `INSERT INTO ${qualifiedName(target.schema, target.table)} (${names.join(', ')}) OVERRIDING SYSTEM VALUE VALUES (${placeholders})`;
+  return statement(text, values, false);
+}
+
+function planUpdate(relation: RelationInfo, oldRow: RowImage | null, newRow: RowImage, target: TargetTable): Statement {
+  const sets: string[] = [];
+  const values: (string | null)[] = [];
+  relation.columns.forEach((column, i) => {
+    if (newRow.unchanged.includes(i)) return;
+    requireColumn(target, column.name);
+    values.push(newRow.values[i] ?? null);
+    sets.push(`${quoteIdent(column.name)} = $${values.length}`);
+  });
+  const where = rowMatch(relation, oldRow ?? newRow, target, values);
+  return statement(`UPDATE ${qualifiedName(target.schema, target.table)} SET ${sets.join(', ')} WHERE ${where}`, values, true);
+}
+
+function planDelete(relation: RelationInfo, oldRow: RowImage, target: TargetTable): Statement {
+  const values: (string | null)[] = [];
+  const where = rowMatch(relation, oldRow, target, values);
+  return statement(`DELETE FROM ${qualifiedName(target.schema, target.table)} WHERE ${where}`, values, true);
+}
+
+/** A WHERE clause that finds the row `row` identifies; appends its parameters to `values`. */
+function rowMatch(relation: RelationInfo, row: RowImage, target: TargetTable, values: (string | null)[]): string {
+  const indexOf = (name: string): number => relation.columns.findIndex((c) => c.name === name);
+  let keyNames: readonly string[] | null;
+  if (relation.replicaIdentity === 'f') keyNames = target.primaryKey;
+  else keyNames = relation.columns.filter((c) => c.key).map((c) => c.name);
+  if (keyNames && keyNames.length > 0 && keyNames.every((k) => indexOf(k) >= 0 && !row.unchanged.includes(indexOf(k)))) {
+    return keyNames
+      .map((name) => {
+        requireColumn(target, name);
+        values.push(row.values[indexOf(name)] ?? null);
+        return `${quoteIdent(name)} = $${values.length}`;
+      })
+      .join(' AND ');
+  }
+  if (relation.replicaIdentity !== 'f') {
+    throw new SitesyncError(
+      'SITESYNC_ERR_APPLY_SCHEMA',
+      `table ${relation.schema}.${relation.table} has no usable replica identity key at the source; give it a primary key or run ALTER TABLE ... REPLICA IDENTITY FULL there`,
+    );
+  }
+  // No key: match every column by its text form (json, point… have no equality operator), one row only.
+  const conditions = relation.columns.map((column, i) => {
+    requireColumn(target, column.name);
+    values.push(row.values[i] ?? null);
+    return `(${quoteIdent(column.name)})::text IS NOT DISTINCT FROM $${values.length}::text`;
+  });
+  const name = qualifiedName(target.schema, target.table);
+  return `(tableoid, ctid) = (SELECT tableoid, ctid FROM ${name} WHERE ${conditions.join(' AND ')} LIMIT 1)`;
+}
+
+function requireColumn(target: TargetTable, name: string): void {
+  if (!target.columns.has(name)) {
+    throw new SitesyncError(
+      'SITESYNC_ERR_APPLY_SCHEMA',
+      `column ${JSON.stringify(name)} of table ${target.schema}.${target.table} does not exist at the target; add it as at the source (sitesync retries and resumes by itself)`,
+    );
+  }
+}
+
+const statementNames = new Map<string, string>();
+
+function statement(text: string, values: (string | null)[], expectsRow: boolean): Statement {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `sitesync_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
+    if (statementNames.size < 10_000) statementNames.set(text, name);
+  }
+  return { name, text, values, expectsRow };
+}

@@ -1,0 +1,58 @@
+/**
+ * One table of PostgreSQL errors: what each means for sitesync (retry, park, halt the source, stop) and
+ * the one line an operator reads.
+ */
+import type { ApplyErrorKind } from '../../src/apply/sink.ts';
+import { SitesyncError, type ErrorCode } from '../../src/errors.ts';
+import { redactUrl } from '../../src/observability/logger.ts';
+
+interface PgError extends Error {
+  code?: string;
+}
+
+/** SQLSTATE classes and codes that a wait and a retry can cure. */
+const TRANSIENT = [/^08/, /^53/, /^57P0[1-3]$/, /^40001$/, /^40P01$/, /^55P03$/, /^55006$/];
+/** The target's tables do not match the source's: halt that source until someone fixes the table. */
+const SCHEMA = [/^42P01$/, /^42703$/, /^42704$/, /^42804$/, /^42883$/, /^3F000$/, /^42501$/];
+
+export function classifyApplyError(error: unknown): ApplyErrorKind {
+  if (error instanceof SitesyncError) {
+    return error.consequence === 'halt-source' || error.consequence === 'fatal' ? 'schema' : error.consequence === 'park' ? 'data' : 'transient';
+  }
+  const code = (error as PgError)?.code;
+  if (!code) return 'transient'; // a socket error, a timeout: no SQLSTATE
+  if (TRANSIENT.some((re) => re.test(code))) return 'transient';
+  if (SCHEMA.some((re) => re.test(code))) return 'schema';
+  return 'data';
+}
+
+/** A failure to connect or prepare, turned into the one line that says what to do. */
+export function describePostgresError(error: unknown, url: string, site: string): SitesyncError {
+  if (error instanceof SitesyncError) return error;
+  const e = error as PgError & { errno?: string };
+  const where = `PostgreSQL of site ${site} (${redactUrl(url)})`;
+  const first = (e?.message ?? String(error)).split('\n')[0];
+  const make = (code: ErrorCode, text: string) => new SitesyncError(code, text, { cause: error });
+  switch (e?.code) {
+    case '28P01':
+    case '28000':
+      return make('SITESYNC_ERR_PERMISSION', `${where} refused the login (${first}); fix the user or password in sites.${site}.postgres, or pg_hba.conf`);
+    case '3D000':
+      return make('SITESYNC_ERR_CONFIG', `${where}: ${first}; create the database or fix sites.${site}.postgres`);
+    case '42501':
+      return make('SITESYNC_ERR_PERMISSION', `${where}: ${first}; sitesync's role needs REPLICATION and ownership of the replicated tables (or superuser)`);
+    case 'ECONNREFUSED':
+    case 'ENOTFOUND':
+    case 'ETIMEDOUT':
+    case 'EHOSTUNREACH':
+    case undefined:
+      return make('SITESYNC_ERR_POSTGRES_UNREACHABLE', `${where} is unreachable (${first}); start it or fix sites.${site}.postgres — sitesync retries and loses nothing meanwhile`);
+    default:
+      if (/^08|^57P/.test(e.code)) return make('SITESYNC_ERR_POSTGRES_UNREACHABLE', `${where} closed the connection (${first}); sitesync retries`);
+      return make('SITESYNC_ERR_POSTGRES_UNREACHABLE', `${where}: ${first} (SQLSTATE ${e.code})`);
+  }
+}
+
+export function isFatal(error: unknown): boolean {
+  return error instanceof SitesyncError && error.consequence === 'fatal';
+}

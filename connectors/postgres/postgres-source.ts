@@ -1,0 +1,286 @@
+/**
+ * The PostgreSQL capture source: pgoutput over a logical replication slot.
+ *
+ * Transport: pg-logical-replication's LogicalReplicationService carries the replication connection, but
+ * none of its traps can bite: its acknowledgement timer is off (timeoutSeconds 0, auto false) and its own
+ * acknowledge() (which reports lsn + 1) is never called; we start replication ourselves at 0/0, so the
+ * server resumes at the slot's confirmed position and never after the last *received* one; and its
+ * parser is replaced by ours (exact 64-bit LSNs, unsigned xids and OIDs, microsecond times), which runs
+ * synchronously on each message before the driver reuses its buffer.
+ */
+import pg from 'pg';
+import { LogicalReplicationService } from 'pg-logical-replication';
+import type { Client } from 'pg';
+import { AbstractPlugin } from 'pg-logical-replication/dist/output-plugins/abstract.plugin.js';
+import type { Source, SourceHandler, StreamStart } from '../../src/capture/source.ts';
+import { BOOKKEEPING_SCHEMA, MESSAGE_PREFIX, publicationName, slotName } from '../../src/config/names.ts';
+import { formatLsn, lsnToPosition, parseLsn, positionToLsn } from '../../src/events/position.ts';
+import type { Position } from '../../src/events/transaction.ts';
+import { SitesyncError } from '../../src/errors.ts';
+import type { Logger } from '../../src/observability/logger.ts';
+import { decodePgOutput } from './pgoutput-decoder.ts';
+import { describePostgresError } from './postgres-errors.ts';
+import { encodeStandbyStatus } from './replication-frames.ts';
+import { SESSION_OPTIONS } from './session-settings.ts';
+import { TransactionAssembler } from './transaction-assembler.ts';
+
+export interface PostgresSourceOptions {
+  readonly site: string;
+  readonly url: string;
+  /** `schema.table` names; null = every table, including tables created later. */
+  readonly tables: readonly string[] | null;
+  readonly maxPartBytes: number;
+  readonly logger: Logger;
+}
+
+/** Hands the replication client to us when the service starts streaming, and passes raw payloads. */
+class RawPgOutput extends AbstractPlugin<{ command: string; onStart: (client: Client) => void }> {
+  get name(): string {
+    return 'pgoutput';
+  }
+  start(client: Client): Promise<unknown> {
+    this.options.onStart(client);
+    return client.query(this.options.command);
+  }
+  parse(buffer: Buffer): Buffer {
+    return buffer;
+  }
+}
+
+export class PostgresSource implements Source {
+  readonly kind = 'postgres' as const;
+  readonly site: string;
+  private readonly slot: string;
+  private readonly publication: string;
+  private readonly pool: pg.Pool;
+  private readonly typeNames = new Map<number, string>();
+  private service: LogicalReplicationService | null = null;
+  private client: Client | null = null;
+  private assembler: TransactionAssembler | null = null;
+  private lastSentStatus = 0n;
+  private lastPersisted: Position | null = null;
+  ended: Promise<void> | null = null;
+
+  constructor(private readonly options: PostgresSourceOptions) {
+    this.site = options.site;
+    this.slot = slotName(options.site);
+    this.publication = publicationName(options.site);
+    this.pool = new pg.Pool({ connectionString: options.url, max: 2, options: SESSION_OPTIONS, application_name: `sitesync capture ${options.site}` });
+    this.pool.on('error', (error) => options.logger.warn({ err: error }, 'idle capture connection lost'));
+  }
+
+  async prepare(): Promise<void> {
+    try {
+      await this.checkServer();
+      await this.ensureBookkeeping();
+      await this.ensurePublication();
+      await this.ensureSlot();
+      await this.loadTypeNames();
+    } catch (error) {
+      throw describePostgresError(error, this.options.url, this.site);
+    }
+  }
+
+  private async checkServer(): Promise<void> {
+    const { rows } = await this.pool.query<{ wal_level: string; replication: boolean; superuser: boolean; user: string }>(
+      `SELECT current_setting('wal_level') AS wal_level, r.rolreplication AS replication, r.rolsuper AS superuser, current_user AS user
+         FROM pg_roles r WHERE r.rolname = current_user`,
+    );
+    const info = rows[0];
+    if (!info) throw new SitesyncError('SITESYNC_ERR_PERMISSION', `site ${this.site}: cannot read the role of the current user`);
+    if (info.wal_level !== 'logical') {
+      throw new SitesyncError(
+        'SITESYNC_ERR_WAL_LEVEL',
+        `PostgreSQL of site ${this.site} has wal_level=${info.wal_level}; sitesync needs logical: run "ALTER SYSTEM SET wal_level = logical" and restart PostgreSQL (npm run setup does it on this machine)`,
+      );
+    }
+    if (!info.replication && !info.superuser) {
+      throw new SitesyncError(
+        'SITESYNC_ERR_PERMISSION',
+        `role ${info.user} at site ${this.site} may not stream changes; run "ALTER ROLE ${info.user} REPLICATION" as a superuser`,
+      );
+    }
+  }
+
+  /** sitesync's own state at a source: the position of the last transaction the broker confirmed. */
+  private async ensureBookkeeping(): Promise<void> {
+    await this.pool.query(`CREATE SCHEMA IF NOT EXISTS ${BOOKKEEPING_SCHEMA}`);
+    await this.pool.query(
+      `CREATE TABLE IF NOT EXISTS ${BOOKKEEPING_SCHEMA}.capture_progress (site text PRIMARY KEY, last_published text NOT NULL)`,
+    );
+  }
+
+  private async ensurePublication(): Promise<void> {
+    const pub = quoteIdent(this.publication);
+    const tables = this.options.tables;
+    const target = tables ? `FOR TABLE ${tables.map(quoteQualified).join(', ')}` : 'FOR ALL TABLES';
+    const { rows } = await this.pool.query<{ puballtables: boolean }>('SELECT puballtables FROM pg_publication WHERE pubname = $1', [this.publication]);
+    const existing = rows[0];
+    if (!existing) {
+      await this.pool.query(`CREATE PUBLICATION ${pub} ${target} WITH (publish_via_partition_root = true)`);
+      this.options.logger.info({ publication: this.publication, tables: tables ?? 'all' }, 'created publication');
+      return;
+    }
+    if (existing.puballtables !== (tables === null)) {
+      // Switching between all tables and a list cannot be altered in place.
+      await this.pool.query(`DROP PUBLICATION ${pub}`);
+      await this.pool.query(`CREATE PUBLICATION ${pub} ${target} WITH (publish_via_partition_root = true)`);
+      this.options.logger.info({ publication: this.publication, tables: tables ?? 'all' }, 'recreated publication for the new table list');
+    } else if (tables) {
+      await this.pool.query(`ALTER PUBLICATION ${pub} SET TABLE ${tables.map(quoteQualified).join(', ')}`);
+    }
+  }
+
+  private async ensureSlot(): Promise<void> {
+    const { rows } = await this.pool.query<{ plugin: string; database: string }>('SELECT plugin, database FROM pg_replication_slots WHERE slot_name = $1', [this.slot]);
+    const existing = rows[0];
+    if (existing) {
+      const db = (await this.pool.query<{ db: string }>('SELECT current_database() AS db')).rows[0]?.db;
+      if (existing.plugin !== 'pgoutput' || existing.database !== db) {
+        throw new SitesyncError(
+          'SITESYNC_ERR_CONFIG',
+          `replication slot ${this.slot} exists for database ${existing.database} with plugin ${existing.plugin}; site ${this.site} needs it on ${db} with pgoutput: drop it (SELECT pg_drop_replication_slot('${this.slot}')) if it is left over`,
+        );
+      }
+      return;
+    }
+    try {
+      await this.pool.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [this.slot]);
+    } catch (error) {
+      if ((error as { code?: string }).code === '53400') {
+        throw new SitesyncError('SITESYNC_ERR_CONFIG', `PostgreSQL of site ${this.site} has no free replication slot; raise max_replication_slots and restart it`, { cause: error });
+      }
+      if ((error as { code?: string }).code !== '42710') throw error; // created meanwhile by another start
+    }
+    this.options.logger.info({ slot: this.slot }, 'created replication slot');
+  }
+
+  private async loadTypeNames(): Promise<void> {
+    const { rows } = await this.pool.query<{ oid: number; name: string }>(
+      `SELECT t.oid::int8 AS oid, CASE WHEN n.nspname = 'pg_catalog' THEN t.typname ELSE n.nspname || '.' || t.typname END AS name
+         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace`,
+    );
+    for (const row of rows) this.typeNames.set(Number(row.oid), row.name);
+  }
+
+  async open(handler: SourceHandler): Promise<StreamStart> {
+    const { rows } = await this.pool.query<{ last_published: string | null; active_pid: number | null }>(
+      `SELECT (SELECT last_published FROM ${BOOKKEEPING_SCHEMA}.capture_progress WHERE site = $1) AS last_published,
+              (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $2) AS active_pid`,
+      [this.site, this.slot],
+    );
+    const lastPublished = rows[0]?.last_published ?? null;
+    this.lastPersisted = lastPublished;
+    this.assembler = new TransactionAssembler({ site: this.site, maxPartBytes: this.options.maxPartBytes, typeNames: this.typeNames }, handler);
+    const service = new LogicalReplicationService(
+      { connectionString: this.options.url, options: SESSION_OPTIONS, application_name: `sitesync capture ${this.site}` },
+      { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
+    );
+    this.service = service;
+    const assembler = this.assembler;
+    service.on('data', (_lsn: string, payload: Buffer) => {
+      try {
+        assembler.accept(decodePgOutput(payload));
+      } catch (error) {
+        // Our own decoder failed on what the server sent: stop the stream; nothing is confirmed past it.
+        service.emit('error', error);
+      }
+    });
+    service.on('heartbeat', (lsn: string, _time: number, replyRequested: boolean) => {
+      if (!assembler.inTransaction) handler.idle(lsnToPosition(parseLsn(lsn)));
+      if (replyRequested) this.sendStatus(this.lastSentStatus);
+    });
+    const started = new Promise<void>((resolve) => service.once('start', () => resolve()));
+    const command = `START_REPLICATION SLOT ${quoteIdent(this.slot)} LOGICAL 0/0 (proto_version '1', publication_names '${this.publication.replace(/'/g, "''")}', messages 'true')`;
+    const plugin = new RawPgOutput({ command, onStart: (client) => (this.client = client) });
+    const failed = new Promise<never>((_, reject) => service.once('error', (error: unknown) => reject(error)));
+    this.ended = Promise.race([service.subscribe(plugin, this.slot).then(() => undefined), failed]).catch((error: unknown) => {
+      throw describeStreamError(error, this.options.url, this.site, this.slot);
+    });
+    await Promise.race([started, this.ended]);
+    const confirmed = await this.pool.query<{ lsn: string | null }>('SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [this.slot]);
+    this.lastSentStatus = parseLsn(confirmed.rows[0]?.lsn ?? '0/0');
+    this.options.logger.info({ slot: this.slot, from: confirmed.rows[0]?.lsn, lastPublished }, 'streaming changes');
+    return { lastPublished };
+  }
+
+  pause(): void {
+    (this.client as unknown as { connection?: { stream?: { pause(): void } } })?.connection?.stream?.pause();
+  }
+
+  resume(): void {
+    (this.client as unknown as { connection?: { stream?: { resume(): void } } })?.connection?.stream?.resume();
+  }
+
+  async confirm(checkpoint: string, lastPublished: Position | null): Promise<void> {
+    const lsn = positionToLsn(checkpoint);
+    if (lsn <= this.lastSentStatus) return;
+    // Written before the slot moves: after a crash the next stream's `previous` is never behind what the
+    // broker holds, so an applier can tell a resend from a gap.
+    if (lastPublished !== null && (this.lastPersisted === null || lastPublished > this.lastPersisted)) {
+      await this.pool.query(
+        `INSERT INTO ${BOOKKEEPING_SCHEMA}.capture_progress (site, last_published) VALUES ($1, $2)
+         ON CONFLICT (site) DO UPDATE SET last_published = excluded.last_published
+         WHERE ${BOOKKEEPING_SCHEMA}.capture_progress.last_published < excluded.last_published`,
+        [this.site, lastPublished],
+      );
+      this.lastPersisted = lastPublished;
+    }
+    this.sendStatus(lsn);
+  }
+
+  private sendStatus(lsn: bigint): void {
+    const connection = (this.client as unknown as { connection?: { sendCopyFromChunk(b: Buffer): void } })?.connection;
+    if (!connection) return;
+    connection.sendCopyFromChunk(encodeStandbyStatus(lsn, BigInt(Date.now()) * 1000n));
+    this.lastSentStatus = lsn;
+  }
+
+  async heartbeat(): Promise<void> {
+    await this.pool.query('SELECT pg_logical_emit_message(false, $1, $2)', [`${MESSAGE_PREFIX}_heartbeat`, this.site]);
+  }
+
+  async lag(): Promise<{ bytes: number; seconds: number } | null> {
+    const { rows } = await this.pool.query<{ bytes: string | null }>(
+      'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 AS bytes FROM pg_replication_slots WHERE slot_name = $1',
+      [this.slot],
+    );
+    const bytes = rows[0]?.bytes;
+    return bytes == null ? null : { bytes: Number(bytes), seconds: 0 };
+  }
+
+  async close(): Promise<void> {
+    const service = this.service;
+    this.service = null;
+    this.client = null;
+    if (service) await service.destroy().catch(() => undefined);
+    await this.ended?.catch(() => undefined);
+    this.ended = null;
+  }
+
+  async end(): Promise<void> {
+    await this.close();
+    await this.pool.end();
+  }
+
+  describeConfirmed(): string {
+    return formatLsn(this.lastSentStatus);
+  }
+}
+
+function describeStreamError(error: unknown, url: string, site: string, slot: string): SitesyncError {
+  const message = (error as Error)?.message ?? '';
+  if (/is active for PID/.test(message)) {
+    return new SitesyncError('SITESYNC_ERR_POSTGRES_UNREACHABLE', `replication slot ${slot} is in use by another process (${message}); is another "sitesync run --site ${site}" running? sitesync retries`, { cause: error });
+  }
+  return describePostgresError(error, url, site);
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function quoteQualified(table: string): string {
+  const dot = table.indexOf('.');
+  return `${quoteIdent(table.slice(0, dot))}.${quoteIdent(table.slice(dot + 1))}`;
+}

@@ -1,0 +1,192 @@
+/**
+ * Turns the pgoutput message stream into transactions. A small state machine, pure (no I/O):
+ *
+ *   between ──BEGIN──▶ in-transaction ──(ORIGIN | RELATION | TYPE | INSERT | UPDATE | DELETE | TRUNCATE |
+ *                                        MESSAGE)*──COMMIT──▶ between
+ *
+ * - A transaction that carries a sitesync replication origin is a relayed write: its changes are not kept
+ *   and its commit is reported as skipped, so the slot moves past it but it never loops back.
+ * - Changes to sitesync's own schema are dropped; a transaction left with nothing is skipped as empty.
+ * - Memory is bounded: once the changes held reach `maxPartBytes`, they go out as a part and are let go.
+ * - Positions: a transaction's position is its commit LSN, known from BEGIN, so the first part of a
+ *   large transaction already carries the id; its checkpoint is the end of the commit record, which is
+ *   what the slot must be confirmed to so that the server does not send it again.
+ */
+import { lsnToPosition } from '../../src/events/position.ts';
+import type { Change, ColumnInfo, RelationInfo, RowImage, Transaction } from '../../src/events/transaction.ts';
+import { transactionId } from '../../src/events/transaction.ts';
+import type { SourceHandler } from '../../src/capture/source.ts';
+import { BOOKKEEPING_SCHEMA, MESSAGE_PREFIX, ORIGIN_PREFIX } from '../../src/config/names.ts';
+import { DecodeError } from '../../src/errors.ts';
+import type { PgOutputMessage, TupleData } from './pgoutput-messages.ts';
+
+export interface AssemblerOptions {
+  readonly site: string;
+  /** Changes held before a part is sent; a transaction smaller than this goes out whole. */
+  readonly maxPartBytes: number;
+  /** Names of types by OID (built-in and user types), loaded from the source at start. */
+  readonly typeNames: Map<number, string>;
+}
+
+interface OpenTransaction {
+  readonly position: string;
+  readonly commitTimeMicros: bigint;
+  readonly xid: number;
+  relayed: boolean;
+  changes: Change[];
+  bytes: number;
+  partsSent: number;
+}
+
+/** Per-change overhead in the size estimate (relation index, op, array headers). */
+const CHANGE_OVERHEAD_BYTES = 16;
+
+export class TransactionAssembler {
+  private readonly relations = new Map<number, RelationInfo>();
+  private open: OpenTransaction | null = null;
+
+  constructor(
+    private readonly options: AssemblerOptions,
+    private readonly handler: SourceHandler,
+  ) {}
+
+  /** True between BEGIN and COMMIT: positions the server reports then are not safe to confirm. */
+  get inTransaction(): boolean {
+    return this.open !== null;
+  }
+
+  accept(message: PgOutputMessage): void {
+    switch (message.tag) {
+      case 'begin':
+        if (this.open) throw new DecodeError('pgoutput BEGIN inside an open transaction');
+        this.open = {
+          position: lsnToPosition(message.finalLsn),
+          commitTimeMicros: message.commitTimeMicros,
+          xid: message.xid,
+          relayed: false,
+          changes: [],
+          bytes: 0,
+          partsSent: 0,
+        };
+        return;
+      case 'origin':
+        this.current('ORIGIN').relayed = message.name.startsWith(ORIGIN_PREFIX);
+        return;
+      case 'relation':
+        this.relations.set(message.relationOid, {
+          schema: message.schema,
+          table: message.table,
+          replicaIdentity: message.replicaIdentity,
+          columns: message.columns.map(
+            (c): ColumnInfo => ({
+              name: c.name,
+              type: this.options.typeNames.get(c.typeOid) ?? `oid:${c.typeOid}`,
+              typeOid: c.typeOid,
+              typeModifier: c.typeModifier,
+              key: (c.flags & 1) === 1,
+            }),
+          ),
+        });
+        return;
+      case 'type':
+        this.options.typeNames.set(message.typeOid, message.schema === 'pg_catalog' ? message.name : `${message.schema}.${message.name}`);
+        return;
+      case 'insert':
+        this.add(message.relationOid, (relation) => ({ op: 'insert', relation, newRow: row(message.newTuple) }), message.newTuple);
+        return;
+      case 'update':
+        this.add(
+          message.relationOid,
+          (relation) => ({ op: 'update', relation, oldRow: message.oldTuple ? row(message.oldTuple) : null, newRow: row(message.newTuple) }),
+          message.newTuple,
+          message.oldTuple,
+        );
+        return;
+      case 'delete':
+        this.add(message.relationOid, (relation) => ({ op: 'delete', relation, oldRow: row(message.oldTuple) }), message.oldTuple);
+        return;
+      case 'truncate': {
+        const tx = this.current('TRUNCATE');
+        if (tx.relayed) return;
+        const relations = message.relationOids.map((oid) => this.relation(oid)).filter((r) => r.schema !== BOOKKEEPING_SCHEMA);
+        if (relations.length === 0) return;
+        this.push(tx, { op: 'truncate', relations, cascade: message.cascade, restartIdentity: message.restartIdentity }, CHANGE_OVERHEAD_BYTES * relations.length);
+        return;
+      }
+      case 'message':
+        if (!message.transactional) {
+          // Outside any transaction: sitesync's own heartbeat says the stream is idle up to here. Other
+          // non-transactional messages have no commit to order them by; they are not replicated.
+          if (!this.open && message.prefix.startsWith(MESSAGE_PREFIX)) this.handler.idle(lsnToPosition(message.lsn));
+          return;
+        }
+        {
+          const tx = this.current('MESSAGE');
+          if (tx.relayed || message.prefix.startsWith(MESSAGE_PREFIX)) return;
+          this.push(tx, { op: 'message', prefix: message.prefix, content: message.content }, CHANGE_OVERHEAD_BYTES + message.content.length + message.prefix.length);
+        }
+        return;
+      case 'commit': {
+        const tx = this.current('COMMIT');
+        this.open = null;
+        const checkpoint = lsnToPosition(message.endLsn);
+        if (tx.relayed) {
+          this.handler.skipped(tx.position, checkpoint, 'relayed');
+        } else if (tx.changes.length === 0 && tx.partsSent === 0) {
+          this.handler.skipped(tx.position, checkpoint, 'empty');
+        } else {
+          const part = tx.partsSent > 0 ? { index: tx.partsSent, last: true } : null;
+          this.handler.transaction(this.snapshot(tx), part, checkpoint);
+        }
+        return;
+      }
+    }
+  }
+
+  private current(what: string): OpenTransaction {
+    if (!this.open) throw new DecodeError(`pgoutput ${what} outside a transaction`);
+    return this.open;
+  }
+
+  private relation(oid: number): RelationInfo {
+    const relation = this.relations.get(oid);
+    if (!relation) throw new DecodeError(`pgoutput change for relation ${oid} before its RELATION message`);
+    return relation;
+  }
+
+  private add(oid: number, make: (relation: RelationInfo) => Change, ...tuples: (TupleData | null)[]): void {
+    const tx = this.current('change');
+    if (tx.relayed) return;
+    const relation = this.relation(oid);
+    if (relation.schema === BOOKKEEPING_SCHEMA) return;
+    let bytes = CHANGE_OVERHEAD_BYTES;
+    for (const tuple of tuples) if (tuple) for (const v of tuple.values) bytes += v === null ? 1 : v.length + 2;
+    this.push(tx, make(relation), bytes);
+  }
+
+  private push(tx: OpenTransaction, change: Change, bytes: number): void {
+    tx.changes.push(change);
+    tx.bytes += bytes;
+    if (tx.bytes >= this.options.maxPartBytes) {
+      this.handler.transaction(this.snapshot(tx), { index: tx.partsSent, last: false }, null);
+      tx.partsSent++;
+      tx.changes = [];
+      tx.bytes = 0;
+    }
+  }
+
+  private snapshot(tx: OpenTransaction): Transaction {
+    return {
+      id: transactionId(this.options.site, tx.position),
+      site: this.options.site,
+      position: tx.position,
+      commitTimeMicros: tx.commitTimeMicros,
+      sourceTxId: String(tx.xid),
+      changes: tx.changes,
+    };
+  }
+}
+
+function row(tuple: TupleData): RowImage {
+  return { values: tuple.values, unchanged: tuple.unchanged };
+}

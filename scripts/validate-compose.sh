@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Check that docker-compose.yml parses and validates with Debian's docker-compose (1.29.x).
+# Installs that package first if no docker-compose command exists. No Docker engine is needed:
+# `docker-compose config` only reads, interpolates and validates the file. Safe to run repeatedly.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+compose_file=docker-compose.yml
+say() { printf 'validate-compose: %s\n' "$*"; }
+
+if ! command -v docker-compose >/dev/null 2>&1; then
+  if [[ $(id -u) != 0 ]]; then
+    say "docker-compose is not installed; run this as root, or: sudo apt-get install docker-compose" >&2
+    exit 1
+  fi
+  say "docker-compose not found; installing Debian's docker-compose package" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null
+  command -v docker-compose >/dev/null 2>&1 || { say "docker-compose still missing after install" >&2; exit 1; }
+fi
+
+[[ -f $compose_file ]] || { say "$compose_file not found in $(pwd)" >&2; exit 1; }
+
+# Files the compose file bind-mounts: a missing one would make Docker create an empty directory.
+for f in deploy/sitesync.compose.yml deploy/rabbitmq/rabbitmq.conf deploy/rabbitmq/enabled_plugins \
+         deploy/haproxy/haproxy.cfg Dockerfile; do
+  [[ -f $f ]] || { say "$f is missing" >&2; exit 1; }
+done
+
+if ! docker-compose -f "$compose_file" config -q; then
+  say "$compose_file is NOT valid" >&2
+  exit 1
+fi
+say "$compose_file is valid ($(docker-compose version --short 2>/dev/null || echo 'docker-compose'))"

@@ -1,0 +1,336 @@
+/**
+ * Apply: the site's queue → the sink, exactly once, in each source's commit order.
+ *
+ * Messages are taken one at a time from the site's quorum queue (single active consumer, so one process
+ * sees them in queue order) and acknowledged only after the sink committed them. Per source site:
+ * - a transaction at or below the source's applied position is a duplicate: acknowledged, not applied;
+ * - a message whose `previous` is beyond the applied position means a message is missing: that source
+ *   halts with SITESYNC_ERR_GAP rather than skip (and, the queue being shared, the site waits);
+ * - parts of a large transaction go into one open target transaction, acknowledged together at commit;
+ *   while one is open the consumer's prefetch is raised so that its parts can all arrive.
+ *
+ * Failures, by what they call for: a lost connection or a deadlock is retried after a pause; a missing or
+ * different table halts the source and is retried every apply.retrySeconds until someone fixes it;
+ * a message that cannot be decoded, or a transaction whose data the target refuses, is published to the
+ * site's parking queue with its reason, counted, and skipped, so the rest goes on.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Channel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import type { Config } from '../config/config-schema.ts';
+import { parkingQueue, siteQueue } from '../config/names.ts';
+import { connectBroker } from '../bus/broker-connection.ts';
+import { SCHEMA_VERSION_HEADER, messageHeaders } from '../bus/message-headers.ts';
+import { declareTopology } from '../bus/topology.ts';
+import { CURRENT_SCHEMA_VERSION, decodeMessage, encodeMessage } from '../events/avro-codec.ts';
+import { comparePositions, describePosition } from '../events/position.ts';
+import { microsToIso } from '../events/time.ts';
+import type { ChangeMessage, Position, Transaction } from '../events/transaction.ts';
+import { describeError, SitesyncError, type ErrorCode } from '../errors.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { PipelineEvents } from '../observability/pipeline-events.ts';
+import type { ApplyErrorKind, Sink, SourceSession } from './sink.ts';
+
+export interface ApplyRunnerOptions {
+  readonly config: Config;
+  readonly site: string;
+  readonly sink: Sink;
+  readonly events: PipelineEvents;
+  readonly logger: Logger;
+}
+
+interface SourceState {
+  session: SourceSession;
+  progress: Position | null;
+  /** The large transaction being applied in parts, with the deliveries to acknowledge at its commit. */
+  large: { txId: string; nextIndex: number; deliveries: ConsumeMessage[] } | null;
+  halted: string | null;
+}
+
+export class ApplyRunner {
+  private stopping = false;
+  private wake: (() => void) | null = null;
+  private endSession: (() => void) | null = null;
+
+  constructor(private readonly options: ApplyRunnerOptions) {}
+
+  async run(): Promise<void> {
+    const { logger } = this.options;
+    let attempt = 0;
+    while (!this.stopping) {
+      try {
+        await this.session(() => (attempt = 0));
+      } catch (error) {
+        if (error instanceof SitesyncError && error.consequence === 'fatal') throw error;
+        if (this.stopping) break;
+        const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt++, 6));
+        logger.warn({ code: (error as SitesyncError).code, retryInMs: delay }, describeError(error));
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+          setTimeout(resolve, delay).unref();
+        });
+      }
+    }
+  }
+
+  stop(): void {
+    this.stopping = true;
+    this.wake?.();
+    this.endSession?.();
+  }
+
+  private async session(onHealthy: () => void): Promise<void> {
+    const { config, site, sink, logger } = this.options;
+    const connection = await connectBroker(config.broker.url, `sitesync apply ${site}`);
+    const sources = new Map<string, SourceState>();
+    let broken: Error | null = null;
+    let endWaiting: (() => void) | null = null;
+    const ended = new Promise<void>((resolve) => (endWaiting = resolve));
+    const end = (error: Error | null): void => {
+      broken ??= error;
+      endWaiting?.();
+    };
+    this.endSession = () => end(null);
+    if (this.stopping) end(null);
+    connection.on('error', (error: Error) => end(error));
+    connection.on('close', () => end(new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', 'the connection to RabbitMQ closed; sitesync reconnects')));
+    try {
+      const channel = await connection.createChannel();
+      channel.on('error', (error: Error) => end(error));
+      channel.on('close', () => end(new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', 'the consuming channel closed; sitesync reconnects')));
+      await declareTopology(channel, config);
+      const parking = await connection.createConfirmChannel();
+      const ctx: Context = { channel, parking, sources, prefetch: config.apply.prefetch, consumerTag: null, alive: () => broken === null && !this.stopping };
+
+      // Deliveries are handled strictly one after another, in queue order.
+      const backlog: ConsumeMessage[] = [];
+      let working = false;
+      const pump = async (): Promise<void> => {
+        if (working) return;
+        working = true;
+        try {
+          while (backlog.length > 0 && ctx.alive()) await this.handle(ctx, backlog.shift()!);
+        } catch (error) {
+          end(error as Error);
+        } finally {
+          working = false;
+        }
+      };
+      ctx.consume = async () => {
+        await channel.prefetch(ctx.prefetch);
+        const { consumerTag } = await channel.consume(siteQueue(site), (delivery) => {
+          if (delivery === null) return end(new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', `queue ${siteQueue(site)} was deleted; sitesync declares it again`));
+          backlog.push(delivery);
+          void pump();
+        });
+        ctx.consumerTag = consumerTag;
+      };
+      await ctx.consume();
+      onHealthy();
+      logger.info({ queue: siteQueue(site) }, 'applying');
+      await ended;
+      while (working) await sleep(10);
+      if (broken) throw broken;
+    } finally {
+      this.endSession = null;
+      for (const state of sources.values()) {
+        await state.session.abandon().catch(() => undefined);
+        await state.session.close();
+      }
+      await connection.close().catch(() => undefined);
+    }
+    void sink;
+  }
+
+  private async handle(ctx: Context, delivery: ConsumeMessage): Promise<void> {
+    const { config, site } = this.options;
+    let message: ChangeMessage;
+    try {
+      const version = Number(delivery.properties.headers?.[SCHEMA_VERSION_HEADER] ?? NaN);
+      if (!Number.isInteger(version)) throw new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `message has no ${SCHEMA_VERSION_HEADER} header: it was not published by sitesync`);
+      message = decodeMessage(delivery.content, version);
+    } catch (error) {
+      await this.park(ctx, delivery.content, delivery.properties.headers ?? {}, 'unknown', error);
+      ctx.channel.ack(delivery);
+      return;
+    }
+    if (!(message.site in config.sites) || message.site === site) {
+      const why = message.site === site ? `it comes from site ${site} itself` : `site ${JSON.stringify(message.site)} is not in the configuration`;
+      await this.park(ctx, delivery.content, delivery.properties.headers ?? {}, message.site, new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `message cannot be applied: ${why}; add the site to the configuration, then retry it from the parking queue`));
+      ctx.channel.ack(delivery);
+      return;
+    }
+    const state = await this.sourceState(ctx, message.site);
+    for (let attempt = 0; ctx.alive(); attempt++) {
+      try {
+        await this.applyMessage(ctx, state, message, delivery);
+        if (state.halted) {
+          this.options.logger.info({ source: message.site }, 'source resumed');
+          this.options.events.emit('apply:resumed', { site, source: message.site });
+          state.halted = null;
+        }
+        return;
+      } catch (error) {
+        const kind = this.options.sink.classify(error);
+        if (kind === 'data' && !message.part) {
+          await this.applyParkingFailures(ctx, state, message, delivery);
+          return;
+        }
+        await this.waitAndRecover(ctx, state, message.site, kind, error, attempt);
+      }
+    }
+  }
+
+  /** Applies a message. Duplicates are acknowledged, gaps throw, parts stay open until the last. */
+  private async applyMessage(ctx: Context, state: SourceState, message: ChangeMessage, delivery: ConsumeMessage): Promise<void> {
+    const { site, events } = this.options;
+    const source = message.site;
+    const applied = (p: Position): boolean => state.progress !== null && comparePositions(p, state.progress) <= 0;
+    if (message.part) {
+      const tx = message.transactions[0]!;
+      const part = message.part;
+      if (applied(tx.position)) {
+        events.emit('apply:duplicate', { site, source, position: tx.position });
+        ctx.channel.ack(delivery);
+        return;
+      }
+      if (part.index === 0) {
+        if (state.large) {
+          // The source sent this transaction again from its start (it restarted): drop what we had.
+          await state.session.abandon();
+          for (const d of state.large.deliveries) ctx.channel.ack(d);
+          state.large = null;
+        }
+        this.checkGap(state, message);
+        state.large = { txId: tx.id, nextIndex: 0, deliveries: [] };
+      } else if (!state.large || state.large.txId !== tx.id || state.large.nextIndex !== part.index) {
+        throw new SitesyncError('SITESYNC_ERR_GAP', `part ${part.index} of transaction ${tx.id} arrived, but ${state.large ? `part ${state.large.nextIndex} of ${state.large.txId}` : 'its first part'} was expected; a message is missing`);
+      }
+      await state.session.applyPart(tx, part);
+      state.large.nextIndex++;
+      state.large.deliveries.push(delivery);
+      if (part.last) {
+        for (const d of state.large.deliveries) ctx.channel.ack(d);
+        state.large = null;
+        state.progress = tx.position;
+        events.emit('apply:applied', { site, source, transactions: 1, rows: tx.changes.length, position: tx.position, commitTimeMicros: tx.commitTimeMicros });
+        if (ctx.prefetch !== this.options.config.apply.prefetch) await this.setPrefetch(ctx, this.options.config.apply.prefetch);
+      } else if (state.large.deliveries.length >= ctx.prefetch - 1) {
+        await this.setPrefetch(ctx, ctx.prefetch * 2);
+      }
+      return;
+    }
+    const fresh = message.transactions.filter((tx) => !applied(tx.position));
+    for (const tx of message.transactions) if (applied(tx.position)) events.emit('apply:duplicate', { site, source, position: tx.position });
+    if (fresh.length === 0) {
+      ctx.channel.ack(delivery);
+      return;
+    }
+    if (fresh[0] === message.transactions[0]) this.checkGap(state, message);
+    await state.session.apply(fresh);
+    const last = fresh[fresh.length - 1]!;
+    state.progress = last.position;
+    ctx.channel.ack(delivery);
+    events.emit('apply:applied', { site, source, transactions: fresh.length, rows: fresh.reduce((n, tx) => n + tx.changes.length, 0), position: last.position, commitTimeMicros: last.commitTimeMicros });
+  }
+
+  private checkGap(state: SourceState, message: ChangeMessage): void {
+    if (message.previous === null || state.progress === null) return; // a site's first message starts its history
+    if (comparePositions(message.previous, state.progress) <= 0) return;
+    throw new SitesyncError(
+      'SITESYNC_ERR_GAP',
+      `a message from site ${message.site} follows position ${describePosition(message.previous)}, but ${this.options.site} has applied only up to ${describePosition(state.progress)}: a message is missing (was ${siteQueue(this.options.site)} purged?); replay the missing range from the archive to resume`,
+    );
+  }
+
+  /** A transaction the target refused: apply the message's transactions one by one, parking each refused one. */
+  private async applyParkingFailures(ctx: Context, state: SourceState, message: ChangeMessage, delivery: ConsumeMessage): Promise<void> {
+    let previous = message.previous;
+    for (const tx of message.transactions) {
+      const single: ChangeMessage = { ...message, previous, transactions: [tx], part: null };
+      previous = tx.position;
+      if (state.progress !== null && comparePositions(tx.position, state.progress) <= 0) continue;
+      try {
+        await state.session.apply([tx]);
+      } catch (error) {
+        if (this.options.sink.classify(error) !== 'data') throw error;
+        await this.park(ctx, encodeMessage(single), messageHeaders(single, CURRENT_SCHEMA_VERSION), message.site, error, tx);
+        await state.session.skip(tx.position, tx.commitTimeMicros);
+      }
+      state.progress = tx.position;
+    }
+    ctx.channel.ack(delivery);
+  }
+
+  private async waitAndRecover(ctx: Context, state: SourceState, source: string, kind: ApplyErrorKind, error: unknown, attempt: number): Promise<void> {
+    const { site, logger, events, config } = this.options;
+    const reason = describeError(error);
+    if (kind === 'schema') {
+      if (state.halted !== reason) {
+        logger.error({ source, code: (error as SitesyncError).code ?? (error as { code?: string }).code }, `applying from ${source} halted: ${reason}`);
+        events.emit('apply:halted', { site, source, reason });
+        state.halted = reason;
+      }
+    } else {
+      logger.warn({ source, attempt }, `applying from ${source} failed, retrying: ${reason}`);
+    }
+    if (state.large) {
+      // The open transaction is gone with the error; its parts must come again from the queue.
+      throw new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', `large transaction ${state.large.txId} from ${source} failed midway (${reason}); its parts are redelivered`);
+    }
+    await sleep(kind === 'schema' ? config.apply.retrySeconds * 1000 : Math.min(10_000, 200 * 2 ** Math.min(attempt, 5)));
+    if (kind === 'transient') {
+      await state.session.close();
+      state.session = await this.options.sink.openSession(source);
+      state.progress = await state.session.progress();
+    }
+    void ctx;
+  }
+
+  private async sourceState(ctx: Context, source: string): Promise<SourceState> {
+    let state = ctx.sources.get(source);
+    if (!state) {
+      const session = await this.options.sink.openSession(source);
+      state = { session, progress: await session.progress(), large: null, halted: null };
+      ctx.sources.set(source, state);
+      this.options.logger.info({ source, applied: describePosition(state.progress) }, 'applying from source');
+    }
+    return state;
+  }
+
+  /** Per-consumer prefetch applies to consumers started after it, so the consumer is started again. */
+  private async setPrefetch(ctx: Context, prefetch: number): Promise<void> {
+    ctx.prefetch = Math.min(65535, prefetch);
+    if (ctx.consumerTag) await ctx.channel.cancel(ctx.consumerTag);
+    await ctx.consume?.();
+  }
+
+  private async park(ctx: Context, body: Buffer, headers: Record<string, unknown>, source: string, error: unknown, tx?: Transaction): Promise<void> {
+    const { site, logger, events } = this.options;
+    const code: ErrorCode | string = (error as SitesyncError).code ?? 'SITESYNC_ERR_APPLY_DATA';
+    const reason = describeError(error);
+    ctx.parking.publish('', parkingQueue(site), body, {
+      persistent: true,
+      headers: {
+        ...headers,
+        'sitesync-parked-reason': reason.slice(0, 2000),
+        'sitesync-parked-code': code,
+        'sitesync-parked-source': source,
+        'sitesync-parked-at': microsToIso(BigInt(Date.now()) * 1000n),
+        ...(tx ? { 'sitesync-parked-transaction': tx.id } : {}),
+      },
+    });
+    await ctx.parking.waitForConfirms();
+    logger.error({ source, code, tx: tx?.id, queue: parkingQueue(site) }, `message parked: ${reason}`);
+    events.emit('apply:parked', { site, source, reason, code: String(code) });
+  }
+}
+
+interface Context {
+  readonly channel: Channel;
+  readonly parking: ConfirmChannel;
+  readonly sources: Map<string, SourceState>;
+  prefetch: number;
+  consumerTag: string | null;
+  consume?: () => Promise<void>;
+  alive(): boolean;
+}

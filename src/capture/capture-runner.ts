@@ -1,0 +1,261 @@
+/**
+ * Capture: source → messages → broker, with the checkpoint rule.
+ *
+ * A session connects the broker, opens the source after its last confirmed checkpoint, and streams:
+ * whole transactions are grouped into messages (up to maxTransactionsPerMessage or maxMessageBytes, or
+ * whatever arrived in the same turn of the event loop), parts of large transactions go out one per
+ * message. Publishing never waits for each confirm; the source is paused while too much is unconfirmed.
+ * Every status interval the source is confirmed up to the tracker's frontier.
+ *
+ * Any failure (broker gone, a publish not confirmed, the database connection lost) ends the session; the
+ * next one starts after a backoff from the source's confirmed checkpoint, so what was not confirmed is sent
+ * again (appliers drop the duplicates) and nothing is lost.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Config } from '../config/config-schema.ts';
+import { routingKey } from '../config/names.ts';
+import { CURRENT_SCHEMA_VERSION, encodeMessage } from '../events/avro-codec.ts';
+import type { ChangeMessage, Position, Transaction, TransactionPart } from '../events/transaction.ts';
+import { connectBroker } from '../bus/broker-connection.ts';
+import { ConfirmedPublisher } from '../bus/confirmed-publisher.ts';
+import { messageHeaders, messageId } from '../bus/message-headers.ts';
+import { declareTopology } from '../bus/topology.ts';
+import { describeError, SitesyncError } from '../errors.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { PipelineEvents } from '../observability/pipeline-events.ts';
+import { CheckpointTracker, type Entry } from './checkpoint-tracker.ts';
+import type { Source, SourceHandler } from './source.ts';
+
+/** Unconfirmed bytes above which the source is paused, whatever the message count. */
+const MAX_UNCONFIRMED_BYTES = 64 * 1024 * 1024;
+const LAG_INTERVAL_MS = 5000;
+
+export interface CaptureRunnerOptions {
+  readonly config: Config;
+  readonly source: Source;
+  readonly events: PipelineEvents;
+  readonly logger: Logger;
+}
+
+interface PendingBatch {
+  transactions: Transaction[];
+  bytes: number;
+  checkpoint: string | null;
+}
+
+export class CaptureRunner {
+  private readonly site: string;
+  private stopping = false;
+  private wake: (() => void) | null = null;
+
+  constructor(private readonly options: CaptureRunnerOptions) {
+    this.site = options.source.site;
+  }
+
+  /** Runs sessions until `stop`; throws only on a fatal error (configuration, permissions). */
+  async run(): Promise<void> {
+    const { source, logger } = this.options;
+    let attempt = 0;
+    while (!this.stopping) {
+      try {
+        await source.prepare();
+        await this.session(() => (attempt = 0));
+      } catch (error) {
+        if (error instanceof SitesyncError && error.consequence === 'fatal') throw error;
+        if (this.stopping) break;
+        const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt++, 6));
+        logger.warn({ code: (error as SitesyncError).code, retryInMs: delay }, describeError(error));
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+          setTimeout(resolve, delay).unref();
+        });
+      }
+    }
+  }
+
+  /** Finish what is in flight (publish, wait for confirms, confirm the source), then return from run(). */
+  stop(): void {
+    this.stopping = true;
+    this.wake?.();
+    this.endSession?.();
+  }
+
+  private endSession: (() => void) | null = null;
+
+  private async session(onHealthy: () => void): Promise<void> {
+    const { config, source, events, logger } = this.options;
+    const connection = await connectBroker(config.broker.url, `sitesync capture ${this.site}`);
+    let failure: ((error: unknown) => void) | null = null;
+    const failed = new Promise<never>((_, reject) => (failure = reject));
+    failed.catch(() => undefined);
+    connection.on('error', (error: Error) => failure?.(error));
+    connection.on('close', () => failure?.(new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', 'the connection to RabbitMQ closed; sitesync reconnects')));
+    connection.on('blocked', (reason: string) => logger.warn({ reason }, 'RabbitMQ blocks publishing (resource alarm); capture waits, the slot keeps the WAL'));
+    connection.on('unblocked', () => logger.info('RabbitMQ accepts publishing again'));
+    const timers: NodeJS.Timeout[] = [];
+    try {
+      const channel = await connection.createConfirmChannel();
+      await declareTopology(channel, config);
+      const publisher = new ConfirmedPublisher(channel, config.broker.exchange);
+      const capture = config.capture;
+
+      let tracker: CheckpointTracker | null = null;
+      let previous: Position | null = null;
+      let batch: PendingBatch | null = null;
+      let flushScheduled = false;
+      let unconfirmed = 0;
+      let unconfirmedBytes = 0;
+      let paused = false;
+      let lastActivity = Date.now();
+      let newestCommitMicros = 0n;
+
+      const publish = (transactions: Transaction[], part: TransactionPart | null, checkpoint: string | null): void => {
+        const t = tracker!;
+        const message: ChangeMessage = { site: this.site, sourceKind: source.kind, previous, transactions, part };
+        const body = encodeMessage(message);
+        const last = transactions[transactions.length - 1]!;
+        const wholeDone = part === null || part.last;
+        const entry: Entry = t.published(checkpoint, wholeDone ? last.position : null);
+        if (wholeDone) previous = last.position;
+        unconfirmed++;
+        unconfirmedBytes += body.length;
+        if (!paused && (unconfirmed >= capture.maxUnconfirmedMessages || unconfirmedBytes >= MAX_UNCONFIRMED_BYTES)) {
+          paused = true;
+          source.pause();
+        }
+        events.emit('capture:published', { site: this.site, transactions: wholeDone ? transactions.length : 0, bytes: body.length });
+        publisher
+          .publish(routingKey(this.site), body, messageId(message), messageHeaders(message, CURRENT_SCHEMA_VERSION), Number(last.commitTimeMicros / 1_000_000n))
+          .then(
+            () => {
+              t.confirmed(entry);
+              unconfirmed--;
+              unconfirmedBytes -= body.length;
+              events.emit('capture:confirmed', { site: this.site, messages: 1 });
+              if (paused && unconfirmed < capture.maxUnconfirmedMessages / 2 && unconfirmedBytes < MAX_UNCONFIRMED_BYTES / 2) {
+                paused = false;
+                source.resume();
+              }
+            },
+            (error: unknown) => failure?.(error),
+          );
+      };
+
+      const flush = (): void => {
+        flushScheduled = false;
+        if (!batch) return;
+        const { transactions, checkpoint } = batch;
+        batch = null;
+        publish(transactions, null, checkpoint);
+      };
+
+      const handler: SourceHandler = {
+        transaction: (tx, part, checkpoint) => {
+          lastActivity = Date.now();
+          newestCommitMicros = tx.commitTimeMicros;
+          if (part === null || part.index === 0) events.emit('capture:transaction', { site: this.site, position: tx.position, rows: tx.changes.length, commitTimeMicros: tx.commitTimeMicros });
+          if (part !== null) {
+            flush();
+            publish([tx], part, checkpoint);
+            return;
+          }
+          batch ??= { transactions: [], bytes: 0, checkpoint: null };
+          batch.transactions.push(tx);
+          batch.bytes += estimateBytes(tx);
+          batch.checkpoint = checkpoint;
+          if (batch.transactions.length >= capture.maxTransactionsPerMessage || batch.bytes >= capture.maxMessageBytes) flush();
+          else if (!flushScheduled) {
+            flushScheduled = true;
+            setImmediate(flush);
+          }
+        },
+        skipped: (position, checkpoint, reason) => {
+          lastActivity = Date.now();
+          events.emit('capture:skipped', { site: this.site, position, reason });
+          if (batch) batch.checkpoint = checkpoint;
+          else tracker!.passed(checkpoint);
+        },
+        idle: (checkpoint) => {
+          if (batch) batch.checkpoint = checkpoint;
+          else tracker!.passed(checkpoint);
+        },
+      };
+
+      const start = await source.open(handler);
+      tracker = new CheckpointTracker(start.lastPublished);
+      previous = start.lastPublished;
+      onHealthy();
+      logger.info({ lastPublished: start.lastPublished }, 'capture started');
+
+      let confirmedCheckpoint: string | null = null;
+      let confirming = false;
+      const confirmFrontier = async (): Promise<void> => {
+        if (confirming) return;
+        confirming = true;
+        try {
+          const frontier = tracker!.advance();
+          if (frontier.checkpoint !== null && frontier.checkpoint !== confirmedCheckpoint) {
+            await source.confirm(frontier.checkpoint, frontier.lastPublished);
+            confirmedCheckpoint = frontier.checkpoint;
+            events.emit('capture:slot-confirmed', { site: this.site, position: frontier.checkpoint });
+          }
+        } finally {
+          confirming = false;
+        }
+      };
+      timers.push(setInterval(() => confirmFrontier().catch((error: unknown) => failure?.(error)), capture.statusIntervalSeconds * 1000));
+      if (capture.heartbeatSeconds > 0) {
+        timers.push(
+          setInterval(() => {
+            if (Date.now() - lastActivity < capture.heartbeatSeconds * 1000) return;
+            lastActivity = Date.now();
+            source.heartbeat().catch((error: unknown) => failure?.(error));
+          }, capture.heartbeatSeconds * 1000),
+        );
+      }
+      timers.push(
+        setInterval(() => {
+          source.lag().then(
+            (lag) => {
+              if (!lag) return;
+              const seconds = unconfirmed > 0 && newestCommitMicros > 0n ? Math.max(0, Date.now() / 1000 - Number(newestCommitMicros) / 1e6) : 0;
+              events.emit('capture:lag', { site: this.site, bytes: lag.bytes, seconds });
+            },
+            () => undefined,
+          );
+        }, LAG_INTERVAL_MS),
+      );
+
+      const stopRequested = new Promise<'stop'>((resolve) => (this.endSession = () => resolve('stop')));
+      if (this.stopping) this.endSession?.();
+      const outcome = await Promise.race([source.ended!.then(() => 'ended' as const), failed, stopRequested]);
+      if (outcome === 'stop') {
+        // Clean stop: stop reading, publish what is held, wait (bounded) for the broker, confirm the source.
+        source.pause();
+        flush();
+        const deadline = Date.now() + 10_000;
+        while (unconfirmed > 0 && Date.now() < deadline) await Promise.race([sleep(20), failed]);
+        await confirmFrontier();
+        logger.info({ unconfirmed, confirmed: confirmedCheckpoint }, 'capture stopped');
+      } else {
+        throw new SitesyncError('SITESYNC_ERR_POSTGRES_UNREACHABLE', `the replication stream of site ${this.site} ended; sitesync restarts it`);
+      }
+    } finally {
+      failure = null;
+      this.endSession = null;
+      for (const timer of timers) clearInterval(timer);
+      await source.close().catch(() => undefined);
+      await connection.close().catch(() => undefined);
+    }
+  }
+}
+
+function estimateBytes(tx: Transaction): number {
+  let bytes = 64;
+  for (const change of tx.changes) {
+    bytes += 16;
+    if (change.op === 'insert' || change.op === 'update') for (const v of change.newRow.values) bytes += v === null ? 1 : v.length + 2;
+    if ((change.op === 'update' || change.op === 'delete') && change.oldRow) for (const v of change.oldRow.values) bytes += v === null ? 1 : v.length + 2;
+  }
+  return bytes;
+}

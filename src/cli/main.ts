@@ -1,0 +1,99 @@
+/**
+ * The `sitesync` command line. Every failure a user can cause ends in one line on stderr naming what is
+ * wrong and how to fix it; configuration errors exit with status 2 before anything is touched.
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { loadConfig } from '../config/load-config.ts';
+import { describeError, SitesyncError } from '../errors.ts';
+import { createLogger } from '../observability/logger.ts';
+import { createMetrics, serveMetrics } from '../observability/metrics.ts';
+import { createPipeline } from '../pipeline.ts';
+import { collectStatus, formatStatus } from './status-command.ts';
+
+const EXIT_CONFIG = 2;
+const EXIT_FAILURE = 1;
+
+function fail(error: unknown): never {
+  process.stderr.write(`sitesync: ${describeError(error)}\n`);
+  const config = error instanceof SitesyncError && error.code === 'SITESYNC_ERR_CONFIG';
+  process.exit(config ? EXIT_CONFIG : EXIT_FAILURE);
+}
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is a whole number from 0 to 65535');
+  return n;
+}
+
+const program = new Command()
+  .name('sitesync')
+  .description('Keeps the databases of several sites in step: PostgreSQL WAL → RabbitMQ → every other site, exactly once, in commit order.')
+  .showHelpAfterError()
+  .configureOutput({ outputError: (text, write) => write(`sitesync: ${text.replace(/^error: /, '')}`) })
+  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_CONFIG));
+
+program
+  .command('run')
+  .description('capture site NAME and apply every other site into it, until SIGTERM or SIGINT')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .requiredOption('-s, --site <name>', 'the site this process serves')
+  .option('--metrics-port <port>', 'serve Prometheus metrics on this port (overrides metrics.port)', port)
+  .action(async (opts: { config: string; site: string; metricsPort?: number }) => {
+    let pipeline;
+    let logger;
+    try {
+      const config = loadConfig(opts.config);
+      logger = createLogger(config.log.level);
+      pipeline = createPipeline(config, opts.site, logger);
+      const metricsPort = opts.metricsPort ?? config.metrics.port;
+      if (metricsPort > 0) {
+        const metrics = createMetrics(pipeline.events);
+        const server = await serveMetrics(metrics, metricsPort);
+        server.unref();
+        logger.info({ port: metricsPort }, 'metrics on /metrics');
+      }
+    } catch (error) {
+      fail(error);
+    }
+    const log = logger;
+    const p = pipeline;
+    let signals = 0;
+    const onSignal = (signal: string): void => {
+      if (++signals > 1) {
+        log.warn('second signal: exiting now; what was in flight is sent again at the next start');
+        process.exit(EXIT_FAILURE);
+      }
+      log.info({ signal }, 'stopping: finishing what is in flight');
+      p.stop();
+    };
+    process.on('SIGTERM', () => onSignal('SIGTERM'));
+    process.on('SIGINT', () => onSignal('SIGINT'));
+    log.info({ site: opts.site }, 'sitesync running');
+    try {
+      await p.run();
+      log.info('stopped cleanly');
+      log.flush();
+      process.exit(0);
+    } catch (error) {
+      log.flush();
+      fail(error);
+    }
+  });
+
+program
+  .command('status')
+  .description("show every site's slot, how far each source is applied, and the queues")
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .option('--json', 'print JSON instead of text')
+  .action(async (opts: { config: string; json?: boolean }) => {
+    try {
+      const config = loadConfig(opts.config);
+      const statuses = await collectStatus(config);
+      process.stdout.write(opts.json ? `${JSON.stringify(statuses, null, 2)}\n` : `${formatStatus(statuses)}\n`);
+      process.exit(0);
+    } catch (error) {
+      fail(error);
+    }
+  });
+
+await program.parseAsync(process.argv);

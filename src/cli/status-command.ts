@@ -1,0 +1,90 @@
+/**
+ * `sitesync status`: every site's slot, how far each source is applied there, and the queues, at a glance.
+ */
+import type { Config } from '../config/config-schema.ts';
+import { parkingQueue, siteQueue } from '../config/names.ts';
+import { connectBroker } from '../bus/broker-connection.ts';
+import { describeError } from '../errors.ts';
+import { readPostgresStatus, type OriginStatus, type SlotStatus } from '../../connectors/postgres/postgres-status.ts';
+
+export interface SiteStatus {
+  readonly site: string;
+  readonly error?: string;
+  readonly slot?: SlotStatus;
+  readonly origins?: OriginStatus[];
+  readonly queue?: { name: string; messages: number; consumers: number; parked: number } | { name: string; error: string };
+}
+
+export async function collectStatus(config: Config): Promise<SiteStatus[]> {
+  const sites = Object.keys(config.sites);
+  const queues = await readQueues(config, sites);
+  return Promise.all(
+    sites.map(async (site): Promise<SiteStatus> => {
+      const queue = queues.get(site);
+      try {
+        const pgStatus = await readPostgresStatus(config.sites[site]!.postgres, site, sites.filter((s) => s !== site));
+        return { site, ...pgStatus, ...(queue ? { queue } : {}) };
+      } catch (error) {
+        return { site, error: describeError(error), ...(queue ? { queue } : {}) };
+      }
+    }),
+  );
+}
+
+async function readQueues(config: Config, sites: string[]): Promise<Map<string, NonNullable<SiteStatus['queue']>>> {
+  const result = new Map<string, NonNullable<SiteStatus['queue']>>();
+  let connection;
+  try {
+    connection = await connectBroker(config.broker.url, 'sitesync status');
+  } catch (error) {
+    for (const site of sites) result.set(site, { name: siteQueue(site), error: describeError(error) });
+    return result;
+  }
+  try {
+    for (const site of sites) {
+      // A failed check closes the channel, so each queue gets its own.
+      const channel = await connection.createChannel();
+      channel.on('error', () => undefined);
+      try {
+        const q = await channel.checkQueue(siteQueue(site));
+        const parked = await channel.checkQueue(parkingQueue(site)).then((p) => p.messageCount, () => 0);
+        result.set(site, { name: siteQueue(site), messages: q.messageCount, consumers: q.consumerCount, parked });
+        await channel.close().catch(() => undefined);
+      } catch {
+        result.set(site, { name: siteQueue(site), error: 'not declared yet (run the site once)' });
+      }
+    }
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
+  return result;
+}
+
+export function formatStatus(statuses: SiteStatus[]): string {
+  const lines: string[] = [];
+  for (const s of statuses) {
+    lines.push(`site ${s.site}`);
+    if (s.error) lines.push(`  error: ${s.error}`);
+    if (s.slot) {
+      const slot = s.slot;
+      lines.push(
+        slot.exists
+          ? `  slot ${slot.slot}: ${slot.active ? 'streaming' : 'idle'}, confirmed ${slot.confirmed}, server at ${slot.current}, lag ${formatBytes(slot.lagBytes)}, WAL kept ${formatBytes(slot.retainedBytes)}`
+          : `  slot ${slot.slot}: not created yet (run the site once)`,
+      );
+    }
+    for (const o of s.origins ?? []) lines.push(`  from ${o.source}: applied up to ${o.applied ?? 'nothing yet'} (origin ${o.origin})`);
+    if (s.queue) {
+      lines.push('error' in s.queue ? `  queue ${s.queue.name}: ${s.queue.error}` : `  queue ${s.queue.name}: ${s.queue.messages} waiting, ${s.queue.consumers} consumer(s), ${s.queue.parked} parked`);
+    }
+  }
+  return lines.join('\n');
+}
+
+function formatBytes(bytes: number | null): string {
+  if (bytes === null) return 'unknown';
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 ** 2) return `${(bytes / 1024).toFixed(1)} KiB`;
+  if (bytes < 1024 ** 3) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
+}

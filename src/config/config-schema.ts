@@ -1,0 +1,136 @@
+/**
+ * The configuration contract: the JSON Schema that validates a config file, and the type it yields.
+ * Every option says its unit and default here; docs in README.md "Configuration" mirror this file.
+ */
+
+export interface SiteConfig {
+  /** PostgreSQL connection URL of this site's database. */
+  readonly postgres: string;
+  /** Tables to replicate as `schema.table`; absent = every user table, including tables created later. */
+  readonly tables?: readonly string[];
+}
+
+export interface Config {
+  readonly broker: {
+    readonly url: string;
+    /** Topic exchange for change messages. Default `sitesync.changes`. */
+    readonly exchange: string;
+    /** Stream that archives every site's messages. Default `sitesync.archive`. */
+    readonly archiveStream: string;
+    /** How long the archive keeps messages, in days. Default 90. */
+    readonly archiveRetentionDays: number;
+  };
+  readonly sites: Readonly<Record<string, SiteConfig>>;
+  readonly capture: {
+    /** Largest message body before a transaction is split into parts, in bytes. Default 1 MiB. */
+    readonly maxMessageBytes: number;
+    /** Most transactions grouped into one message. Default 200. */
+    readonly maxTransactionsPerMessage: number;
+    /** Most messages published and not yet confirmed by the broker before capture pauses. Default 512. */
+    readonly maxUnconfirmedMessages: number;
+    /** Seconds between heartbeats that keep a quiet site's slot moving. Default 10; 0 turns them off. */
+    readonly heartbeatSeconds: number;
+    /** Seconds between standby status updates to the server. Default 1. */
+    readonly statusIntervalSeconds: number;
+  };
+  readonly apply: {
+    /** Messages the broker may deliver ahead of the one being applied. Default 64. */
+    readonly prefetch: number;
+    /** Apply with session_replication_role = replica, so that target triggers and FK checks do not
+     *  fire again for rows the source already checked (as PostgreSQL's own subscriptions do). Needs a
+     *  superuser; default true. */
+    readonly replicaRole: boolean;
+    /** Seconds to wait before retrying a source that halted (missing table, lost connection). Default 5. */
+    readonly retrySeconds: number;
+  };
+  readonly metrics: {
+    /** Port of the Prometheus /metrics endpoint; 0 turns it off. Default 0 (off). */
+    readonly port: number;
+  };
+  readonly log: {
+    readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  };
+}
+
+export const SITE_NAME = '^[a-z][a-z0-9_]{0,39}$';
+
+export const configSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['broker', 'sites'],
+  properties: {
+    broker: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['url'],
+      properties: {
+        url: { type: 'string', pattern: '^amqps?://' },
+        exchange: { type: 'string', minLength: 1, default: 'sitesync.changes' },
+        archiveStream: { type: 'string', minLength: 1, default: 'sitesync.archive' },
+        archiveRetentionDays: { type: 'integer', minimum: 1, default: 90 },
+      },
+    },
+    sites: {
+      type: 'object',
+      minProperties: 2,
+      propertyNames: { pattern: SITE_NAME },
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['postgres'],
+        properties: {
+          postgres: { type: 'string', pattern: '^postgres(ql)?://' },
+          tables: {
+            type: 'array',
+            minItems: 1,
+            items: { type: 'string', pattern: '^[^.]+\\.[^.]+$' },
+          },
+        },
+      },
+    },
+    capture: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        maxMessageBytes: { type: 'integer', minimum: 4096, default: 1048576 },
+        maxTransactionsPerMessage: { type: 'integer', minimum: 1, default: 200 },
+        maxUnconfirmedMessages: { type: 'integer', minimum: 1, default: 512 },
+        heartbeatSeconds: { type: 'number', minimum: 0, default: 10 },
+        statusIntervalSeconds: { type: 'number', exclusiveMinimum: 0, default: 1 },
+      },
+    },
+    apply: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        prefetch: { type: 'integer', minimum: 1, maximum: 65535, default: 64 },
+        replicaRole: { type: 'boolean', default: true },
+        retrySeconds: { type: 'number', exclusiveMinimum: 0, default: 5 },
+      },
+    },
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: { port: { type: 'integer', minimum: 0, maximum: 65535, default: 0 } },
+    },
+    log: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info' },
+      },
+    },
+  },
+} as const;
+
+/** What each schema pattern means, for error messages a person can act on. */
+export const PATTERN_HINTS: Readonly<Record<string, string>> = {
+  '^amqps?://': 'an AMQP URL such as amqp://guest:guest@127.0.0.1:5672/',
+  '^postgres(ql)?://': 'a PostgreSQL URL such as postgres://postgres@127.0.0.1:5432/paris',
+  '^[^.]+\\.[^.]+$': 'a table as schema.table, such as public.users',
+  [SITE_NAME]: 'a site name of lower-case letters, digits and _ starting with a letter (at most 40)',
+};

@@ -1,0 +1,134 @@
+/**
+ * Reads the YAML file, lays environment overrides over it, validates once against the schema (unknown keys
+ * rejected, defaults filled in), freezes it and hands it down. Precedence: environment, then file, then
+ * the schema's defaults.
+ *
+ * An environment variable `SITESYNC_A__B__C` sets the key path a.b.c (matched case-insensitively, so
+ * `SITESYNC_CAPTURE__HEARTBEATSECONDS` sets capture.heartbeatSeconds); its value is read as YAML, so
+ * numbers, booleans and `[a, b]` lists work.
+ */
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { SitesyncError } from '../errors.ts';
+import { configSchema, PATTERN_HINTS, type Config } from './config-schema.ts';
+
+const ENV_PREFIX = 'SITESYNC_';
+
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw configError(`cannot read the configuration file ${file} (${(error as NodeJS.ErrnoException).code ?? error}); pass an existing file with --config`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (error) {
+    throw configError(`${file} is not valid YAML: ${(error as Error).message.split('\n')[0]}; fix the syntax at that line`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw configError(`${file} must be a YAML mapping with at least "broker" and "sites"; see README.md, Configuration`);
+  }
+  return parseConfig(applyEnvironment(raw as Record<string, unknown>, env), file);
+}
+
+/** Validate an already-read configuration object (tests and the CLI's `--config -` use this). */
+export function parseConfig(raw: unknown, origin = 'configuration'): Config {
+  const copy = structuredClone(raw);
+  if (!validate(copy)) throw configError(`${origin}: ${explain(validate.errors?.[0], copy)}`);
+  return deepFreeze(copy as Config);
+}
+
+const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: true, allowUnionTypes: true });
+const validate = ajv.compile(configSchema);
+
+function explain(error: ErrorObject | undefined, data: unknown): string {
+  if (!error) return 'invalid configuration';
+  const path = error.instancePath.split('/').filter(Boolean).join('.') || '(top level)';
+  const value = valueAt(data, error.instancePath);
+  const shown = value === undefined ? '' : ` = ${JSON.stringify(value)}`;
+  switch (error.keyword) {
+    case 'additionalProperties': {
+      const key = (error.params as { additionalProperty: string }).additionalProperty;
+      const where = path === '(top level)' ? key : `${path}.${key}`;
+      return `unknown key "${where}"; remove it or check its spelling against README.md, Configuration`;
+    }
+    case 'required': {
+      const key = (error.params as { missingProperty: string }).missingProperty;
+      return `missing key "${path === '(top level)' ? key : `${path}.${key}`}"; add it (see README.md, Configuration)`;
+    }
+    case 'pattern': {
+      const hint = PATTERN_HINTS[(error.params as { pattern: string }).pattern] ?? `text matching ${(error.params as { pattern: string }).pattern}`;
+      return `${path}${shown} is not valid; it must be ${hint}`;
+    }
+    case 'propertyNames':
+      return `site name ${JSON.stringify((error.params as { propertyName: string }).propertyName)} is not valid; it must be ${PATTERN_HINTS['^[a-z][a-z0-9_]{0,39}$']}`;
+    case 'minProperties':
+      return `${path} needs at least two sites: sitesync replicates between sites`;
+    default:
+      return `${path}${shown} ${error.message ?? 'is not valid'}; fix it (see README.md, Configuration)`;
+  }
+}
+
+function valueAt(data: unknown, pointer: string): unknown {
+  let node = data;
+  for (const part of pointer.split('/').filter(Boolean)) {
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<string, unknown>)[part];
+  }
+  return node;
+}
+
+/** Lays every SITESYNC_A__B variable over the raw configuration. */
+export function applyEnvironment(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const result = structuredClone(raw);
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;
+    const path = name.slice(ENV_PREFIX.length).split('__').filter(Boolean);
+    if (path.length === 0) continue;
+    setPath(result, path, parseYaml(value) ?? value);
+  }
+  return result;
+}
+
+function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let node = target;
+  let schemaNode: SchemaNode | undefined = configSchema as SchemaNode;
+  path.forEach((segment, i) => {
+    const key = keyFor(node, schemaNode, segment);
+    schemaNode = schemaNode?.properties?.[key] ?? (typeof schemaNode?.additionalProperties === 'object' ? schemaNode.additionalProperties : undefined);
+    if (i === path.length - 1) {
+      node[key] = value;
+      return;
+    }
+    const next = node[key];
+    if (next === null || typeof next !== 'object') node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  });
+}
+
+interface SchemaNode {
+  properties?: Record<string, SchemaNode>;
+  additionalProperties?: SchemaNode | boolean;
+}
+
+/** The real key an upper-case environment segment means: a known key of the schema, an existing key, or lower case. */
+function keyFor(node: Record<string, unknown>, schemaNode: SchemaNode | undefined, segment: string): string {
+  const wanted = segment.toLowerCase();
+  const known = [...Object.keys(schemaNode?.properties ?? {}), ...Object.keys(node)];
+  return known.find((k) => k.toLowerCase() === wanted) ?? wanted;
+}
+
+function configError(message: string): SitesyncError {
+  return new SitesyncError('SITESYNC_ERR_CONFIG', message);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,662 @@
+/**
+ * The wire form of a ChangeMessage: Avro, with the schemas in `schemas/change-message.vN.avsc`.
+ *
+ * A message writes each relation once, in `relations`, and its changes refer to them by index; reading
+ * rebuilds one shared RelationInfo per relation. Writing always uses CURRENT_SCHEMA_VERSION; reading
+ * resolves the writer's version (from the AMQP header `sitesync-schema-version`) to the current schema.
+ *
+ * This is on the hot path of both capture and apply, so: the avsc types and resolvers are built once, at
+ * module load; `null|x` unions are plain values (avsc's unwrapped unions); row images go to avsc as they
+ * are; encoding writes once into a reused scratch buffer; bigint <-> number happens only here.
+ *
+ * decodeMessage throws DecodeError and nothing else. encodeMessage throws SitesyncError
+ * SITESYNC_ERR_MESSAGE_INVALID for a message the model forbids (so nothing unreadable is ever published).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import avro from 'avsc';
+import type { Type } from 'avsc';
+import { DecodeError, SitesyncError } from '../errors.ts';
+import type {
+  Change,
+  ChangeMessage,
+  ColumnInfo,
+  RelationInfo,
+  RowImage,
+  SourceKind,
+  Transaction,
+  TransactionPart,
+} from './transaction.ts';
+
+/** The schema version this code writes. Readers know it and every older version in `schemas/`. */
+export const CURRENT_SCHEMA_VERSION: number = 1;
+
+const SCHEMA_DIR = new URL('../../schemas/', import.meta.url);
+const SCHEMA_FILE = /^change-message\.v([1-9][0-9]*)\.avsc$/;
+
+/**
+ * Commit times travel as an Avro long, which avsc handles as a JS number: exact up to 2^53 - 2 µs (the
+ * year 2255; avsc refuses more), but for negative values only down to -2^52 µs (the year 1827: beyond it
+ * avsc's zig-zag arithmetic silently loses the low bit). Both ends are checked when writing and reading.
+ */
+const MAX_EXACT_MICROS = 9_007_199_254_740_990n;
+const MIN_EXACT_MICROS = -4_503_599_627_370_496n;
+const MAX_EXACT_MICROS_NUMBER = Number(MAX_EXACT_MICROS);
+const MIN_EXACT_MICROS_NUMBER = Number(MIN_EXACT_MICROS);
+
+// ---------------------------------------------------------------------------------------------------
+// Wire shapes (what avsc reads and writes with the current schema)
+// ---------------------------------------------------------------------------------------------------
+
+type WireOp = 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE' | 'MESSAGE';
+
+interface WireColumn {
+  readonly name: string;
+  readonly type: string;
+  /** The OID's 32 bits as a signed int. */
+  readonly typeOid: number;
+  readonly typeModifier: number;
+  readonly key: boolean;
+}
+
+interface WireRelation {
+  readonly schema: string;
+  readonly table: string;
+  readonly replicaIdentity: string;
+  readonly columns: readonly WireColumn[];
+}
+
+interface WireChange {
+  readonly op: WireOp;
+  readonly relation: number | null;
+  readonly relations: readonly number[] | null;
+  readonly oldRow: RowImage | null;
+  readonly newRow: RowImage | null;
+  readonly cascade: boolean | null;
+  readonly restartIdentity: boolean | null;
+  readonly prefix: string | null;
+  readonly content: Buffer | null;
+}
+
+interface WireTransaction {
+  readonly id: string;
+  readonly site: string;
+  readonly position: string;
+  readonly commitTimeMicros: number;
+  readonly sourceTxId: string;
+  readonly changes: readonly WireChange[];
+}
+
+interface WireMessage {
+  readonly site: string;
+  readonly sourceKind: string;
+  readonly previous: string | null;
+  readonly relations: readonly WireRelation[];
+  readonly transactions: readonly WireTransaction[];
+  readonly part: TransactionPart | null;
+}
+
+// Records keyed by the model's unions, so that widening a union in transaction.ts fails to compile here.
+const SOURCE_KINDS: Record<SourceKind, true> = { postgres: true };
+const REPLICA_IDENTITIES: Record<RelationInfo['replicaIdentity'], true> = { d: true, f: true, i: true, n: true };
+
+// ---------------------------------------------------------------------------------------------------
+// Schemas, loaded once
+// ---------------------------------------------------------------------------------------------------
+
+type Resolver = ReturnType<Type['createResolver']>;
+type AvroSchema = Parameters<typeof avro.Type.forSchema>[0];
+
+/** The parts of avsc's internals the array guard below relies on (avsc 5.7). */
+interface AvscTap {
+  buf: Buffer;
+  pos: number;
+  readLong(): number;
+  skipLong(): void;
+}
+interface AvscReader {
+  readonly itemsType: { _read(tap: AvscTap): unknown };
+}
+interface AvscTypeInternals {
+  readonly typeName: string;
+  readonly fields?: readonly { readonly type: AvscTypeInternals }[];
+  readonly itemsType?: AvscTypeInternals;
+  readonly valuesType?: AvscTypeInternals;
+  readonly types?: readonly AvscTypeInternals[];
+  readonly underlyingType?: AvscTypeInternals;
+  readonly _read: (this: AvscReader, tap: AvscTap) => unknown;
+}
+
+/** Thrown by the array guard; turned into a DecodeError. Not an Error: no stack to capture. */
+class ArrayOverrun {
+  constructor(
+    readonly at: number,
+    readonly count: number,
+    readonly remaining: number,
+  ) {}
+}
+
+/**
+ * avsc reads an array's item count and then reads that many items, reading past the end of the buffer
+ * without complaint (it only checks at the end). A corrupt count of 2^31 would have it build a 2^31-item
+ * array before noticing. This replacement stops as soon as the items run past the end of the buffer, so
+ * work stays proportional to the body's size. (Every item of our arrays takes at least one byte.)
+ * Resolvers copy the reader array type's `_read`, so this also guards reads of older versions.
+ */
+function readArrayBounded(this: AvscReader, tap: AvscTap): unknown[] {
+  const items = this.itemsType;
+  const end = tap.buf.length;
+  let out: unknown[] | undefined;
+  let i = 0;
+  let n: number;
+  while ((n = tap.readLong()) !== 0) {
+    if (n < 0) {
+      n = -n;
+      tap.skipLong(); // Block size in bytes.
+    }
+    const at = tap.pos;
+    if (out === undefined) out = new Array<unknown>(Math.min(n, Math.max(end - at, 0)));
+    while (n-- > 0) {
+      out[i++] = items._read(tap);
+      if (tap.pos > end) throw new ArrayOverrun(at, i + n, end - at);
+    }
+  }
+  return out ?? [];
+}
+
+/** avsc freezes its types, so the guard goes on a subclass that the type hook below builds instead. */
+class BoundedArrayType extends avro.types.ArrayType {}
+(BoundedArrayType.prototype as unknown as { _read: typeof readArrayBounded })._read = readArrayBounded;
+
+type TypeOptions = NonNullable<Parameters<typeof avro.Type.forSchema>[1]>;
+const TYPE_OPTIONS: TypeOptions = {
+  wrapUnions: 'auto',
+  typeHook: (schema, options) => {
+    const s = schema as { type?: unknown; logicalType?: unknown };
+    if (typeof s === 'object' && s !== null && s.type === 'array' && s.logicalType === undefined) {
+      return new BoundedArrayType(schema, options);
+    }
+    return undefined;
+  },
+};
+
+/** Checks, once, that every array is guarded and every union is a plain `null|x` value. */
+function checkTypes(type: AvscTypeInternals, seen: Set<AvscTypeInternals>): void {
+  if (seen.has(type)) return;
+  seen.add(type);
+  if (type.typeName === 'union:wrapped') {
+    throw new Error('avro-codec: a union in the change-message schema is wrapped; every union must be null|x');
+  }
+  if (type.typeName === 'array' && type._read !== readArrayBounded) {
+    throw new Error('avro-codec: an array type escaped the bounded reader (avsc internals changed?)');
+  }
+  for (const field of type.fields ?? []) checkTypes(field.type, seen);
+  for (const branch of type.types ?? []) checkTypes(branch, seen);
+  if (type.itemsType) checkTypes(type.itemsType, seen);
+  if (type.valuesType) checkTypes(type.valuesType, seen);
+  if (type.underlyingType) checkTypes(type.underlyingType, seen);
+}
+
+interface Codec {
+  readonly writer: Type;
+  /** Per writer version: the resolver to the current schema, or null for the current version itself. */
+  readonly readers: ReadonlyMap<number, Resolver | null>;
+  readonly known: string;
+}
+
+function loadCodec(): Codec {
+  const types = new Map<number, Type>();
+  for (const file of readdirSync(SCHEMA_DIR).sort()) {
+    const match = SCHEMA_FILE.exec(file);
+    if (!match) continue;
+    const version = Number(match[1]);
+    const url = new URL(file, SCHEMA_DIR);
+    let type: Type;
+    try {
+      type = avro.Type.forSchema(JSON.parse(readFileSync(url, 'utf8')) as AvroSchema, { ...TYPE_OPTIONS });
+    } catch (error) {
+      throw new Error(`avro-codec: ${url.pathname} is not a valid Avro schema: ${oneLine(error)}`, { cause: error });
+    }
+    checkTypes(type as unknown as AvscTypeInternals, new Set());
+    types.set(version, type);
+  }
+  const writer = types.get(CURRENT_SCHEMA_VERSION);
+  if (writer === undefined) {
+    throw new Error(
+      `avro-codec: no schema for the current version ${CURRENT_SCHEMA_VERSION} (change-message.v${CURRENT_SCHEMA_VERSION}.avsc) in ${SCHEMA_DIR.pathname}`,
+    );
+  }
+  const readers = new Map<number, Resolver | null>();
+  for (const [version, type] of types) {
+    if (version === CURRENT_SCHEMA_VERSION) {
+      readers.set(version, null);
+      continue;
+    }
+    try {
+      readers.set(version, writer.createResolver(type));
+    } catch (error) {
+      throw new Error(
+        `avro-codec: schema version ${version} cannot be read by version ${CURRENT_SCHEMA_VERSION}: ${oneLine(error)}`,
+        { cause: error },
+      );
+    }
+  }
+  const known = [...readers.keys()].sort((a, b) => a - b).join(', ');
+  return { writer, readers, known };
+}
+
+const codec = loadCodec();
+
+// ---------------------------------------------------------------------------------------------------
+// Encoding
+// ---------------------------------------------------------------------------------------------------
+
+/** Reused between calls so that a message is written once, then copied out at its exact size. */
+let scratch = Buffer.allocUnsafeSlow(64 * 1024);
+/** Above this, write into a one-off buffer instead of keeping a huge scratch buffer alive. */
+const MAX_SCRATCH = 16 * 1024 * 1024;
+
+/** Writes a message with the current schema (CURRENT_SCHEMA_VERSION). */
+export function encodeMessage(message: ChangeMessage): Buffer {
+  const wire = toWire(message);
+  try {
+    return write(wire);
+  } catch (error) {
+    throw invalid(`cannot encode change message: ${wireProblem(wire) ?? oneLine(error)}`, error);
+  }
+}
+
+function write(wire: WireMessage): Buffer {
+  const type = codec.writer;
+  let end = type.encode(wire, scratch, 0);
+  if (end < 0) {
+    // encode() returned minus the number of missing bytes.
+    const size = scratch.length - end;
+    if (size > MAX_SCRATCH) {
+      const exact = Buffer.allocUnsafe(size);
+      type.encode(wire, exact, 0);
+      return exact;
+    }
+    scratch = Buffer.allocUnsafeSlow(Math.min(MAX_SCRATCH, Math.max(size, 2 * scratch.length)));
+    end = type.encode(wire, scratch, 0);
+  }
+  const out = Buffer.allocUnsafe(end);
+  scratch.copy(out, 0, 0, end);
+  return out;
+}
+
+function toWire(message: ChangeMessage): WireMessage {
+  const relations: WireRelation[] = [];
+  const indexes = new Map<RelationInfo, number>();
+  const relationIndex: RelationIndex = (relation, t, c) => {
+    let index = indexes.get(relation);
+    if (index === undefined) {
+      index = relations.length;
+      relations.push(relationToWire(relation, where(t, c)));
+      indexes.set(relation, index);
+    }
+    return index;
+  };
+
+  const transactions: WireTransaction[] = new Array<WireTransaction>(message.transactions.length);
+  let t = 0;
+  for (const tx of message.transactions) {
+    const micros = tx.commitTimeMicros;
+    if (typeof micros !== 'bigint' || micros > MAX_EXACT_MICROS || micros < MIN_EXACT_MICROS) {
+      throw invalid(
+        `cannot encode change message: transaction ${t} (${tx.id}) commit time ${String(micros)} µs is not a bigint from -2^52 to 2^53-2 (years 1827 to 2255)`,
+      );
+    }
+    const changes: WireChange[] = new Array<WireChange>(tx.changes.length);
+    let c = 0;
+    for (const change of tx.changes) {
+      changes[c] = changeToWire(change, relationIndex, t, c);
+      c++;
+    }
+    transactions[t++] = {
+      id: tx.id,
+      site: tx.site,
+      position: tx.position,
+      commitTimeMicros: Number(micros),
+      sourceTxId: tx.sourceTxId,
+      changes,
+    };
+  }
+  return {
+    site: message.site,
+    sourceKind: message.sourceKind,
+    previous: message.previous,
+    relations,
+    transactions,
+    part: message.part,
+  };
+}
+
+type RelationIndex = (relation: RelationInfo, t: number, c: number) => number;
+
+function changeToWire(change: Change, relationIndex: RelationIndex, t: number, c: number): WireChange {
+  // Every change has the same shape (all fields, unused ones null): avsc's record writer stays monomorphic.
+  switch (change.op) {
+    case 'insert':
+      checkRow(change.newRow, t, c, 'newRow');
+      return rowChange('INSERT', relationIndex(change.relation, t, c), null, change.newRow);
+    case 'update':
+      if (change.oldRow !== null) checkRow(change.oldRow, t, c, 'oldRow');
+      checkRow(change.newRow, t, c, 'newRow');
+      return rowChange('UPDATE', relationIndex(change.relation, t, c), change.oldRow, change.newRow);
+    case 'delete':
+      checkRow(change.oldRow, t, c, 'oldRow');
+      return rowChange('DELETE', relationIndex(change.relation, t, c), change.oldRow, null);
+    case 'truncate': {
+      const indexes = change.relations.map((relation) => relationIndex(relation, t, c));
+      return {
+        op: 'TRUNCATE',
+        relation: null,
+        relations: indexes,
+        oldRow: null,
+        newRow: null,
+        cascade: change.cascade,
+        restartIdentity: change.restartIdentity,
+        prefix: null,
+        content: null,
+      };
+    }
+    case 'message':
+      return {
+        op: 'MESSAGE',
+        relation: null,
+        relations: null,
+        oldRow: null,
+        newRow: null,
+        cascade: null,
+        restartIdentity: null,
+        prefix: change.prefix,
+        content: change.content,
+      };
+    default:
+      throw invalid(
+        `cannot encode change message: ${where(t, c)} has unknown op ${JSON.stringify((change as { op: unknown }).op)}`,
+      );
+  }
+}
+
+function rowChange(op: WireOp, relation: number, oldRow: RowImage | null, newRow: RowImage | null): WireChange {
+  return {
+    op,
+    relation,
+    relations: null,
+    oldRow,
+    newRow,
+    cascade: null,
+    restartIdentity: null,
+    prefix: null,
+    content: null,
+  };
+}
+
+function checkRow(row: RowImage, t: number, c: number, which: string): void {
+  const unchanged = row.unchanged;
+  if (unchanged.length === 0) return;
+  const count = row.values.length;
+  for (const index of unchanged) {
+    if (!(Number.isInteger(index) && index >= 0 && index < count)) {
+      throw invalid(
+        `cannot encode change message: ${where(t, c)} ${which} lists unchanged column ${String(index)} but has ${count} values`,
+      );
+    }
+  }
+}
+
+function relationToWire(relation: RelationInfo, at: string): WireRelation {
+  const name = `${relation.schema}.${relation.table}`;
+  if (REPLICA_IDENTITIES[relation.replicaIdentity] !== true) {
+    throw invalid(
+      `cannot encode change message: relation ${name} (first used by ${at}) has unknown replica identity ${JSON.stringify(relation.replicaIdentity)}`,
+    );
+  }
+  return {
+    schema: relation.schema,
+    table: relation.table,
+    replicaIdentity: relation.replicaIdentity,
+    columns: relation.columns.map((column: ColumnInfo): WireColumn => {
+      const oid = column.typeOid;
+      if (!(Number.isInteger(oid) && oid >= 0 && oid <= 0xffff_ffff)) {
+        throw invalid(
+          `cannot encode change message: relation ${name} column ${column.name} has type OID ${String(oid)}, not an unsigned 32-bit integer`,
+        );
+      }
+      return {
+        name: column.name,
+        type: column.type,
+        typeOid: oid | 0,
+        typeModifier: column.typeModifier,
+        key: column.key,
+      };
+    }),
+  };
+}
+
+/** On the error path only: the first value avsc refuses, by path. */
+function wireProblem(wire: WireMessage): string | undefined {
+  let problem: string | undefined;
+  try {
+    codec.writer.isValid(wire, {
+      errorHook: (path: string[], value: unknown, type: Type) => {
+        problem ??= `${path.join('.') || 'message'} = ${preview(value)} is not a valid Avro ${type.typeName}`;
+      },
+    });
+  } catch {
+    // Fall back to avsc's own message.
+  }
+  return problem;
+}
+
+function where(t: number, c: number): string {
+  return `transaction ${t} change ${c}`;
+}
+
+function invalid(message: string, cause?: unknown): SitesyncError {
+  return new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', message, cause === undefined ? undefined : { cause });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Decoding
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * Reads a message body written with schema version `writerVersion` (the `sitesync-schema-version`
+ * header). Throws DecodeError, and only DecodeError, for anything that is not exactly one valid message.
+ */
+export function decodeMessage(body: Buffer, writerVersion: number): ChangeMessage {
+  let label = 'message body is not a sitesync Avro change message';
+  try {
+    const resolver = codec.readers.get(writerVersion);
+    if (resolver === undefined) {
+      throw new DecodeError(
+        `message has sitesync-schema-version ${preview(writerVersion)}, which this reader does not know (known: ${codec.known})`,
+      );
+    }
+    label = `message body is not a sitesync v${writerVersion} Avro change message`;
+    if (!Buffer.isBuffer(body)) throw new DecodeError(`${label}: the body is ${preview(body)}, not a Buffer`);
+    let decoded: { value: unknown; offset: number };
+    try {
+      decoded = codec.writer.decode(body, 0, resolver ?? undefined);
+    } catch (error) {
+      if (error instanceof ArrayOverrun) {
+        throw new DecodeError(
+          error.remaining > 0
+            ? `${label}: truncated at byte ${body.length} (an array at byte ${error.at} claims ${error.count} items, only ${error.remaining} bytes remain)`
+            : `${label}: truncated at byte ${body.length}`,
+        );
+      }
+      throw new DecodeError(`${label}: ${oneLine(error)}`, { cause: error });
+    }
+    if (decoded.offset < 0) throw new DecodeError(`${label}: truncated at byte ${body.length}`);
+    if (decoded.offset !== body.length) {
+      throw new DecodeError(
+        `${label}: ${body.length - decoded.offset} trailing byte(s) after the message ends at byte ${decoded.offset}`,
+      );
+    }
+    return fromWire(decoded.value as WireMessage, label);
+  } catch (error) {
+    if (error instanceof DecodeError) throw error;
+    throw new DecodeError(`${label}: ${oneLine(error)}`, { cause: error });
+  }
+}
+
+function fromWire(wire: WireMessage, label: string): ChangeMessage {
+  if (!Object.hasOwn(SOURCE_KINDS, wire.sourceKind)) {
+    throw new DecodeError(`${label}: unknown source kind ${JSON.stringify(wire.sourceKind)}`);
+  }
+  const relations: RelationInfo[] = new Array<RelationInfo>(wire.relations.length);
+  let r = 0;
+  for (const relation of wire.relations) {
+    relations[r] = relationFromWire(relation, r, label);
+    r++;
+  }
+
+  const relationAt = (index: number, t: number, c: number): RelationInfo => {
+    const relation = relations[index];
+    if (relation === undefined) {
+      throw new DecodeError(
+        `${label}: ${where(t, c)} refers to relation ${index}, but the message has ${relations.length} relations`,
+      );
+    }
+    return relation;
+  };
+  const rowOf = (row: RowImage | null, t: number, c: number, which: string, op: WireOp): RowImage => {
+    if (row === null) throw new DecodeError(`${label}: ${where(t, c)} is ${op} without ${which}`);
+    const { values, unchanged } = row;
+    for (const index of unchanged) {
+      if (index < 0 || index >= values.length) {
+        throw new DecodeError(
+          `${label}: ${where(t, c)} ${which} lists unchanged column ${index} but has ${values.length} values`,
+        );
+      }
+    }
+    return { values, unchanged };
+  };
+
+  const transactions: Transaction[] = new Array<Transaction>(wire.transactions.length);
+  let t = 0;
+  for (const tx of wire.transactions) {
+    const micros = tx.commitTimeMicros;
+    if (micros > MAX_EXACT_MICROS_NUMBER || micros < MIN_EXACT_MICROS_NUMBER) {
+      throw new DecodeError(`${label}: transaction ${t} commit time ${micros} µs is outside the years 1827 to 2255`);
+    }
+    const changes: Change[] = new Array<Change>(tx.changes.length);
+    let c = 0;
+    for (const change of tx.changes) {
+      let decoded: Change;
+      switch (change.op) {
+        case 'INSERT':
+          decoded = {
+            op: 'insert',
+            relation: relationAt(required(change.relation, t, c, 'relation', change.op, label), t, c),
+            newRow: rowOf(change.newRow, t, c, 'newRow', change.op),
+          };
+          break;
+        case 'UPDATE':
+          decoded = {
+            op: 'update',
+            relation: relationAt(required(change.relation, t, c, 'relation', change.op, label), t, c),
+            oldRow: change.oldRow === null ? null : rowOf(change.oldRow, t, c, 'oldRow', change.op),
+            newRow: rowOf(change.newRow, t, c, 'newRow', change.op),
+          };
+          break;
+        case 'DELETE':
+          decoded = {
+            op: 'delete',
+            relation: relationAt(required(change.relation, t, c, 'relation', change.op, label), t, c),
+            oldRow: rowOf(change.oldRow, t, c, 'oldRow', change.op),
+          };
+          break;
+        case 'TRUNCATE':
+          decoded = {
+            op: 'truncate',
+            relations: required(change.relations, t, c, 'relations', change.op, label).map((index) =>
+              relationAt(index, t, c),
+            ),
+            cascade: required(change.cascade, t, c, 'cascade', change.op, label),
+            restartIdentity: required(change.restartIdentity, t, c, 'restartIdentity', change.op, label),
+          };
+          break;
+        case 'MESSAGE':
+          decoded = {
+            op: 'message',
+            prefix: required(change.prefix, t, c, 'prefix', change.op, label),
+            content: required(change.content, t, c, 'content', change.op, label),
+          };
+          break;
+        default:
+          throw new DecodeError(`${label}: ${where(t, c)} has unknown op ${preview(change.op)}`);
+      }
+      changes[c++] = decoded;
+    }
+    transactions[t++] = {
+      id: tx.id,
+      site: tx.site,
+      position: tx.position,
+      commitTimeMicros: BigInt(micros),
+      sourceTxId: tx.sourceTxId,
+      changes,
+    };
+  }
+  return {
+    site: wire.site,
+    sourceKind: wire.sourceKind as SourceKind,
+    previous: wire.previous,
+    transactions,
+    part: wire.part === null ? null : { index: wire.part.index, last: wire.part.last },
+  };
+}
+
+function required<T>(value: T | null, t: number, c: number, field: string, op: WireOp, label: string): T {
+  if (value === null) throw new DecodeError(`${label}: ${where(t, c)} is ${op} without ${field}`);
+  return value;
+}
+
+function relationFromWire(relation: WireRelation, index: number, label: string): RelationInfo {
+  const identity = relation.replicaIdentity;
+  if (!Object.hasOwn(REPLICA_IDENTITIES, identity)) {
+    throw new DecodeError(
+      `${label}: relation ${index} (${relation.schema}.${relation.table}) has unknown replica identity ${JSON.stringify(identity)}`,
+    );
+  }
+  return {
+    schema: relation.schema,
+    table: relation.table,
+    replicaIdentity: identity as RelationInfo['replicaIdentity'],
+    columns: relation.columns.map(
+      (column): ColumnInfo => ({
+        name: column.name,
+        type: column.type,
+        typeOid: column.typeOid >>> 0,
+        typeModifier: column.typeModifier,
+        key: column.key,
+      }),
+    ),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+function oneLine(error: unknown): string {
+  let text: string;
+  try {
+    text = error instanceof Error ? error.message : String(error);
+  } catch {
+    text = 'unprintable error';
+  }
+  return text.replace(/\s+/g, ' ').trim() || 'unknown error';
+}
+
+function preview(value: unknown): string {
+  try {
+    if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+    if (Buffer.isBuffer(value)) return `a ${value.length}-byte Buffer`;
+    if (value === null || typeof value !== 'object') return String(value);
+    return Array.isArray(value) ? `an array of ${value.length}` : 'an object';
+  } catch {
+    return 'an unprintable value';
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * The change-event model: what one site tells the others. Pure data, no I/O.
+ *
+ * Glossary
+ * - site: one named database (paris, london…) with its applications. One `sitesync run` per site.
+ * - position: where a transaction committed in its source's log, as an opaque, ordered string owned by
+ *   the source kind (see position.ts). For PostgreSQL it is the LSN of the end of the commit record.
+ * - transaction: one committed source transaction with its changes in order; the unit of apply.
+ * - slot: the PostgreSQL replication slot that keeps a site's WAL until sitesync confirms it.
+ * - origin: the PostgreSQL replication origin that records, atomically with the applied data, how far one
+ *   source site has been applied at one target site.
+ * - relayed write: a transaction applied at a site by sitesync; capture drops it so that it never loops.
+ * - message: what travels on the bus: one or more whole transactions, or one part of a large one.
+ */
+
+/** Where a source is in its log. Fixed-width upper-case hex, so ordering is string ordering. */
+export type Position = string;
+
+/** Which kind of database a transaction came from: decides how its positions and types read. */
+export type SourceKind = 'postgres';
+
+/** A column as the source describes it. `type` is the source's own name for it (for sinks of other kinds). */
+export interface ColumnInfo {
+  readonly name: string;
+  /** Source type name, schema-qualified for user types: `int4`, `numeric`, `_text`, `public.mood`. */
+  readonly type: string;
+  /** Source type id (PostgreSQL OID) and modifier (precision, length; -1 when none). */
+  readonly typeOid: number;
+  readonly typeModifier: number;
+  /** Part of the replica identity (the key that finds the row at the target). */
+  readonly key: boolean;
+}
+
+/** A table as the source describes it, referenced by index from the changes of a message. */
+export interface RelationInfo {
+  readonly schema: string;
+  readonly table: string;
+  /** PostgreSQL replica identity: d(efault, primary key), f(ull), i(ndex), n(othing). */
+  readonly replicaIdentity: 'd' | 'f' | 'i' | 'n';
+  readonly columns: readonly ColumnInfo[];
+}
+
+/**
+ * One row image. `values[i]` is the source's text form of column i, `null` for SQL NULL. Columns listed in
+ * `unchanged` (unchanged TOASTed values that the source did not send) carry `null` in `values` and must
+ * be left as they are by the sink: they are not NULL.
+ */
+export interface RowImage {
+  readonly values: readonly (string | null)[];
+  readonly unchanged: readonly number[];
+}
+
+export type Change =
+  | { readonly op: 'insert'; readonly relation: RelationInfo; readonly newRow: RowImage }
+  | {
+      readonly op: 'update';
+      readonly relation: RelationInfo;
+      /** Present when the key changed (key columns only) or under REPLICA IDENTITY FULL (all columns). */
+      readonly oldRow: RowImage | null;
+      readonly newRow: RowImage;
+    }
+  | { readonly op: 'delete'; readonly relation: RelationInfo; readonly oldRow: RowImage }
+  | {
+      readonly op: 'truncate';
+      readonly relations: readonly RelationInfo[];
+      readonly cascade: boolean;
+      readonly restartIdentity: boolean;
+    }
+  | { readonly op: 'message'; readonly prefix: string; readonly content: Buffer };
+
+export type ChangeOp = Change['op'];
+
+/** One committed source transaction. */
+export interface Transaction {
+  /** Globally unique and deterministic: `${site}:${position}`. */
+  readonly id: string;
+  readonly site: string;
+  readonly position: Position;
+  /** Commit time in microseconds since the Unix epoch (exact, unlike a Date). */
+  readonly commitTimeMicros: bigint;
+  /** Source transaction id, for people reading logs; never used for ordering. */
+  readonly sourceTxId: string;
+  readonly changes: readonly Change[];
+}
+
+/** One part of a transaction too large for one message; parts share the transaction's id. */
+export interface TransactionPart {
+  readonly index: number;
+  readonly last: boolean;
+}
+
+/**
+ * What travels on the bus. `previous` is the position of the last transaction the source published
+ * before this message (or, after a restart, the position everything before which was already
+ * confirmed): no transaction of this source lies strictly between `previous` and the first one here.
+ * That is what lets an applier tell a duplicate from a gap.
+ */
+export interface ChangeMessage {
+  readonly site: string;
+  readonly sourceKind: SourceKind;
+  readonly previous: Position | null;
+  readonly transactions: readonly Transaction[];
+  /** Set when `transactions` holds exactly one transaction that is split across several messages. */
+  readonly part: TransactionPart | null;
+}
+
+export function transactionId(site: string, position: Position): string {
+  return `${site}:${position}`;
+}
+
+/** Count rows by operation, for message headers and metrics. */
+export function countOperations(transactions: readonly Transaction[]): Record<ChangeOp, number> {
+  const counts: Record<ChangeOp, number> = { insert: 0, update: 0, delete: 0, truncate: 0, message: 0 };
+  for (const tx of transactions) for (const change of tx.changes) counts[change.op]++;
+  return counts;
+}
+
+/** Every `schema.table` a set of transactions touches, in first-seen order. */
+export function tablesTouched(transactions: readonly Transaction[]): string[] {
+  const seen = new Set<string>();
+  for (const tx of transactions) {
+    for (const change of tx.changes) {
+      if (change.op === 'message') continue;
+      const relations = change.op === 'truncate' ? change.relations : [change.relation];
+      for (const r of relations) seen.add(`${r.schema}.${r.table}`);
+    }
+  }
+  return [...seen];
+}

@@ -1,0 +1,86 @@
+/**
+ * Prometheus metrics, fed by the pipeline's events, served on /metrics.
+ */
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { PipelineEvents } from './pipeline-events.ts';
+
+export interface Metrics {
+  readonly registry: Registry;
+}
+
+export function createMetrics(events: PipelineEvents): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'sitesync_process_' });
+  const r = [registry];
+  const site = ['site'];
+  const siteSource = ['site', 'source'];
+
+  const lagBytes = new Gauge({ name: 'sitesync_capture_lag_bytes', help: 'WAL bytes between the server position and the slot position confirmed to it', labelNames: site, registers: r });
+  const lagSeconds = new Gauge({ name: 'sitesync_capture_lag_seconds', help: 'Seconds between now and the commit of the last transaction decoded', labelNames: site, registers: r });
+  const capturedTx = new Counter({ name: 'sitesync_captured_transactions_total', help: 'Transactions decoded at this site and sent to the bus', labelNames: site, registers: r });
+  const capturedRows = new Counter({ name: 'sitesync_captured_rows_total', help: 'Row changes decoded at this site', labelNames: site, registers: r });
+  const skipped = new Counter({ name: 'sitesync_capture_skipped_transactions_total', help: 'Transactions not sent: relayed writes applied here by sitesync, and empty ones', labelNames: ['site', 'reason'], registers: r });
+  const publishedTx = new Counter({ name: 'sitesync_published_transactions_total', help: 'Transactions published to the broker', labelNames: site, registers: r });
+  const publishedBytes = new Counter({ name: 'sitesync_published_bytes_total', help: 'Message bytes published to the broker', labelNames: site, registers: r });
+  const confirmed = new Counter({ name: 'sitesync_confirmed_messages_total', help: 'Messages the broker confirmed', labelNames: site, registers: r });
+  const appliedTx = new Counter({ name: 'sitesync_applied_transactions_total', help: 'Source transactions applied at this site', labelNames: siteSource, registers: r });
+  const appliedRows = new Counter({ name: 'sitesync_applied_rows_total', help: 'Row changes applied at this site', labelNames: siteSource, registers: r });
+  const duplicates = new Counter({ name: 'sitesync_duplicates_skipped_total', help: 'Transactions received again and skipped (already applied)', labelNames: siteSource, registers: r });
+  new Counter({ name: 'sitesync_conflicts_total', help: 'Conflicting writes detected and resolved', labelNames: siteSource, registers: r });
+  const parked = new Counter({ name: 'sitesync_parked_messages_total', help: 'Messages that could not be applied and were parked with their reason', labelNames: [...siteSource, 'code'], registers: r });
+  const halted = new Gauge({ name: 'sitesync_source_halted', help: '1 while applying from a source is halted on an error', labelNames: siteSource, registers: r });
+  const latency = new Histogram({
+    name: 'sitesync_apply_latency_seconds',
+    help: 'Source commit to target commit',
+    labelNames: siteSource,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: r,
+  });
+
+  events.on('capture:transaction', (e) => {
+    capturedTx.inc({ site: e.site });
+    capturedRows.inc({ site: e.site }, e.rows);
+  });
+  events.on('capture:skipped', (e) => skipped.inc({ site: e.site, reason: e.reason }));
+  events.on('capture:published', (e) => {
+    publishedTx.inc({ site: e.site }, e.transactions);
+    publishedBytes.inc({ site: e.site }, e.bytes);
+  });
+  events.on('capture:confirmed', (e) => confirmed.inc({ site: e.site }, e.messages));
+  events.on('capture:lag', (e) => {
+    lagBytes.set({ site: e.site }, e.bytes);
+    lagSeconds.set({ site: e.site }, e.seconds);
+  });
+  events.on('apply:applied', (e) => {
+    const labels = { site: e.site, source: e.source };
+    appliedTx.inc(labels, e.transactions);
+    appliedRows.inc(labels, e.rows);
+    const micros = BigInt(Date.now()) * 1000n - e.commitTimeMicros;
+    latency.observe(labels, Math.max(0, Number(micros) / 1e6));
+  });
+  events.on('apply:duplicate', (e) => duplicates.inc({ site: e.site, source: e.source }));
+  events.on('apply:parked', (e) => parked.inc({ site: e.site, source: e.source, code: e.code }));
+  events.on('apply:halted', (e) => halted.set({ site: e.site, source: e.source }, 1));
+  events.on('apply:resumed', (e) => halted.set({ site: e.site, source: e.source }, 0));
+  return { registry };
+}
+
+/** Serves GET /metrics; resolves once listening. */
+export async function serveMetrics(metrics: Metrics, port: number, host = '0.0.0.0'): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end('sitesync serves /metrics\n');
+      return;
+    }
+    metrics.registry.metrics().then(
+      (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
+      (error: Error) => res.writeHead(500).end(`${error.message}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}

@@ -1,0 +1,24 @@
+/**
+ * The typed map of what happens in a pipeline. Capture and apply emit these; metrics and tests subscribe
+ * to them, so counting and waiting live in one place instead of being sprinkled through the logic.
+ */
+import { EventEmitter } from 'node:events';
+
+export interface PipelineEventMap {
+  /** A transaction was decoded at `site` (relayed ones are reported by `capture:relayed` instead). */
+  'capture:transaction': [{ site: string; position: string; rows: number; commitTimeMicros: bigint }];
+  /** A relayed write (applied here by sitesync) or an empty transaction was dropped; the slot passes it. */
+  'capture:skipped': [{ site: string; position: string; reason: 'relayed' | 'empty' }];
+  'capture:published': [{ site: string; transactions: number; bytes: number }];
+  'capture:confirmed': [{ site: string; messages: number }];
+  /** The slot's confirmed position moved. */
+  'capture:slot-confirmed': [{ site: string; position: string }];
+  'capture:lag': [{ site: string; bytes: number; seconds: number }];
+  'apply:applied': [{ site: string; source: string; transactions: number; rows: number; position: string; commitTimeMicros: bigint }];
+  'apply:duplicate': [{ site: string; source: string; position: string }];
+  'apply:parked': [{ site: string; source: string; reason: string; code: string }];
+  'apply:halted': [{ site: string; source: string; reason: string }];
+  'apply:resumed': [{ site: string; source: string }];
+}
+
+export class PipelineEvents extends EventEmitter<PipelineEventMap> {}

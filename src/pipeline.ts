@@ -1,0 +1,63 @@
+/**
+ * The composition root: wires one site's pipeline — its PostgreSQL source into capture, and the site's
+ * queue through apply into its PostgreSQL sink. Built apart from being started, so tests drive it without
+ * a process.
+ */
+import { ApplyRunner } from './apply/apply-runner.ts';
+import { CaptureRunner } from './capture/capture-runner.ts';
+import type { Config } from './config/config-schema.ts';
+import { SitesyncError } from './errors.ts';
+import type { Logger } from './observability/logger.ts';
+import { PipelineEvents } from './observability/pipeline-events.ts';
+import { PostgresSink } from '../connectors/postgres/postgres-sink.ts';
+import { PostgresSource } from '../connectors/postgres/postgres-source.ts';
+
+export interface Pipeline {
+  readonly site: string;
+  readonly events: PipelineEvents;
+  /** Runs capture and apply until `stop`; rejects on a fatal error (after stopping both). */
+  run(): Promise<void>;
+  stop(): void;
+}
+
+export function createPipeline(config: Config, site: string, logger: Logger, events = new PipelineEvents()): Pipeline {
+  const siteConfig = config.sites[site];
+  if (!siteConfig) {
+    throw new SitesyncError('SITESYNC_ERR_CONFIG', `site ${JSON.stringify(site)} is not in the configuration (sites: ${Object.keys(config.sites).join(', ')}); pass one of them with --site`);
+  }
+  const source = new PostgresSource({
+    site,
+    url: siteConfig.postgres,
+    tables: siteConfig.tables ?? null,
+    maxPartBytes: config.capture.maxMessageBytes,
+    logger: logger.child({ site, part: 'capture' }),
+  });
+  const sink = new PostgresSink({ site, url: siteConfig.postgres, replicaRole: config.apply.replicaRole, logger: logger.child({ site, part: 'apply' }) });
+  const capture = new CaptureRunner({ config, source, events, logger: logger.child({ site, part: 'capture' }) });
+  const apply = new ApplyRunner({ config, site, sink, events, logger: logger.child({ site, part: 'apply' }) });
+
+  const stop = (): void => {
+    capture.stop();
+    apply.stop();
+  };
+  return {
+    site,
+    events,
+    stop,
+    async run() {
+      const guard = (work: Promise<void>): Promise<void> =>
+        work.catch((error: unknown) => {
+          stop();
+          throw error;
+        });
+      try {
+        const results = await Promise.allSettled([guard(capture.run()), guard(apply.run())]);
+        const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
+      } finally {
+        await source.end().catch(() => undefined);
+        await sink.close().catch(() => undefined);
+      }
+    },
+  };
+}

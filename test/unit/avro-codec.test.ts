@@ -1,0 +1,520 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import avro from 'avsc';
+import type { Type } from 'avsc';
+import { CURRENT_SCHEMA_VERSION, decodeMessage, encodeMessage } from '../../src/events/avro-codec.ts';
+import { DecodeError, SitesyncError } from '../../src/errors.ts';
+import type {
+  Change,
+  ChangeMessage,
+  ColumnInfo,
+  RelationInfo,
+  RowImage,
+  Transaction,
+} from '../../src/events/transaction.ts';
+
+const SCHEMA_DIR = new URL('../../schemas/', import.meta.url);
+const SCHEMA_FILE = /^change-message\.v([1-9][0-9]*)\.avsc$/;
+
+/**
+ * Canonical-form fingerprints (SHA-256) of published schema versions. A published file must never change;
+ * when a version is published, add it here.
+ */
+const PUBLISHED_FINGERPRINTS: Readonly<Record<number, string>> = {
+  1: '90d42234b222da3ee0c9316c6e4ce3c75c13ce30c4b78c824752fc1c5a3b8c96',
+};
+
+/** The commit times avsc's long encoding keeps exact (see avro-codec.ts). */
+const MAX_EXACT_MICROS = 9_007_199_254_740_990n;
+const MIN_EXACT_MICROS = -4_503_599_627_370_496n;
+
+type AvroSchema = Parameters<typeof avro.Type.forSchema>[0];
+
+function schemaFiles(): { version: number; file: string; json: unknown }[] {
+  return readdirSync(SCHEMA_DIR)
+    .flatMap((file) => {
+      const match = SCHEMA_FILE.exec(file);
+      if (!match) return [];
+      const json: unknown = JSON.parse(readFileSync(new URL(file, SCHEMA_DIR), 'utf8'));
+      return [{ version: Number(match[1]), file, json }];
+    })
+    .sort((a, b) => a.version - b.version);
+}
+
+function typeFor(json: unknown): Type {
+  return avro.Type.forSchema(json as AvroSchema, { wrapUnions: 'auto' });
+}
+
+function currentSchema(): unknown {
+  const current = schemaFiles().find((s) => s.version === CURRENT_SCHEMA_VERSION);
+  assert.ok(current, `schemas/ has no change-message.v${CURRENT_SCHEMA_VERSION}.avsc`);
+  return current.json;
+}
+
+/** Asserts `fn` throws a DecodeError (nothing else) with a one-line message, and returns it. */
+function decodeErrorOf(fn: () => unknown): DecodeError {
+  try {
+    fn();
+  } catch (error) {
+    assert.ok(error instanceof DecodeError, `expected a DecodeError, got ${String(error)}`);
+    assert.equal(error.code, 'SITESYNC_ERR_DECODE');
+    assert.doesNotMatch(error.message, /\n/);
+    return error;
+  }
+  assert.fail('expected a DecodeError, nothing was thrown');
+}
+
+function relationsOf(change: Change): readonly RelationInfo[] {
+  if (change.op === 'message') return [];
+  return change.op === 'truncate' ? change.relations : [change.relation];
+}
+
+/** The same source relation object decodes to the same RelationInfo object, and distinct ones stay distinct. */
+function assertRelationsShared(original: ChangeMessage, decoded: ChangeMessage): void {
+  const map = new Map<RelationInfo, RelationInfo>();
+  const images = new Set<RelationInfo>();
+  original.transactions.forEach((tx, t) => {
+    tx.changes.forEach((change, c) => {
+      const decodedChange = decoded.transactions[t]?.changes[c];
+      assert.ok(decodedChange);
+      const from = relationsOf(change);
+      const to = relationsOf(decodedChange);
+      assert.equal(to.length, from.length);
+      from.forEach((o, i) => {
+        const d = to[i];
+        assert.ok(d);
+        const known = map.get(o);
+        if (known === undefined) {
+          assert.ok(!images.has(d), 'two source relations decoded to one object');
+          map.set(o, d);
+          images.add(d);
+        } else {
+          assert.equal(d, known, 'one source relation decoded to two objects');
+        }
+      });
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Arbitraries
+// ---------------------------------------------------------------------------------------------------
+
+/** fc.record, but with ordinary objects (fast-check 4 makes null-prototype ones by default). */
+function record<T>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }): fc.Arbitrary<T> {
+  return fc.record(model, { noNullPrototype: true }) as unknown as fc.Arbitrary<T>;
+}
+
+const largeText = fc
+  .tuple(fc.string({ unit: 'binary', minLength: 1, maxLength: 4 }), fc.integer({ min: 5_000, max: 40_000 }))
+  .map(([s, n]) => s.repeat(Math.ceil(n / s.length)));
+
+const text = fc.oneof(
+  { arbitrary: fc.string({ unit: 'binary', maxLength: 12 }), weight: 20 },
+  { arbitrary: fc.constantFrom('', 'é', '日本語', '👍🏽', 'a\u0000b', `O'Reilly "q" \\`), weight: 4 },
+  { arbitrary: largeText, weight: 1 },
+);
+
+const name = fc.string({ unit: 'binary', maxLength: 10 });
+const hex = fc.constantFrom(...'0123456789ABCDEF');
+const position = fc.string({ unit: hex, minLength: 16, maxLength: 16 });
+const int32 = fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 });
+
+const column: fc.Arbitrary<ColumnInfo> = record({
+  name,
+  type: fc.constantFrom('int4', 'text', 'numeric', '_text', 'public.mood', 'timestamptz'),
+  typeOid: fc.oneof(fc.integer({ min: 0, max: 0xffff_ffff }), fc.constantFrom(0, 23, 2 ** 31, 0xffff_ffff)),
+  typeModifier: fc.oneof(fc.constant(-1), int32),
+  key: fc.boolean(),
+});
+
+const relation: fc.Arbitrary<RelationInfo> = record({
+  schema: name,
+  table: name,
+  replicaIdentity: fc.constantFrom('d', 'f', 'i', 'n'),
+  columns: fc.array(column, { maxLength: 6 }),
+});
+
+function rowFor(r: RelationInfo): fc.Arbitrary<RowImage> {
+  const n = r.columns.length;
+  const cell = record({ value: fc.option(text, { nil: null }), unchanged: fc.integer({ min: 0, max: 5 }) });
+  return fc.array(cell, { minLength: n, maxLength: n }).map((cells) => ({
+    values: cells.map((c) => (c.unchanged === 0 ? null : c.value)),
+    unchanged: cells.flatMap((c, i) => (c.unchanged === 0 ? [i] : [])),
+  }));
+}
+
+function change(pool: readonly RelationInfo[]): fc.Arbitrary<Change> {
+  const pick = fc.constantFrom(...pool);
+  return fc.oneof(
+    pick.chain((r) => rowFor(r).map((newRow): Change => ({ op: 'insert', relation: r, newRow }))),
+    pick.chain((r) =>
+      fc
+        .tuple(fc.option(rowFor(r), { nil: null }), rowFor(r))
+        .map(([oldRow, newRow]): Change => ({ op: 'update', relation: r, oldRow, newRow })),
+    ),
+    pick.chain((r) => rowFor(r).map((oldRow): Change => ({ op: 'delete', relation: r, oldRow }))),
+    fc
+      .tuple(fc.array(pick, { minLength: 1, maxLength: 3 }), fc.boolean(), fc.boolean())
+      .map(([relations, cascade, restartIdentity]): Change => ({ op: 'truncate', relations, cascade, restartIdentity })),
+    fc
+      .tuple(text, fc.uint8Array({ maxLength: 64 }))
+      .map(([prefix, content]): Change => ({ op: 'message', prefix, content: Buffer.from(content) })),
+  );
+}
+
+const commitTimeMicros = fc.oneof(
+  fc.bigInt({ min: MIN_EXACT_MICROS, max: MAX_EXACT_MICROS }),
+  fc.constantFrom(0n, 1_700_000_000_123_456n, MAX_EXACT_MICROS, MIN_EXACT_MICROS, -1n),
+);
+
+const message: fc.Arbitrary<ChangeMessage> = fc.array(relation, { minLength: 1, maxLength: 4 }).chain((pool) => {
+  const transaction: fc.Arbitrary<Transaction> = fc
+    .tuple(name, position, commitTimeMicros, fc.nat(), fc.array(change(pool), { maxLength: 8 }))
+    .map(([site, position, commitTimeMicros, txid, changes]) => ({
+      id: `${site}:${position}`,
+      site,
+      position,
+      commitTimeMicros,
+      sourceTxId: String(txid),
+      changes,
+    }));
+  return record({
+    site: name,
+    sourceKind: fc.constant('postgres' as const),
+    previous: fc.option(position, { nil: null }),
+    transactions: fc.array(transaction, { maxLength: 4 }),
+    part: fc.option(record({ index: fc.integer({ min: 0, max: 2 ** 31 - 1 }), last: fc.boolean() }), { nil: null }),
+  });
+});
+
+// A fixed sample with every op, shared relations, nulls and unchanged columns.
+const accounts: RelationInfo = {
+  schema: 'public',
+  table: 'accounts',
+  replicaIdentity: 'd',
+  columns: [
+    { name: 'id', type: 'int8', typeOid: 20, typeModifier: -1, key: true },
+    { name: 'owner', type: 'text', typeOid: 25, typeModifier: -1, key: false },
+    { name: 'notes', type: 'text', typeOid: 25, typeModifier: -1, key: false },
+    { name: 'mood', type: 'public.mood', typeOid: 3_000_000_000, typeModifier: -1, key: false },
+  ],
+};
+const audit: RelationInfo = {
+  schema: 'audit',
+  table: 'log',
+  replicaIdentity: 'f',
+  columns: [{ name: 'amount', type: 'numeric', typeOid: 1700, typeModifier: 655366, key: false }],
+};
+const sample: ChangeMessage = {
+  site: 'paris',
+  sourceKind: 'postgres',
+  previous: '00000000016B3740',
+  part: null,
+  transactions: [
+    {
+      id: 'paris:00000000016B3798',
+      site: 'paris',
+      position: '00000000016B3798',
+      commitTimeMicros: 1_732_150_000_123_456n,
+      sourceTxId: '7781',
+      changes: [
+        { op: 'insert', relation: accounts, newRow: { values: ['1', 'Zoë', null, 'happy'], unchanged: [] } },
+        {
+          op: 'update',
+          relation: accounts,
+          oldRow: null,
+          newRow: { values: ['1', '', null, 'sad'], unchanged: [2] },
+        },
+        {
+          op: 'update',
+          relation: accounts,
+          oldRow: { values: ['1', null, null, null], unchanged: [] },
+          newRow: { values: ['2', '日本語', null, null], unchanged: [2] },
+        },
+        { op: 'delete', relation: audit, oldRow: { values: ['12.50'], unchanged: [] } },
+        { op: 'truncate', relations: [audit, accounts], cascade: true, restartIdentity: false },
+        { op: 'message', prefix: 'sitesync', content: Buffer.from([0, 1, 2, 255]) },
+      ],
+    },
+    {
+      id: 'paris:00000000016B3800',
+      site: 'paris',
+      position: '00000000016B3800',
+      commitTimeMicros: 0n,
+      sourceTxId: '7782',
+      changes: [{ op: 'insert', relation: audit, newRow: { values: [null], unchanged: [] } }],
+    },
+  ],
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------------
+
+test('round trip: any change message encodes and decodes to itself, relations shared', () => {
+  fc.assert(
+    fc.property(message, (m) => {
+      const decoded = decodeMessage(encodeMessage(m), CURRENT_SCHEMA_VERSION);
+      assert.deepStrictEqual(decoded, m);
+      assertRelationsShared(m, decoded);
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('round trip: the fixed sample, with each relation written once', () => {
+  const body = encodeMessage(sample);
+  const decoded = decodeMessage(body, CURRENT_SCHEMA_VERSION);
+  assert.deepStrictEqual(decoded, sample);
+  assertRelationsShared(sample, decoded);
+  const wire = typeFor(currentSchema()).fromBuffer(body) as { relations: { table: string }[] };
+  assert.deepEqual(
+    wire.relations.map((r) => r.table),
+    ['accounts', 'log'],
+  );
+});
+
+test('every schema version in schemas/ is readable by the current reader', () => {
+  const files = schemaFiles();
+  const versions = files.map((f) => f.version);
+  for (let v = 1; v <= CURRENT_SCHEMA_VERSION; v++) {
+    assert.ok(versions.includes(v), `schemas/change-message.v${v}.avsc is missing: published versions are never removed`);
+  }
+  const current = typeFor(currentSchema());
+  // The sample as the current writer writes it, then as each version's writer would have written it.
+  const wire: unknown = current.fromBuffer(encodeMessage(sample));
+  for (const { version, file, json } of files) {
+    const writer = typeFor(json);
+    const body = writer.toBuffer(writer.clone(wire));
+    // A version that adds fields must say here how older messages read, if not exactly as the sample.
+    assert.deepStrictEqual(decodeMessage(body, version), sample, `${file} did not read back as the sample`);
+  }
+});
+
+test('published schema versions are never edited', () => {
+  for (const { version, file, json } of schemaFiles()) {
+    if (version > CURRENT_SCHEMA_VERSION) continue;
+    const pinned = PUBLISHED_FINGERPRINTS[version];
+    assert.ok(pinned, `${file} is published (version <= ${CURRENT_SCHEMA_VERSION}) but has no pinned fingerprint`);
+    assert.equal(
+      typeFor(json).fingerprint('sha256').toString('hex'),
+      pinned,
+      `${file} was edited after publication: add a new version instead`,
+    );
+  }
+});
+
+test('every schema file parses, and every record, enum and field has a doc', () => {
+  const files = schemaFiles();
+  assert.ok(files.length > 0);
+  for (const { file, json } of files) {
+    typeFor(json);
+    const missing: string[] = [];
+    const walk = (schema: unknown, path: string): void => {
+      if (Array.isArray(schema)) {
+        schema.forEach((branch, i) => walk(branch, `${path}|${i}`));
+        return;
+      }
+      if (typeof schema !== 'object' || schema === null) return;
+      const s = schema as Record<string, unknown>;
+      if ((s.type === 'record' || s.type === 'enum') && !(typeof s.doc === 'string' && s.doc.trim())) {
+        missing.push(`${path} (${String(s.name)})`);
+      }
+      if (s.type === 'record') {
+        for (const field of s.fields as Record<string, unknown>[]) {
+          const fieldPath = `${path}.${String(field.name)}`;
+          if (!(typeof field.doc === 'string' && field.doc.trim())) missing.push(fieldPath);
+          walk(field.type, fieldPath);
+        }
+      }
+      if (s.type === 'array') walk(s.items, `${path}[]`);
+      if (s.type === 'map') walk(s.values, `${path}{}`);
+    };
+    walk(json, 'ChangeMessage');
+    assert.deepEqual(missing, [], `${file}: missing doc`);
+  }
+});
+
+test('random bytes throw DecodeError only', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+      try {
+        decodeMessage(Buffer.from(bytes), CURRENT_SCHEMA_VERSION);
+      } catch (error) {
+        assert.ok(error instanceof DecodeError, String(error));
+        assert.match(error.message, /^message body is not a sitesync v1 Avro change message: [^\n]+$/);
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('corrupted valid messages decode or throw DecodeError only', () => {
+  fc.assert(
+    fc.property(
+      message,
+      fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }),
+      (m, flips) => {
+        const body = Buffer.from(encodeMessage(m));
+        for (const [at, byte] of flips) body[at % body.length] = byte;
+        try {
+          decodeMessage(body, CURRENT_SCHEMA_VERSION);
+        } catch (error) {
+          assert.ok(error instanceof DecodeError, String(error));
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+test('every truncation of a valid message throws DecodeError saying truncated', () => {
+  fc.assert(
+    fc.property(message, fc.array(fc.nat(), { minLength: 1, maxLength: 8 }), (m, cuts) => {
+      const body = encodeMessage(m);
+      for (const cut of [0, body.length - 1, ...cuts.map((c) => c % body.length)]) {
+        const error = decodeErrorOf(() => decodeMessage(body.subarray(0, cut), CURRENT_SCHEMA_VERSION));
+        assert.match(error.message, new RegExp(`truncated at byte ${cut}\\b`));
+      }
+    }),
+    { numRuns: 200 },
+  );
+  const body = encodeMessage(sample);
+  for (let cut = 0; cut < body.length; cut++) {
+    decodeErrorOf(() => decodeMessage(body.subarray(0, cut), CURRENT_SCHEMA_VERSION));
+  }
+});
+
+test('trailing bytes throw DecodeError', () => {
+  const body = encodeMessage(sample);
+  const error = decodeErrorOf(() => decodeMessage(Buffer.concat([body, Buffer.from([0, 0])]), 1));
+  assert.match(error.message, new RegExp(`2 trailing byte\\(s\\) after the message ends at byte ${body.length}`));
+});
+
+test('an unknown or malformed schema version throws DecodeError', () => {
+  const body = encodeMessage(sample);
+  const next = Math.max(...schemaFiles().map((f) => f.version)) + 1;
+  for (const version of [0, -1, next, 1.5, Number.NaN, Infinity]) {
+    const error = decodeErrorOf(() => decodeMessage(body, version));
+    assert.match(error.message, /sitesync-schema-version .* which this reader does not know \(known: 1/);
+  }
+  decodeErrorOf(() => decodeMessage('not a buffer' as unknown as Buffer, 1));
+});
+
+/** Zig-zag varint, as Avro writes int and long. */
+function avroLong(n: number): number[] {
+  let z = n >= 0 ? n * 2 : -n * 2 - 1;
+  const out: number[] = [];
+  while (z >= 0x80) {
+    out.push((z % 0x80) | 0x80);
+    z = Math.floor(z / 0x80);
+  }
+  out.push(z);
+  return out;
+}
+function avroString(s: string): number[] {
+  const bytes = Buffer.from(s, 'utf8');
+  return [...avroLong(bytes.length), ...bytes];
+}
+
+test('a huge array count is refused quickly, without building the array', () => {
+  for (const count of [2 ** 31, 2 ** 40, -(2 ** 31)]) {
+    // site "", sourceKind "postgres", previous null, then `relations` claiming `count` items.
+    const body = Buffer.from([...avroString(''), ...avroString('postgres'), 0, ...avroLong(count), 0, 0, 0, 0]);
+    const started = process.hrtime.bigint();
+    const error = decodeErrorOf(() => decodeMessage(body, 1));
+    assert.ok(process.hrtime.bigint() - started < 100_000_000n, 'took over 100 ms');
+    assert.match(error.message, /truncated/);
+  }
+});
+
+test('references and values the model forbids throw DecodeError saying what is wrong', () => {
+  const type = typeFor(currentSchema());
+  const wire = (): Record<string, unknown> & { relations: Record<string, unknown>[]; transactions: { changes: Record<string, unknown>[] }[] } =>
+    JSON.parse(JSON.stringify(type.fromBuffer(encodeMessage(sample)))) as never;
+  const read = (w: unknown): DecodeError =>
+    decodeErrorOf(() => decodeMessage(type.toBuffer(type.clone(w, { coerceBuffers: true })), 1));
+
+  let w = wire();
+  w.transactions[0]!.changes[0]!.relation = 2;
+  assert.match(read(w).message, /transaction 0 change 0 refers to relation 2, but the message has 2 relations/);
+
+  w = wire();
+  w.transactions[0]!.changes[4]!.relations = [0, 9];
+  assert.match(read(w).message, /transaction 0 change 4 refers to relation 9/);
+
+  w = wire();
+  w.transactions[0]!.changes[0]!.newRow = null;
+  assert.match(read(w).message, /transaction 0 change 0 is INSERT without newRow/);
+
+  w = wire();
+  w.transactions[0]!.changes[3]!.oldRow = { values: ['1'], unchanged: [1] };
+  assert.match(read(w).message, /transaction 0 change 3 oldRow lists unchanged column 1 but has 1 values/);
+
+  w = wire();
+  w.relations[0]!.replicaIdentity = 'x';
+  assert.match(read(w).message, /unknown replica identity "x"/);
+
+  w = wire();
+  w.sourceKind = 'oracle';
+  assert.match(read(w).message, /unknown source kind "oracle"/);
+});
+
+test('an enum index the schema does not have throws DecodeError', () => {
+  // The same schema with one more op: a writer that should not exist.
+  const json = JSON.parse(JSON.stringify(currentSchema())) as unknown;
+  const text = JSON.stringify(json).replace('"MESSAGE"]', '"MESSAGE","UPSERT"]');
+  assert.notEqual(text, JSON.stringify(json));
+  const rogue = typeFor(JSON.parse(text));
+  const wire = rogue.fromBuffer(encodeMessage(sample)) as { transactions: { changes: { op: string }[] }[] };
+  wire.transactions[0]!.changes[0]!.op = 'UPSERT';
+  const error = decodeErrorOf(() => decodeMessage(rogue.toBuffer(wire), 1));
+  assert.match(error.message, /enum index: 5/);
+});
+
+test('encode refuses what no reader could read back', () => {
+  const invalid = (m: ChangeMessage, pattern: RegExp): void => {
+    assert.throws(
+      () => encodeMessage(m),
+      (error: unknown) =>
+        error instanceof SitesyncError &&
+        error.code === 'SITESYNC_ERR_MESSAGE_INVALID' &&
+        pattern.test(error.message) &&
+        !error.message.includes('\n'),
+    );
+  };
+  const tx = sample.transactions[0]!;
+  invalid(
+    { ...sample, transactions: [{ ...tx, commitTimeMicros: MAX_EXACT_MICROS + 1n }] },
+    /transaction 0 .* commit time 9007199254740991 µs/,
+  );
+  invalid(
+    { ...sample, transactions: [{ ...tx, commitTimeMicros: MIN_EXACT_MICROS - 1n }] },
+    /transaction 0 .* commit time -4503599627370497 µs/,
+  );
+  invalid(
+    {
+      ...sample,
+      transactions: [{ ...tx, changes: [{ op: 'insert', relation: audit, newRow: { values: [null], unchanged: [1] } }] }],
+    },
+    /transaction 0 change 0 newRow lists unchanged column 1 but has 1 values/,
+  );
+  const badOid: RelationInfo = { ...audit, columns: [{ ...audit.columns[0]!, typeOid: 2 ** 32 }] };
+  invalid(
+    {
+      ...sample,
+      transactions: [{ ...tx, changes: [{ op: 'delete', relation: badOid, oldRow: { values: ['1'], unchanged: [] } }] }],
+    },
+    /column amount has type OID 4294967296/,
+  );
+  invalid(
+    {
+      ...sample,
+      transactions: [{ ...tx, changes: [{ op: 'insert', relation: audit, newRow: { values: [7 as unknown as string], unchanged: [] } }] }],
+    },
+    /transactions\.0\.changes\.0\.newRow\.values\.0 = 7/,
+  );
+});
