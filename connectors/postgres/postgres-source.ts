@@ -12,7 +12,7 @@ import pg from 'pg';
 import { LogicalReplicationService } from 'pg-logical-replication';
 import type { Client } from 'pg';
 import { AbstractPlugin } from 'pg-logical-replication/dist/output-plugins/abstract.plugin.js';
-import type { Source, SourceHandler, StreamStart } from '../../src/capture/source.ts';
+import type { Source, SourceHandler } from '../../src/capture/source.ts';
 import { BOOKKEEPING_SCHEMA, MESSAGE_PREFIX, publicationName, slotName } from '../../src/config/names.ts';
 import { formatLsn, lsnToPosition, parseLsn, positionToLsn } from '../../src/events/position.ts';
 import type { Position } from '../../src/events/transaction.ts';
@@ -163,14 +163,16 @@ export class PostgresSource implements Source {
     for (const row of rows) this.typeNames.set(Number(row.oid), row.name);
   }
 
-  async open(handler: SourceHandler): Promise<StreamStart> {
-    const { rows } = await this.pool.query<{ last_published: string | null; active_pid: number | null }>(
-      `SELECT (SELECT last_published FROM ${BOOKKEEPING_SCHEMA}.capture_progress WHERE site = $1) AS last_published,
-              (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $2) AS active_pid`,
-      [this.site, this.slot],
+  async lastPublished(): Promise<Position | null> {
+    const { rows } = await this.pool.query<{ last_published: string }>(
+      `SELECT last_published FROM ${BOOKKEEPING_SCHEMA}.capture_progress WHERE site = $1`,
+      [this.site],
     );
-    const lastPublished = rows[0]?.last_published ?? null;
-    this.lastPersisted = lastPublished;
+    this.lastPersisted = rows[0]?.last_published ?? null;
+    return this.lastPersisted;
+  }
+
+  async open(handler: SourceHandler): Promise<void> {
     this.assembler = new TransactionAssembler({ site: this.site, maxPartBytes: this.options.maxPartBytes, typeNames: this.typeNames }, handler);
     const service = new LogicalReplicationService(
       { connectionString: this.options.url, options: SESSION_OPTIONS, application_name: `sitesync capture ${this.site}` },
@@ -200,8 +202,7 @@ export class PostgresSource implements Source {
     await Promise.race([started, this.ended]);
     const confirmed = await this.pool.query<{ lsn: string | null }>('SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [this.slot]);
     this.lastSentStatus = parseLsn(confirmed.rows[0]?.lsn ?? '0/0');
-    this.options.logger.info({ slot: this.slot, from: confirmed.rows[0]?.lsn, lastPublished }, 'streaming changes');
-    return { lastPublished };
+    this.options.logger.info({ slot: this.slot, from: confirmed.rows[0]?.lsn }, 'streaming changes');
   }
 
   pause(): void {

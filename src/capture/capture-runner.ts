@@ -99,8 +99,8 @@ export class CaptureRunner {
       const publisher = new ConfirmedPublisher(channel, config.broker.exchange);
       const capture = config.capture;
 
-      let tracker: CheckpointTracker | null = null;
-      let previous: Position | null = null;
+      let previous: Position | null = await source.lastPublished();
+      const tracker = new CheckpointTracker(previous);
       let batch: PendingBatch | null = null;
       let flushScheduled = false;
       let unconfirmed = 0;
@@ -110,7 +110,7 @@ export class CaptureRunner {
       let newestCommitMicros = 0n;
 
       const publish = (transactions: Transaction[], part: TransactionPart | null, checkpoint: string | null): void => {
-        const t = tracker!;
+        const t = tracker;
         const message: ChangeMessage = { site: this.site, sourceKind: source.kind, previous, transactions, part };
         const body = encodeMessage(message);
         const last = transactions[transactions.length - 1]!;
@@ -173,19 +173,17 @@ export class CaptureRunner {
           lastActivity = Date.now();
           events.emit('capture:skipped', { site: this.site, position, reason });
           if (batch) batch.checkpoint = checkpoint;
-          else tracker!.passed(checkpoint);
+          else tracker.passed(checkpoint);
         },
         idle: (checkpoint) => {
           if (batch) batch.checkpoint = checkpoint;
-          else tracker!.passed(checkpoint);
+          else tracker.passed(checkpoint);
         },
       };
 
-      const start = await source.open(handler);
-      tracker = new CheckpointTracker(start.lastPublished);
-      previous = start.lastPublished;
+      await source.open(handler);
       onHealthy();
-      logger.info({ lastPublished: start.lastPublished }, 'capture started');
+      logger.info({ lastPublished: previous }, 'capture started');
 
       let confirmedCheckpoint: string | null = null;
       let confirming = false;
@@ -193,7 +191,7 @@ export class CaptureRunner {
         if (confirming) return;
         confirming = true;
         try {
-          const frontier = tracker!.advance();
+          const frontier = tracker.advance();
           if (frontier.checkpoint !== null && frontier.checkpoint !== confirmedCheckpoint) {
             await source.confirm(frontier.checkpoint, frontier.lastPublished);
             confirmedCheckpoint = frontier.checkpoint;

@@ -27,21 +27,18 @@ export interface SourceHandler {
   idle(checkpoint: string): void;
 }
 
-export interface StreamStart {
-  /**
-   * The position of the last transaction published before this stream began (null if none ever was):
-   * the `previous` of the first message, so that appliers can tell a duplicate from a gap.
-   */
-  readonly lastPublished: Position | null;
-}
-
 export interface Source {
   readonly kind: SourceKind;
   readonly site: string;
   /** Create what the source needs (idempotently) and check rights; throws SitesyncError naming the fix. */
   prepare(): Promise<void>;
-  /** Begin streaming after the last confirmed checkpoint. */
-  open(handler: SourceHandler): Promise<StreamStart>;
+  /**
+   * The position of the last transaction published before the next stream (null if none ever was): the
+   * `previous` of its first message, so that appliers can tell a duplicate from a gap.
+   */
+  lastPublished(): Promise<Position | null>;
+  /** Begin streaming after the last confirmed checkpoint; the handler may be called before this resolves. */
+  open(handler: SourceHandler): Promise<void>;
   /** Resolves when the stream ends by `close`, rejects when it breaks. */
   readonly ended: Promise<void> | null;
   /** Flow control: stop reading from the server (bounded memory) and read again. */
