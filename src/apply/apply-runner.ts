@@ -126,6 +126,7 @@ export class ApplyRunner {
       };
       await ctx.consume();
       onHealthy();
+      this.options.events.emit('apply:consuming', { site });
       logger.info({ queue: siteQueue(site) }, 'applying');
       await ended;
       while (working) await sleep(10);

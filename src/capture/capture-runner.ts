@@ -183,6 +183,7 @@ export class CaptureRunner {
 
       await source.open(handler);
       onHealthy();
+      events.emit('capture:streaming', { site: this.site });
       logger.info({ lastPublished: previous }, 'capture started');
 
       let confirmedCheckpoint: string | null = null;

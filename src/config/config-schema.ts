@@ -48,7 +48,7 @@ export interface Config {
     readonly port: number;
   };
   readonly log: {
-    readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+    readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   };
 }
 
@@ -121,7 +121,7 @@ export const configSchema = {
       additionalProperties: false,
       default: {},
       properties: {
-        level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info' },
+        level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
       },
     },
   },

@@ -5,6 +5,10 @@
 import { EventEmitter } from 'node:events';
 
 export interface PipelineEventMap {
+  /** The slot exists and changes stream from it: every commit from now on will be captured. */
+  'capture:streaming': [{ site: string }];
+  /** The site's queue has a consumer: messages for this site are being applied. */
+  'apply:consuming': [{ site: string }];
   /** A transaction was decoded at `site` (relayed ones are reported by `capture:relayed` instead). */
   'capture:transaction': [{ site: string; position: string; rows: number; commitTimeMicros: bigint }];
   /** A relayed write (applied here by sitesync) or an empty transaction was dropped; the slot passes it. */

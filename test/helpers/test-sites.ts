@@ -1,0 +1,175 @@
+/**
+ * Real PostgreSQL and RabbitMQ for tests, isolated per test: every test gets its own databases, site
+ * names (so its slots and origins), exchange, stream and queues, all removed afterwards.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import amqp from 'amqplib';
+import pg from 'pg';
+import { parseConfig } from '../../src/config/load-config.ts';
+import type { Config } from '../../src/config/config-schema.ts';
+import { parkingQueue, siteQueue, slotName, ORIGIN_PREFIX } from '../../src/config/names.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { PipelineEvents } from '../../src/observability/pipeline-events.ts';
+import { createPipeline, type Pipeline } from '../../src/pipeline.ts';
+
+export const PG_ADMIN = process.env.SITESYNC_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const BROKER = process.env.SITESYNC_TEST_BROKER ?? 'amqp://guest:guest@127.0.0.1:5672/';
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+export function dbUrl(database: string): string {
+  const url = new URL(PG_ADMIN);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+export async function sql<T extends pg.QueryResultRow = Record<string, unknown>>(database: string, text: string, values?: unknown[]): Promise<T[]> {
+  const client = new pg.Client({ connectionString: dbUrl(database) });
+  await client.connect();
+  try {
+    return (await client.query<T>(text, values)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (error) {
+      last = error;
+    }
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+}
+
+export interface TestSites {
+  readonly suffix: string;
+  readonly config: Config;
+  /** Site names as configured, by short name: sites.paris === 'paris_x1y2'. */
+  readonly sites: Record<string, string>;
+  /** Database name of a site (short name). */
+  db(short: string): string;
+  /** Run the same SQL at every site (schema setup). */
+  everywhere(text: string): Promise<void>;
+  /** Start a site's pipeline in this process. */
+  start(short: string): Promise<RunningSite>;
+  /** Start a site as a real `sitesync run` process. */
+  spawn(short: string, extraEnv?: Record<string, string>): SpawnedSite;
+  configFile: string;
+  cleanup(): Promise<void>;
+}
+
+export interface RunningSite {
+  readonly pipeline: Pipeline;
+  readonly events: PipelineEvents;
+  readonly done: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface SpawnedSite {
+  readonly child: ChildProcess;
+  readonly output: () => string;
+  readonly exited: Promise<number | null>;
+}
+
+export async function createTestSites(shortNames: string[], overrides: Record<string, unknown> = {}): Promise<TestSites> {
+  const suffix = randomBytes(3).toString('hex');
+  const sites: Record<string, string> = {};
+  for (const short of shortNames) sites[short] = `${short}_${suffix}`;
+  const db = (short: string): string => `sitesync_test_${sites[short]}`;
+  for (const short of shortNames) await sql('postgres', `CREATE DATABASE ${db(short)}`);
+  const raw = {
+    broker: { url: BROKER, exchange: `sitesync.test.${suffix}`, archiveStream: `sitesync.test.${suffix}.archive` },
+    sites: Object.fromEntries(shortNames.map((s) => [sites[s], { postgres: dbUrl(db(s)) }])),
+    capture: { statusIntervalSeconds: 0.2, heartbeatSeconds: 2 },
+    apply: { retrySeconds: 0.5 },
+    log: { level: process.env.SITESYNC_TEST_LOG ?? 'silent' },
+    ...overrides,
+  };
+  const config = parseConfig(JSON.parse(JSON.stringify(raw)));
+  const dir = mkdtempSync(join(tmpdir(), 'sitesync-test-'));
+  const configFile = join(dir, 'sitesync.yml');
+  writeFileSync(configFile, JSON.stringify(raw, null, 2)); // JSON is YAML
+  const running: RunningSite[] = [];
+  const children: ChildProcess[] = [];
+
+  return {
+    suffix,
+    config,
+    sites,
+    db,
+    configFile,
+    async everywhere(text) {
+      for (const short of shortNames) await sql(db(short), text);
+    },
+    async start(short) {
+      const events = new PipelineEvents();
+      const logger = createLogger(config.log.level);
+      const pipeline = createPipeline(config, sites[short]!, logger, events);
+      const ready = Promise.all([once(events, 'capture:streaming'), once(events, 'apply:consuming')]);
+      const done = pipeline.run();
+      done.catch(() => undefined);
+      await Promise.race([ready, done]);
+      const site: RunningSite = {
+        pipeline,
+        events,
+        done,
+        async stop() {
+          pipeline.stop();
+          await done.catch(() => undefined);
+        },
+      };
+      running.push(site);
+      return site;
+    },
+    spawn(short, extraEnv = {}) {
+      const child = spawn(process.execPath, [join(ROOT, 'bin/sitesync.js'), 'run', '--config', configFile, '--site', sites[short]!], {
+        cwd: ROOT,
+        env: { ...process.env, SITESYNC_LOG__LEVEL: process.env.SITESYNC_TEST_LOG ?? 'info', ...extraEnv },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+      child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      children.push(child);
+      return { child, output: () => output, exited };
+    },
+    async cleanup() {
+      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await Promise.all(running.map((r) => r.stop()));
+      await sleep(200);
+      for (const short of shortNames) {
+        await sql('postgres', `DROP DATABASE IF EXISTS ${db(short)} WITH (FORCE)`);
+        await sql('postgres', `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slotName(sites[short]!)]).catch(() => undefined);
+      }
+      await sql('postgres', `SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname LIKE $1`, [`${ORIGIN_PREFIX}%${suffix}`]);
+      const connection = await amqp.connect(BROKER);
+      const channel = await connection.createChannel();
+      for (const short of shortNames) {
+        await channel.deleteQueue(siteQueue(sites[short]!));
+        await channel.deleteQueue(parkingQueue(sites[short]!));
+      }
+      await channel.deleteQueue(config.broker.archiveStream);
+      await channel.deleteExchange(config.broker.exchange);
+      await connection.close();
+    },
+  };
+}
+
+/** Rows of a table as text, sorted: equal multisets mean equal tables (duplicates included). */
+export async function tableRows(database: string, table: string): Promise<string[]> {
+  const rows = await sql<{ r: string }>(database, `SELECT t::text AS r FROM ${table} t`);
+  return rows.map((r) => r.r).sort();
+}
