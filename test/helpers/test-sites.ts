@@ -170,6 +170,6 @@ export async function createTestSites(shortNames: string[], overrides: Record<st
 
 /** Rows of a table as text, sorted: equal multisets mean equal tables (duplicates included). */
 export async function tableRows(database: string, table: string): Promise<string[]> {
-  const rows = await sql<{ r: string }>(database, `SELECT t::text AS r FROM ${table} t`);
+  const rows = await sql<{ r: string }>(database, `SELECT (whole_row.*)::text AS r FROM ${table} AS whole_row`);
   return rows.map((r) => r.r).sort();
 }
