@@ -4,6 +4,11 @@
  * site's capture drops it as a relayed write) and records the source position in the same commit
  * (pg_replication_origin_xact_setup), so the data and the checkpoint are one atomic commit. Nothing else
  * may use that connection, or local writes would be tagged and silently dropped by capture.
+ *
+ * Large transactions: each part but the last is kept in sitesync.spilled_parts in a commit of its own
+ * (without origin progress), so the runner acknowledges it at once and a crash loses nothing; the last
+ * part reads them back one at a time and applies everything, then forgets them, in one commit with the
+ * position. Memory stays at one part, whatever the transaction's size.
  */
 import pg from 'pg';
 import type { ApplyErrorKind, Sink, SourceSession } from '../../src/apply/sink.ts';
@@ -16,6 +21,10 @@ import { planChange, type TargetTable } from './apply-plan.ts';
 import { classifyApplyError, describePostgresError } from './postgres-errors.ts';
 import { SESSION_OPTIONS } from './session-settings.ts';
 import { SitesyncError } from '../../src/errors.ts';
+import { BOOKKEEPING_SCHEMA } from '../../src/config/names.ts';
+import { CURRENT_SCHEMA_VERSION, decodeMessage, encodeMessage } from '../../src/events/avro-codec.ts';
+
+const SPILL_TABLE = `${BOOKKEEPING_SCHEMA}.spilled_parts`;
 
 export interface PostgresSinkOptions {
   readonly site: string;
@@ -81,6 +90,10 @@ class PostgresSourceSession implements SourceSession {
     ).catch((error: { code?: string }) => {
       if (error.code !== '23505') throw error; // created meanwhile
     });
+    await this.client.query(`CREATE SCHEMA IF NOT EXISTS ${BOOKKEEPING_SCHEMA}`).catch(ignoreConcurrentCreate);
+    await this.client.query(
+      `CREATE TABLE IF NOT EXISTS ${SPILL_TABLE} (source text, position text, part int, schema_version int NOT NULL, body bytea NOT NULL, PRIMARY KEY (source, position, part))`,
+    ).catch(ignoreConcurrentCreate);
     await this.client.query('SELECT pg_replication_origin_session_setup($1)', [this.origin]);
     if (this.options.replicaRole) {
       try {
@@ -111,20 +124,39 @@ class PostgresSourceSession implements SourceSession {
   }
 
   async applyPart(transaction: Transaction, part: TransactionPart): Promise<void> {
+    const key = [this.source, transaction.position];
     await this.inside(async () => {
       if (part.index === 0) {
-        if (this.inTransaction) await this.rollback();
-        await this.begin();
-      } else if (!this.inTransaction) {
-        throw new SitesyncError('SITESYNC_ERR_GAP', `part ${part.index} of transaction ${transaction.id} arrived without its first part`);
+        // The source sends a transaction again from its first part after a restart: start over.
+        await this.client.query(`DELETE FROM ${SPILL_TABLE} WHERE source = $1`, [this.source]);
+      } else {
+        const { rows } = await this.client.query(`SELECT 1 FROM ${SPILL_TABLE} WHERE source = $1 AND position = $2 AND part = $3`, [...key, part.index - 1]);
+        if (rows.length === 0) {
+          throw new SitesyncError('SITESYNC_ERR_GAP', `part ${part.index} of transaction ${transaction.id} arrived, but part ${part.index - 1} never did: a message is missing; replay the transaction from the archive to resume`);
+        }
+      }
+      if (!part.last) {
+        const body = encodeMessage({ site: this.source, sourceKind: 'postgres', previous: null, transactions: [transaction], part });
+        await this.client.query(
+          `INSERT INTO ${SPILL_TABLE} VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source, position, part) DO UPDATE SET body = excluded.body, schema_version = excluded.schema_version`,
+          [...key, part.index, CURRENT_SCHEMA_VERSION, body],
+        );
+        return;
+      }
+      await this.begin();
+      for (let index = 0; index < part.index; index++) {
+        const { rows } = await this.client.query<{ body: Buffer; schema_version: number }>(
+          `SELECT body, schema_version FROM ${SPILL_TABLE} WHERE source = $1 AND position = $2 AND part = $3`,
+          [...key, index],
+        );
+        const spilled = rows[0];
+        if (!spilled) throw new SitesyncError('SITESYNC_ERR_GAP', `part ${index} of transaction ${transaction.id} is missing from ${SPILL_TABLE}`);
+        await this.applyChanges(decodeMessage(spilled.body, spilled.schema_version).transactions[0]!);
       }
       await this.applyChanges(transaction);
-      if (part.last) await this.commit(transaction.position, transaction.commitTimeMicros);
+      await this.client.query(`DELETE FROM ${SPILL_TABLE} WHERE source = $1`, [this.source]);
+      await this.commit(transaction.position, transaction.commitTimeMicros);
     });
-  }
-
-  async abandon(): Promise<void> {
-    if (this.inTransaction) await this.rollback();
   }
 
   async skip(position: Position, commitTimeMicros: bigint): Promise<void> {
@@ -207,4 +239,9 @@ class PostgresSourceSession implements SourceSession {
     }
     this.tables.set(key, { schema, table, columns: new Set(row.columns ?? []), primaryKey: row.pk && row.pk.length > 0 ? row.pk : null });
   }
+}
+
+/** Two sessions starting at once may both try to create the bookkeeping objects. */
+function ignoreConcurrentCreate(error: { code?: string }): void {
+  if (error.code !== '23505' && error.code !== '42P07' && error.code !== '42P06') throw error;
 }

@@ -6,8 +6,8 @@
  * - a transaction at or below the source's applied position is a duplicate: acknowledged, not applied;
  * - a message whose `previous` is beyond the applied position means a message is missing: that source
  *   halts with SITESYNC_ERR_GAP rather than skip (and, the queue being shared, the site waits);
- * - parts of a large transaction go into one open target transaction, acknowledged together at commit;
- *   while one is open the consumer's prefetch is raised so that its parts can all arrive.
+ * - parts of a large transaction are kept durably by the sink, each acknowledged at once, and applied
+ *   together in one target commit when the last arrives: memory and prefetch stay bounded.
  *
  * Failures, by what they call for: a lost connection or a deadlock is retried after a pause; a missing or
  * different table halts the source and is retried every apply.retrySeconds until someone fixes it;
@@ -41,8 +41,6 @@ export interface ApplyRunnerOptions {
 interface SourceState {
   session: SourceSession;
   progress: Position | null;
-  /** The large transaction being applied in parts, with the deliveries to acknowledge at its commit. */
-  large: { txId: string; nextIndex: number; deliveries: ConsumeMessage[] } | null;
   halted: string | null;
 }
 
@@ -99,7 +97,7 @@ export class ApplyRunner {
       channel.on('close', () => end(new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', 'the consuming channel closed; sitesync reconnects')));
       await declareTopology(channel, config);
       const parking = await connection.createConfirmChannel();
-      const ctx: Context = { channel, parking, sources, prefetch: config.apply.prefetch, consumerTag: null, alive: () => broken === null && !this.stopping };
+      const ctx: Context = { channel, parking, sources, alive: () => broken === null && !this.stopping };
 
       // Deliveries are handled strictly one after another, in queue order.
       const backlog: ConsumeMessage[] = [];
@@ -115,16 +113,12 @@ export class ApplyRunner {
           working = false;
         }
       };
-      ctx.consume = async () => {
-        await channel.prefetch(ctx.prefetch);
-        const { consumerTag } = await channel.consume(siteQueue(site), (delivery) => {
-          if (delivery === null) return end(new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', `queue ${siteQueue(site)} was deleted; sitesync declares it again`));
-          backlog.push(delivery);
-          void pump();
-        });
-        ctx.consumerTag = consumerTag;
-      };
-      await ctx.consume();
+      await channel.prefetch(config.apply.prefetch);
+      await channel.consume(siteQueue(site), (delivery) => {
+        if (delivery === null) return end(new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', `queue ${siteQueue(site)} was deleted; sitesync declares it again`));
+        backlog.push(delivery);
+        void pump();
+      });
       onHealthy();
       this.options.events.emit('apply:consuming', { site });
       logger.info({ queue: siteQueue(site) }, 'applying');
@@ -133,10 +127,7 @@ export class ApplyRunner {
       if (broken) throw broken;
     } finally {
       this.endSession = null;
-      for (const state of sources.values()) {
-        await state.session.abandon().catch(() => undefined);
-        await state.session.close();
-      }
+      for (const state of sources.values()) await state.session.close();
       await connection.close().catch(() => undefined);
     }
     void sink;
@@ -176,7 +167,7 @@ export class ApplyRunner {
           await this.applyParkingFailures(ctx, state, message, delivery);
           return;
         }
-        await this.waitAndRecover(ctx, state, message.site, kind, error, attempt);
+        await this.waitAndRecover(state, message.site, kind, error, attempt);
       }
     }
   }
@@ -194,29 +185,12 @@ export class ApplyRunner {
         ctx.channel.ack(delivery);
         return;
       }
-      if (part.index === 0) {
-        if (state.large) {
-          // The source sent this transaction again from its start (it restarted): drop what we had.
-          await state.session.abandon();
-          for (const d of state.large.deliveries) ctx.channel.ack(d);
-          state.large = null;
-        }
-        this.checkGap(state, message);
-        state.large = { txId: tx.id, nextIndex: 0, deliveries: [] };
-      } else if (!state.large || state.large.txId !== tx.id || state.large.nextIndex !== part.index) {
-        throw new SitesyncError('SITESYNC_ERR_GAP', `part ${part.index} of transaction ${tx.id} arrived, but ${state.large ? `part ${state.large.nextIndex} of ${state.large.txId}` : 'its first part'} was expected; a message is missing`);
-      }
+      if (part.index === 0) this.checkGap(state, message);
       await state.session.applyPart(tx, part);
-      state.large.nextIndex++;
-      state.large.deliveries.push(delivery);
+      ctx.channel.ack(delivery);
       if (part.last) {
-        for (const d of state.large.deliveries) ctx.channel.ack(d);
-        state.large = null;
         state.progress = tx.position;
         events.emit('apply:applied', { site, source, transactions: 1, rows: tx.changes.length, position: tx.position, commitTimeMicros: tx.commitTimeMicros });
-        if (ctx.prefetch !== this.options.config.apply.prefetch) await this.setPrefetch(ctx, this.options.config.apply.prefetch);
-      } else if (state.large.deliveries.length >= ctx.prefetch - 1) {
-        await this.setPrefetch(ctx, ctx.prefetch * 2);
       }
       return;
     }
@@ -262,7 +236,7 @@ export class ApplyRunner {
     ctx.channel.ack(delivery);
   }
 
-  private async waitAndRecover(ctx: Context, state: SourceState, source: string, kind: ApplyErrorKind, error: unknown, attempt: number): Promise<void> {
+  private async waitAndRecover(state: SourceState, source: string, kind: ApplyErrorKind, error: unknown, attempt: number): Promise<void> {
     const { site, logger, events, config } = this.options;
     const reason = describeError(error);
     if (kind === 'schema') {
@@ -274,35 +248,23 @@ export class ApplyRunner {
     } else {
       logger.warn({ source, attempt }, `applying from ${source} failed, retrying: ${reason}`);
     }
-    if (state.large) {
-      // The open transaction is gone with the error; its parts must come again from the queue.
-      throw new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', `large transaction ${state.large.txId} from ${source} failed midway (${reason}); its parts are redelivered`);
-    }
     await sleep(kind === 'schema' ? config.apply.retrySeconds * 1000 : Math.min(10_000, 200 * 2 ** Math.min(attempt, 5)));
     if (kind === 'transient') {
       await state.session.close();
       state.session = await this.options.sink.openSession(source);
       state.progress = await state.session.progress();
     }
-    void ctx;
   }
 
   private async sourceState(ctx: Context, source: string): Promise<SourceState> {
     let state = ctx.sources.get(source);
     if (!state) {
       const session = await this.options.sink.openSession(source);
-      state = { session, progress: await session.progress(), large: null, halted: null };
+      state = { session, progress: await session.progress(), halted: null };
       ctx.sources.set(source, state);
       this.options.logger.info({ source, applied: describePosition(state.progress) }, 'applying from source');
     }
     return state;
-  }
-
-  /** Per-consumer prefetch applies to consumers started after it, so the consumer is started again. */
-  private async setPrefetch(ctx: Context, prefetch: number): Promise<void> {
-    ctx.prefetch = Math.min(65535, prefetch);
-    if (ctx.consumerTag) await ctx.channel.cancel(ctx.consumerTag);
-    await ctx.consume?.();
   }
 
   private async park(ctx: Context, body: Buffer, headers: Record<string, unknown>, source: string, error: unknown, tx?: Transaction): Promise<void> {
@@ -330,8 +292,5 @@ interface Context {
   readonly channel: Channel;
   readonly parking: ConfirmChannel;
   readonly sources: Map<string, SourceState>;
-  prefetch: number;
-  consumerTag: string | null;
-  consume?: () => Promise<void>;
   alive(): boolean;
 }

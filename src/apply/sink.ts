@@ -16,11 +16,12 @@ export interface SourceSession {
   /** Applies whole transactions in one atomic commit that also records the last one's position. */
   apply(transactions: readonly Transaction[]): Promise<void>;
   /**
-   * Applies one part of a large transaction: part 0 opens the target transaction, the last part commits
-   * it with the position. A part that fails, or `abandon`, rolls everything since part 0 back.
+   * Takes one part of a large transaction. Parts before the last are kept durably by the sink (so the
+   * runner can acknowledge each at once, and a crash loses none); the last applies them all in one
+   * commit with the position. Part 0 again means the source sent the transaction again from its start.
+   * A part whose predecessor the sink does not hold throws SITESYNC_ERR_GAP.
    */
   applyPart(transaction: Transaction, part: TransactionPart): Promise<void>;
-  abandon(): Promise<void>;
   /** Records `position` as applied without writing data (a transaction parked for an operator). */
   skip(position: Position, commitTimeMicros: bigint): Promise<void>;
   close(): Promise<void>;

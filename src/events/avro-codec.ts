@@ -196,7 +196,8 @@ function checkTypes(type: AvscTypeInternals, seen: Set<AvscTypeInternals>): void
 }
 
 interface Codec {
-  readonly writer: Type;
+  /** The current schema: what encodeMessage writes and what decodeMessage reads into. */
+  readonly current: Type;
   /** Per writer version: the resolver to the current schema, or null for the current version itself. */
   readonly readers: ReadonlyMap<number, Resolver | null>;
   readonly known: string;
@@ -218,8 +219,8 @@ function loadCodec(): Codec {
     checkTypes(type as unknown as AvscTypeInternals, new Set());
     types.set(version, type);
   }
-  const writer = types.get(CURRENT_SCHEMA_VERSION);
-  if (writer === undefined) {
+  const current = types.get(CURRENT_SCHEMA_VERSION);
+  if (current === undefined) {
     throw new Error(
       `avro-codec: no schema for the current version ${CURRENT_SCHEMA_VERSION} (change-message.v${CURRENT_SCHEMA_VERSION}.avsc) in ${SCHEMA_DIR.pathname}`,
     );
@@ -231,7 +232,7 @@ function loadCodec(): Codec {
       continue;
     }
     try {
-      readers.set(version, writer.createResolver(type));
+      readers.set(version, current.createResolver(type));
     } catch (error) {
       throw new Error(
         `avro-codec: schema version ${version} cannot be read by version ${CURRENT_SCHEMA_VERSION}: ${oneLine(error)}`,
@@ -240,7 +241,7 @@ function loadCodec(): Codec {
     }
   }
   const known = [...readers.keys()].sort((a, b) => a - b).join(', ');
-  return { writer, readers, known };
+  return { current, readers, known };
 }
 
 const codec = loadCodec();
@@ -256,16 +257,19 @@ const MAX_SCRATCH = 16 * 1024 * 1024;
 
 /** Writes a message with the current schema (CURRENT_SCHEMA_VERSION). */
 export function encodeMessage(message: ChangeMessage): Buffer {
-  const wire = toWire(message);
+  let wire: WireMessage | undefined;
   try {
+    wire = toWire(message);
     return write(wire);
   } catch (error) {
-    throw invalid(`cannot encode change message: ${wireProblem(wire) ?? oneLine(error)}`, error);
+    if (error instanceof SitesyncError) throw error;
+    const problem = wire === undefined ? undefined : wireProblem(wire);
+    throw invalid(`cannot encode change message: ${problem ?? oneLine(error)}`, error);
   }
 }
 
 function write(wire: WireMessage): Buffer {
-  const type = codec.writer;
+  const type = codec.current;
   let end = type.encode(wire, scratch, 0);
   if (end < 0) {
     // encode() returned minus the number of missing bytes.
@@ -302,7 +306,7 @@ function toWire(message: ChangeMessage): WireMessage {
     const micros = tx.commitTimeMicros;
     if (typeof micros !== 'bigint' || micros > MAX_EXACT_MICROS || micros < MIN_EXACT_MICROS) {
       throw invalid(
-        `cannot encode change message: transaction ${t} (${tx.id}) commit time ${String(micros)} µs is not a bigint from -2^52 to 2^53-2 (years 1827 to 2255)`,
+        `cannot encode change message: transaction ${t} (${preview(tx.id)}) commit time ${String(micros)} µs is not a bigint from -2^52 to 2^53-2 (years 1827 to 2255)`,
       );
     }
     const changes: WireChange[] = new Array<WireChange>(tx.changes.length);
@@ -373,7 +377,7 @@ function changeToWire(change: Change, relationIndex: RelationIndex, t: number, c
       };
     default:
       throw invalid(
-        `cannot encode change message: ${where(t, c)} has unknown op ${JSON.stringify((change as { op: unknown }).op)}`,
+        `cannot encode change message: ${where(t, c)} has unknown op ${preview((change as { op: unknown }).op)}`,
       );
   }
 }
@@ -406,10 +410,10 @@ function checkRow(row: RowImage, t: number, c: number, which: string): void {
 }
 
 function relationToWire(relation: RelationInfo, at: string): WireRelation {
-  const name = `${relation.schema}.${relation.table}`;
-  if (REPLICA_IDENTITIES[relation.replicaIdentity] !== true) {
+  const name = preview(`${relation.schema}.${relation.table}`);
+  if (!Object.hasOwn(REPLICA_IDENTITIES, relation.replicaIdentity)) {
     throw invalid(
-      `cannot encode change message: relation ${name} (first used by ${at}) has unknown replica identity ${JSON.stringify(relation.replicaIdentity)}`,
+      `cannot encode change message: relation ${name} (first used by ${at}) has unknown replica identity ${preview(relation.replicaIdentity)}`,
     );
   }
   return {
@@ -420,7 +424,7 @@ function relationToWire(relation: RelationInfo, at: string): WireRelation {
       const oid = column.typeOid;
       if (!(Number.isInteger(oid) && oid >= 0 && oid <= 0xffff_ffff)) {
         throw invalid(
-          `cannot encode change message: relation ${name} column ${column.name} has type OID ${String(oid)}, not an unsigned 32-bit integer`,
+          `cannot encode change message: relation ${name} column ${preview(column.name)} has type OID ${String(oid)}, not an unsigned 32-bit integer`,
         );
       }
       return {
@@ -438,7 +442,7 @@ function relationToWire(relation: RelationInfo, at: string): WireRelation {
 function wireProblem(wire: WireMessage): string | undefined {
   let problem: string | undefined;
   try {
-    codec.writer.isValid(wire, {
+    codec.current.isValid(wire, {
       errorHook: (path: string[], value: unknown, type: Type) => {
         problem ??= `${path.join('.') || 'message'} = ${preview(value)} is not a valid Avro ${type.typeName}`;
       },
@@ -478,7 +482,7 @@ export function decodeMessage(body: Buffer, writerVersion: number): ChangeMessag
     if (!Buffer.isBuffer(body)) throw new DecodeError(`${label}: the body is ${preview(body)}, not a Buffer`);
     let decoded: { value: unknown; offset: number };
     try {
-      decoded = codec.writer.decode(body, 0, resolver ?? undefined);
+      decoded = codec.current.decode(body, 0, resolver ?? undefined);
     } catch (error) {
       if (error instanceof ArrayOverrun) {
         throw new DecodeError(
@@ -504,7 +508,7 @@ export function decodeMessage(body: Buffer, writerVersion: number): ChangeMessag
 
 function fromWire(wire: WireMessage, label: string): ChangeMessage {
   if (!Object.hasOwn(SOURCE_KINDS, wire.sourceKind)) {
-    throw new DecodeError(`${label}: unknown source kind ${JSON.stringify(wire.sourceKind)}`);
+    throw new DecodeError(`${label}: unknown source kind ${preview(wire.sourceKind)}`);
   }
   const relations: RelationInfo[] = new Array<RelationInfo>(wire.relations.length);
   let r = 0;
@@ -614,7 +618,7 @@ function relationFromWire(relation: WireRelation, index: number, label: string):
   const identity = relation.replicaIdentity;
   if (!Object.hasOwn(REPLICA_IDENTITIES, identity)) {
     throw new DecodeError(
-      `${label}: relation ${index} (${relation.schema}.${relation.table}) has unknown replica identity ${JSON.stringify(identity)}`,
+      `${label}: relation ${index} (${preview(`${relation.schema}.${relation.table}`)}) has unknown replica identity ${preview(identity)}`,
     );
   }
   return {
