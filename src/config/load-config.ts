@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { SitesyncError } from '../errors.ts';
-import { configSchema, PATTERN_HINTS, type Config } from './config-schema.ts';
+import { configSchema, PATTERN_HINTS, SITE_NAME, type Config } from './config-schema.ts';
 
 const ENV_PREFIX = 'SITESYNC_';
 
@@ -49,6 +49,9 @@ function explain(error: ErrorObject | undefined, data: unknown): string {
   const path = error.instancePath.split('/').filter(Boolean).join('.') || '(top level)';
   const value = valueAt(data, error.instancePath);
   const shown = value === undefined ? '' : ` = ${JSON.stringify(value)}`;
+  if (error.propertyName !== undefined) {
+    return `site name ${JSON.stringify(error.propertyName)} is not valid; it must be ${PATTERN_HINTS[SITE_NAME]}`;
+  }
   switch (error.keyword) {
     case 'additionalProperties': {
       const key = (error.params as { additionalProperty: string }).additionalProperty;
@@ -63,8 +66,6 @@ function explain(error: ErrorObject | undefined, data: unknown): string {
       const hint = PATTERN_HINTS[(error.params as { pattern: string }).pattern] ?? `text matching ${(error.params as { pattern: string }).pattern}`;
       return `${path}${shown} is not valid; it must be ${hint}`;
     }
-    case 'propertyNames':
-      return `site name ${JSON.stringify((error.params as { propertyName: string }).propertyName)} is not valid; it must be ${PATTERN_HINTS['^[a-z][a-z0-9_]{0,39}$']}`;
     case 'minProperties':
       return `${path} needs at least two sites: sitesync replicates between sites`;
     default:

@@ -1,0 +1,136 @@
+/**
+ * The command line as a user meets it: help, one-line errors with exit status 2 for configuration,
+ * unreachable services named with the fix, and status.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import { createTestSites, sql } from '../helpers/test-sites.ts';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const run = promisify(execFile);
+
+async function sitesync(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/sitesync.js'), ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+function configFile(text: string): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'sitesync-cli-')), 'sitesync.yml');
+  writeFileSync(file, text);
+  return file;
+}
+
+const VALID = `broker:
+  url: amqp://guest:guest@127.0.0.1:5672/
+sites:
+  paris:
+    postgres: postgres://postgres@127.0.0.1:5432/paris
+  london:
+    postgres: postgres://postgres@127.0.0.1:5432/london
+`;
+
+test('--help describes every command', async () => {
+  const top = await sitesync(['--help']);
+  assert.equal(top.code, 0);
+  assert.match(top.stdout, /run \[options\]/);
+  assert.match(top.stdout, /status \[options\]/);
+  for (const command of ['run', 'status']) {
+    const help = await sitesync([command, '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /--config <file>/);
+  }
+});
+
+const configErrors: [string, string, RegExp][] = [
+  ['missing file', '', /cannot read the configuration file .*nope\.yml \(ENOENT\); pass an existing file with --config/],
+  ['bad YAML', 'broker: [', /is not valid YAML: .*; fix the syntax at that line/],
+  ['unknown key', VALID + 'brokr: {}\n', /unknown key "brokr"; remove it or check its spelling/],
+  ['missing key', 'sites: {}\n', /missing key "broker"/],
+  ['bad URL', VALID.replace('amqp://guest', 'http://guest'), /broker\.url = "http:\/\/guest.*" is not valid; it must be an AMQP URL/],
+  ['bad site name', VALID.replace('paris:', 'Paris-1:'), /site name "Paris-1" is not valid/],
+  ['one site', 'broker: {url: "amqp://x"}\nsites:\n  a: {postgres: "postgres://x"}\n', /needs at least two sites/],
+  ['wrong type', VALID + 'capture:\n  maxMessageBytes: lots\n', /capture\.maxMessageBytes = "lots" must be integer/],
+];
+
+for (const [name, text, expected] of configErrors) {
+  test(`configuration error (${name}): one line, exit status 2`, async () => {
+    const file = name === 'missing file' ? '/nonexistent/nope.yml' : configFile(text);
+    const result = await sitesync(['run', '--config', file, '--site', 'paris']);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, expected);
+    assert.equal(result.stderr.trim().split('\n').length, 1, `one line: ${result.stderr}`);
+    assert.match(result.stderr, /^sitesync: SITESYNC_ERR_CONFIG: /);
+  });
+}
+
+test('an environment variable overrides the file, and is validated the same way', async () => {
+  const result = await sitesync(['run', '--config', configFile(VALID), '--site', 'paris'], { SITESYNC_BROKER__URL: 'ftp://nowhere' });
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /broker\.url = "ftp:\/\/nowhere" is not valid/);
+});
+
+test('a site not in the configuration', async () => {
+  const result = await sitesync(['run', '--config', configFile(VALID), '--site', 'madrid']);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /site "madrid" is not in the configuration \(sites: paris, london\); pass one of them with --site/);
+});
+
+test('a missing option names itself', async () => {
+  const result = await sitesync(['run', '--config', configFile(VALID)]);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /required option '-s, --site <name>' not specified/);
+});
+
+test('a database that does not exist: one line naming the fix, exit 2', async () => {
+  const result = await sitesync(['run', '--config', configFile(VALID.replace('/paris', '/no_such_db_xyz')), '--site', 'paris']);
+  assert.equal(result.code, 2);
+  const errorLines = result.stderr.split('\n').filter((l) => l.startsWith('sitesync:'));
+  assert.equal(errorLines.length, 1);
+  assert.match(errorLines[0]!, /database "no_such_db_xyz" does not exist; create the database or fix sites\.paris\.postgres/);
+});
+
+test('status shows each site: slot, lag, applied positions and queues', async () => {
+  const t = await createTestSites(['paris', 'london']);
+  try {
+    await t.everywhere('CREATE TABLE x (id int PRIMARY KEY)');
+    const london = await t.start('london');
+    await t.start('paris');
+    let applied = 0;
+    london.events.on('apply:applied', () => applied++);
+    await sql(t.db('paris'), 'INSERT INTO x VALUES (1)');
+    while (applied === 0) await new Promise((r) => setTimeout(r, 50));
+    const text = await sitesync(['status', '--config', t.configFile]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, new RegExp(`site ${t.sites.paris}\\n  slot sitesync_${t.sites.paris}: streaming, confirmed [0-9A-F]+/[0-9A-F]+`));
+    assert.match(text.stdout, new RegExp(`from ${t.sites.paris}: applied up to [0-9A-F]+/[0-9A-F]+`));
+    assert.match(text.stdout, new RegExp(`queue SITE_${t.sites.london!.toUpperCase()}: 0 waiting, 1 consumer\\(s\\), 0 parked`));
+    const json = JSON.parse((await sitesync(['status', '--config', t.configFile, '--json'])).stdout) as { site: string; slot: { lagBytes: number } }[];
+    assert.deepEqual(json.map((s) => s.site).sort(), [t.sites.london, t.sites.paris].sort());
+    assert.equal(typeof json[0]!.slot.lagBytes, 'number');
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('RabbitMQ unreachable: capture says so in one line and keeps retrying', async () => {
+  const t = await createTestSites(['paris', 'london']);
+  try {
+    const site = t.spawn('paris', { SITESYNC_BROKER__URL: 'amqp://guest:guest@127.0.0.1:1/' });
+    await new Promise((r) => setTimeout(r, 4000));
+    assert.equal(site.child.exitCode, null, 'still running, retrying');
+    assert.match(site.output(), /SITESYNC_ERR_BROKER_UNREACHABLE: RabbitMQ at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:1\/ is unreachable \(connect ECONNREFUSED 127\.0\.0\.1:1\); start it or fix broker\.url/);
+    assert.doesNotMatch(site.output(), /guest:guest/, 'the password is never printed');
+  } finally {
+    await t.cleanup();
+  }
+});
