@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The one test command (README and CI): installs what is missing, prepares PostgreSQL and RabbitMQ,
+# typechecks, then runs every suite against the real services.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ -d node_modules ]] || npm ci --no-audit --no-fund
+bash scripts/setup-services.sh
+npx tsc -p tsconfig.json
+# Suites one file at a time: the integration ones start processes and kill them, and the machine has two cores.
+node --import tsx --test --test-concurrency=1 test/unit/*.test.ts test/integration/*.test.ts

@@ -1,0 +1,168 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { CheckpointTracker, type Entry } from '../../src/capture/checkpoint-tracker.ts';
+import { lsnToPosition } from '../../src/events/position.ts';
+
+// Checkpoints and positions are fixed-width hex, so string order is source order.
+const cp = (n: number): string => lsnToPosition(BigInt(n));
+const pos = (n: number): string => `P${String(n).padStart(8, '0')}`;
+
+/** Reads the tracker's internal entry list: only to show that memory stays bounded. */
+function heldEntries(tracker: CheckpointTracker): number {
+  const entries = (tracker as unknown as { entries: unknown }).entries;
+  assert.ok(Array.isArray(entries), 'CheckpointTracker keeps its entries in an array named "entries"');
+  return entries.length;
+}
+
+type Op =
+  | { kind: 'publish'; withCheckpoint: boolean; withPosition: boolean }
+  | { kind: 'passed' }
+  | { kind: 'confirm'; pick: number }
+  | { kind: 'advance' };
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { arbitrary: fc.record({ kind: fc.constant('publish' as const), withCheckpoint: fc.boolean(), withPosition: fc.boolean() }), weight: 4 },
+  { arbitrary: fc.record({ kind: fc.constant('passed' as const) }), weight: 3 },
+  { arbitrary: fc.record({ kind: fc.constant('confirm' as const), pick: fc.nat() }), weight: 4 },
+  { arbitrary: fc.record({ kind: fc.constant('advance' as const) }), weight: 3 },
+);
+
+interface ModelEntry {
+  readonly checkpoint: string | null;
+  readonly lastPosition: string | null;
+  done: boolean;
+  /** The tracker's handle, for published entries. */
+  readonly handle: Entry | null;
+}
+
+describe('CheckpointTracker', () => {
+  test('property: the frontier is the last checkpoint of the longest fully-done prefix, never past the first pending entry', () => {
+    fc.assert(
+      fc.property(fc.option(fc.constant(pos(0)), { nil: null }), fc.array(opArb, { maxLength: 80 }), (initial, ops) => {
+        const tracker = new CheckpointTracker(initial);
+        const model: ModelEntry[] = [];
+        let counter = 0;
+        const ops2: Op[] = [...ops, { kind: 'advance' }];
+        for (const op of ops2) {
+          switch (op.kind) {
+            case 'publish': {
+              counter++;
+              const checkpoint = op.withCheckpoint ? cp(counter) : null;
+              const lastPosition = op.withPosition ? pos(counter) : null;
+              const handle = tracker.published(checkpoint, lastPosition);
+              model.push({ checkpoint, lastPosition, done: false, handle });
+              break;
+            }
+            case 'passed': {
+              counter++;
+              tracker.passed(cp(counter));
+              model.push({ checkpoint: cp(counter), lastPosition: null, done: true, handle: null });
+              break;
+            }
+            case 'confirm': {
+              const published = model.filter((m) => m.handle !== null);
+              if (published.length === 0) break;
+              const chosen = published[op.pick % published.length]!;
+              tracker.confirmed(chosen.handle!);
+              chosen.done = true;
+              break;
+            }
+            case 'advance': {
+              const frontier = tracker.advance();
+              let firstPending = model.findIndex((m) => !m.done);
+              if (firstPending < 0) firstPending = model.length;
+              const prefix = model.slice(0, firstPending);
+              const expectedCheckpoint = prefix.filter((m) => m.checkpoint !== null).at(-1)?.checkpoint ?? null;
+              const expectedPublished = prefix.filter((m) => m.lastPosition !== null).at(-1)?.lastPosition ?? initial;
+              assert.equal(frontier.checkpoint, expectedCheckpoint);
+              assert.equal(frontier.lastPublished, expectedPublished);
+              if (frontier.checkpoint !== null) {
+                for (const later of model.slice(firstPending)) {
+                  if (later.checkpoint !== null) assert.ok(frontier.checkpoint < later.checkpoint, `frontier ${frontier.checkpoint} reached pending ${later.checkpoint}`);
+                }
+              }
+              assert.equal(tracker.unconfirmed, model.filter((m) => !m.done).length);
+              break;
+            }
+          }
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('a fresh tracker reports nothing to confirm and the last published position it was given', () => {
+    assert.deepEqual(new CheckpointTracker(null).advance(), { checkpoint: null, lastPublished: null });
+    assert.deepEqual(new CheckpointTracker('00000000000000AA').advance(), { checkpoint: null, lastPublished: '00000000000000AA' });
+  });
+
+  test('a keepalive after an unconfirmed message is not confirmed until the message is', () => {
+    const tracker = new CheckpointTracker(null);
+    const message = tracker.published(cp(10), pos(10));
+    tracker.passed(cp(20));
+    assert.deepEqual(tracker.advance(), { checkpoint: null, lastPublished: null });
+    assert.equal(tracker.unconfirmed, 1);
+    tracker.passed(cp(30));
+    assert.deepEqual(tracker.advance(), { checkpoint: null, lastPublished: null });
+    tracker.confirmed(message);
+    assert.deepEqual(tracker.advance(), { checkpoint: cp(30), lastPublished: pos(10) });
+    assert.equal(tracker.unconfirmed, 0);
+  });
+
+  test('confirming a later message first does not move the frontier past an earlier pending one', () => {
+    const tracker = new CheckpointTracker(pos(1));
+    const first = tracker.published(cp(10), pos(10));
+    const second = tracker.published(cp(20), pos(20));
+    tracker.confirmed(second);
+    assert.deepEqual(tracker.advance(), { checkpoint: null, lastPublished: pos(1) });
+    tracker.confirmed(first);
+    assert.deepEqual(tracker.advance(), { checkpoint: cp(20), lastPublished: pos(20) });
+  });
+
+  test('parts before the last carry no checkpoint: only the last part moves the frontier', () => {
+    const tracker = new CheckpointTracker(null);
+    const part0 = tracker.published(null, null);
+    const part1 = tracker.published(null, null);
+    const last = tracker.published(cp(5), pos(5));
+    tracker.confirmed(part0);
+    tracker.confirmed(part1);
+    tracker.passed(cp(6)); // a keepalive merges after confirmed parts, but still waits for the last part
+    assert.deepEqual(tracker.advance(), { checkpoint: null, lastPublished: null });
+    tracker.confirmed(last);
+    assert.deepEqual(tracker.advance(), { checkpoint: cp(6), lastPublished: pos(5) });
+  });
+
+  test('100k keepalives behind a pending message are held as one entry; the frontier becomes the last', () => {
+    const tracker = new CheckpointTracker(null);
+    const message = tracker.published(cp(1), pos(1));
+    for (let i = 2; i <= 100_001; i++) tracker.passed(cp(i));
+    assert.ok(heldEntries(tracker) <= 2, `entries held: ${heldEntries(tracker)}`);
+    assert.deepEqual(tracker.advance(), { checkpoint: null, lastPublished: null });
+    tracker.confirmed(message);
+    assert.deepEqual(tracker.advance(), { checkpoint: cp(100_001), lastPublished: pos(1) });
+  });
+
+  test('100k keepalives alone, then advance: the frontier is the last, memory stays flat', () => {
+    const tracker = new CheckpointTracker(null);
+    for (let i = 1; i <= 100_000; i++) tracker.passed(cp(i));
+    assert.ok(heldEntries(tracker) <= 1, `entries held: ${heldEntries(tracker)}`);
+    assert.deepEqual(tracker.advance(), { checkpoint: cp(100_000), lastPublished: null });
+  });
+
+  test('keepalives interleaved with advance and confirmed messages: entries are let go', () => {
+    const tracker = new CheckpointTracker(null);
+    let n = 0;
+    for (let i = 0; i < 50_000; i++) {
+      if (i % 3 === 0) tracker.confirmed(tracker.published(cp(++n), pos(n)));
+      tracker.passed(cp(++n));
+      tracker.advance();
+    }
+    assert.ok(heldEntries(tracker) <= 2100, `entries held: ${heldEntries(tracker)}`);
+    const last = tracker.published(cp(++n), pos(n));
+    tracker.passed(cp(++n));
+    assert.equal(tracker.advance().checkpoint, cp(n - 2));
+    tracker.confirmed(last);
+    assert.deepEqual(tracker.advance(), { checkpoint: cp(n), lastPublished: pos(n - 1) });
+  });
+});
