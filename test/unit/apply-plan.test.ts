@@ -1,0 +1,340 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { planChange, quoteIdent, type Statement, type TargetTable } from '../../connectors/postgres/apply-plan.ts';
+import { SitesyncError } from '../../src/errors.ts';
+import type { Change, ColumnInfo, RelationInfo, RowImage } from '../../src/events/transaction.ts';
+
+function col(name: string, key = false): ColumnInfo {
+  return { name, type: 'text', typeOid: 25, typeModifier: -1, key };
+}
+
+function rel(schema: string, table: string, replicaIdentity: RelationInfo['replicaIdentity'], columns: ColumnInfo[]): RelationInfo {
+  return { schema, table, replicaIdentity, columns };
+}
+
+function rowOf(values: (string | null)[], unchanged: number[] = []): RowImage {
+  return { values, unchanged };
+}
+
+/** A target that has exactly the source's columns (or those given) and the given primary key. */
+function targetFor(relation: RelationInfo, primaryKey: string[] | null, columns?: string[]): (schema: string, table: string) => TargetTable {
+  return (schema, table) => {
+    assert.equal(schema, relation.schema);
+    assert.equal(table, relation.table);
+    return { schema, table, columns: new Set(columns ?? relation.columns.map((c) => c.name)), primaryKey };
+  };
+}
+
+function only(statements: Statement[]): Statement {
+  assert.equal(statements.length, 1);
+  return statements[0]!;
+}
+
+function schemaError(column?: string): (error: unknown) => boolean {
+  return (error: unknown) => {
+    assert.ok(error instanceof SitesyncError, `expected SitesyncError, got ${String(error)}`);
+    assert.equal(error.code, 'SITESYNC_ERR_APPLY_SCHEMA');
+    if (column !== undefined) assert.ok(error.message.includes(JSON.stringify(column)), `message names ${column}: ${error.message}`);
+    return true;
+  };
+}
+
+const users = rel('public', 'users', 'd', [col('id', true), col('name'), col('bio')]);
+
+describe('quoteIdent', () => {
+  test('quotes exactly, doubling embedded quotes', () => {
+    assert.equal(quoteIdent('users'), '"users"');
+    assert.equal(quoteIdent('a"b'), '"a""b"');
+    assert.equal(quoteIdent('"'), '""""');
+    assert.equal(quoteIdent('My Table'), '"My Table"');
+    assert.equal(quoteIdent('CamelCase'), '"CamelCase"');
+    assert.equal(quoteIdent('café_日本'), '"café_日本"');
+    assert.equal(quoteIdent('select'), '"select"');
+    assert.equal(quoteIdent("o'neil"), '"o\'neil"');
+    assert.equal(quoteIdent(''), '""');
+  });
+
+  test('property: unquoting the result gives the name back', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'grapheme', maxLength: 20 }), (name) => {
+        const quoted = quoteIdent(name);
+        assert.ok(quoted.startsWith('"') && quoted.endsWith('"'));
+        const inner = quoted.slice(1, -1);
+        // every quote inside comes in pairs, so the identifier cannot end early
+        assert.ok(!/(^|[^"])"("")*([^"]|$)/.test(inner), `unpaired quote in ${quoted}`);
+        assert.equal(inner.replace(/""/g, '"'), name);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('planChange', () => {
+  test('insert: every column, quoted, values as parameters in order', () => {
+    const s = only(planChange({ op: 'insert', relation: users, newRow: rowOf(['1', 'Ann', null]) }, targetFor(users, ['id'])));
+    assert.equal(s.text, 'INSERT INTO "public"."users" ("id", "name", "bio") OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3)');
+    assert.deepEqual(s.values, ['1', 'Ann', null]);
+    assert.equal(s.expectsRow, false);
+  });
+
+  test('insert: identifiers with quotes, spaces, capitals, Unicode and reserved words are quoted exactly', () => {
+    const r = rel('My Schema', 'a"b', 'd', [col('select', true), col('Név Ünïcode'), col('x"y"z')]);
+    const s = only(planChange({ op: 'insert', relation: r, newRow: rowOf(['1', '2', '3']) }, targetFor(r, ['select'])));
+    assert.equal(s.text, 'INSERT INTO "My Schema"."a""b" ("select", "Név Ünïcode", "x""y""z") OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3)');
+  });
+
+  test('insert: the table name comes from the target, not the change', () => {
+    const s = only(
+      planChange({ op: 'insert', relation: users, newRow: rowOf(['1', 'a', 'b']) }, (schema, table) => ({
+        schema: 'Other',
+        table: `${table}"x`,
+        columns: new Set(['id', 'name', 'bio']),
+        primaryKey: ['id'],
+      })),
+    );
+    assert.ok(s.text.startsWith('INSERT INTO "Other"."users""x" ('), s.text);
+  });
+
+  test('update by key: SET every sent column, WHERE on the key', () => {
+    const s = only(planChange({ op: 'update', relation: users, oldRow: null, newRow: rowOf(['7', 'Bo', 'hi']) }, targetFor(users, ['id'])));
+    assert.equal(s.text, 'UPDATE "public"."users" SET "id" = $1, "name" = $2, "bio" = $3 WHERE "id" = $4');
+    assert.deepEqual(s.values, ['7', 'Bo', 'hi', '7']);
+    assert.equal(s.expectsRow, true);
+  });
+
+  test('update: unchanged TOAST columns are left out of SET', () => {
+    const s = only(planChange({ op: 'update', relation: users, oldRow: null, newRow: rowOf(['7', 'Bo', null], [2]) }, targetFor(users, ['id'])));
+    assert.equal(s.text, 'UPDATE "public"."users" SET "id" = $1, "name" = $2 WHERE "id" = $3');
+    assert.deepEqual(s.values, ['7', 'Bo', '7']);
+    assert.ok(!s.text.includes('"bio"'));
+  });
+
+  test('update: an unchanged TOAST column need not exist at the target', () => {
+    const s = only(
+      planChange({ op: 'update', relation: users, oldRow: null, newRow: rowOf(['7', 'Bo', null], [2]) }, targetFor(users, ['id'], ['id', 'name'])),
+    );
+    assert.equal(s.text, 'UPDATE "public"."users" SET "id" = $1, "name" = $2 WHERE "id" = $3');
+  });
+
+  test('update with a key change: WHERE uses the OLD key', () => {
+    const s = only(
+      planChange({ op: 'update', relation: users, oldRow: rowOf(['1', null, null]), newRow: rowOf(['2', 'Ann', 'x']) }, targetFor(users, ['id'])),
+    );
+    assert.equal(s.text, 'UPDATE "public"."users" SET "id" = $1, "name" = $2, "bio" = $3 WHERE "id" = $4');
+    assert.deepEqual(s.values, ['2', 'Ann', 'x', '1']);
+  });
+
+  test('composite replica identity key (index identity)', () => {
+    const r = rel('s', 't', 'i', [col('a', true), col('v'), col('b', true)]);
+    const s = only(planChange({ op: 'delete', relation: r, oldRow: rowOf(['1', null, '2']) }, targetFor(r, null)));
+    assert.equal(s.text, 'DELETE FROM "s"."t" WHERE "a" = $1 AND "b" = $2');
+    assert.deepEqual(s.values, ['1', '2']);
+  });
+
+  test('delete by key', () => {
+    const s = only(planChange({ op: 'delete', relation: users, oldRow: rowOf(['9', null, null]) }, targetFor(users, ['id'])));
+    assert.equal(s.text, 'DELETE FROM "public"."users" WHERE "id" = $1');
+    assert.deepEqual(s.values, ['9']);
+    assert.equal(s.expectsRow, true);
+  });
+
+  test('REPLICA IDENTITY FULL with a target primary key matches on the key only', () => {
+    const r = rel('public', 'full_pk', 'f', [col('id', true), col('a', true), col('b', true)]);
+    const update = only(
+      planChange({ op: 'update', relation: r, oldRow: rowOf(['1', 'x', 'y']), newRow: rowOf(['1', 'x2', 'y2']) }, targetFor(r, ['id'])),
+    );
+    assert.equal(update.text, 'UPDATE "public"."full_pk" SET "id" = $1, "a" = $2, "b" = $3 WHERE "id" = $4');
+    assert.deepEqual(update.values, ['1', 'x2', 'y2', '1']);
+    const del = only(planChange({ op: 'delete', relation: r, oldRow: rowOf(['1', 'x', 'y']) }, targetFor(r, ['id'])));
+    assert.equal(del.text, 'DELETE FROM "public"."full_pk" WHERE "id" = $1');
+    assert.deepEqual(del.values, ['1']);
+  });
+
+  test('REPLICA IDENTITY FULL with a primary key that changed: WHERE has the old key value', () => {
+    const r = rel('public', 'full_pk', 'f', [col('id', true), col('a', true)]);
+    const s = only(planChange({ op: 'update', relation: r, oldRow: rowOf(['1', 'x']), newRow: rowOf(['5', 'x']) }, targetFor(r, ['id'])));
+    assert.deepEqual(s.values, ['5', 'x', '1']);
+    assert.ok(s.text.endsWith('WHERE "id" = $3'), s.text);
+  });
+
+  test('REPLICA IDENTITY FULL without a key matches every column by text and changes one row', () => {
+    const r = rel('public', 'nokey', 'f', [col('a', true), col('b', true)]);
+    const del = only(planChange({ op: 'delete', relation: r, oldRow: rowOf(['1', null]) }, targetFor(r, null)));
+    assert.equal(
+      del.text,
+      'DELETE FROM "public"."nokey" WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM "public"."nokey" WHERE ("a")::text IS NOT DISTINCT FROM $1::text AND ("b")::text IS NOT DISTINCT FROM $2::text LIMIT 1)',
+    );
+    assert.deepEqual(del.values, ['1', null]);
+    const update = only(planChange({ op: 'update', relation: r, oldRow: rowOf(['1', null]), newRow: rowOf(['2', 'z']) }, targetFor(r, null)));
+    assert.equal(
+      update.text,
+      'UPDATE "public"."nokey" SET "a" = $1, "b" = $2 WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM "public"."nokey" WHERE ("a")::text IS NOT DISTINCT FROM $3::text AND ("b")::text IS NOT DISTINCT FROM $4::text LIMIT 1)',
+    );
+    assert.deepEqual(update.values, ['2', 'z', '1', null]);
+    // an empty primary key is no key
+    const emptyKey = only(planChange({ op: 'delete', relation: r, oldRow: rowOf(['1', '2']) }, targetFor(r, [])));
+    assert.ok(emptyKey.text.includes('(tableoid, ctid) = (SELECT tableoid, ctid FROM "public"."nokey" WHERE'), emptyKey.text);
+  });
+
+  test('a column missing at the target throws SITESYNC_ERR_APPLY_SCHEMA naming the column', () => {
+    const missing = targetFor(users, ['id'], ['id', 'name']);
+    assert.throws(() => planChange({ op: 'insert', relation: users, newRow: rowOf(['1', 'a', 'b']) }, missing), schemaError('bio'));
+    assert.throws(() => planChange({ op: 'update', relation: users, oldRow: null, newRow: rowOf(['1', 'a', 'b']) }, missing), schemaError('bio'));
+    const noKeyColumn = targetFor(users, ['id'], ['name', 'bio']);
+    assert.throws(() => planChange({ op: 'delete', relation: users, oldRow: rowOf(['1', null, null]) }, noKeyColumn), schemaError('id'));
+    const r = rel('public', 'nokey', 'f', [col('a', true), col('b', true)]);
+    assert.throws(() => planChange({ op: 'delete', relation: r, oldRow: rowOf(['1', '2']) }, targetFor(r, null, ['a'])), schemaError('b'));
+  });
+
+  test("replica identity 'n' (nothing) for update and delete throws SITESYNC_ERR_APPLY_SCHEMA", () => {
+    const r = rel('public', 'nothing', 'n', [col('a'), col('b')]);
+    assert.throws(() => planChange({ op: 'update', relation: r, oldRow: null, newRow: rowOf(['1', '2']) }, targetFor(r, ['a'])), schemaError());
+    assert.throws(() => planChange({ op: 'delete', relation: r, oldRow: rowOf(['1', '2']) }, targetFor(r, ['a'])), schemaError());
+    // a default identity without any key column is no better
+    const d = rel('public', 'nopk', 'd', [col('a'), col('b')]);
+    assert.throws(() => planChange({ op: 'update', relation: d, oldRow: null, newRow: rowOf(['1', '2']) }, targetFor(d, null)), schemaError());
+    // inserts need no key
+    assert.equal(planChange({ op: 'insert', relation: r, newRow: rowOf(['1', '2']) }, targetFor(r, null)).length, 1);
+  });
+
+  test('truncate: every table, quoted, with RESTART IDENTITY and CASCADE as sent', () => {
+    const a = rel('public', 'a"b', 'd', [col('id', true)]);
+    const b = rel('Other', 'T', 'd', [col('id', true)]);
+    const target = (schema: string, table: string): TargetTable => ({ schema, table, columns: new Set(['id']), primaryKey: ['id'] });
+    const plain = only(planChange({ op: 'truncate', relations: [a, b], cascade: false, restartIdentity: false }, target));
+    assert.equal(plain.text, 'TRUNCATE "public"."a""b", "Other"."T"');
+    assert.deepEqual(plain.values, []);
+    assert.equal(plain.expectsRow, false);
+    const both = only(planChange({ op: 'truncate', relations: [a], cascade: true, restartIdentity: true }, target));
+    assert.equal(both.text, 'TRUNCATE "public"."a""b" RESTART IDENTITY CASCADE');
+    const cascade = only(planChange({ op: 'truncate', relations: [a], cascade: true, restartIdentity: false }, target));
+    assert.equal(cascade.text, 'TRUNCATE "public"."a""b" CASCADE');
+  });
+
+  test('a logical message plans no statement', () => {
+    const change: Change = { op: 'message', prefix: 'app', content: Buffer.from('hello') };
+    assert.deepEqual(
+      planChange(change, () => {
+        throw new Error('no table should be looked up');
+      }),
+      [],
+    );
+  });
+
+  test('statement names: same text, same name; different text, different name', () => {
+    const target = targetFor(users, ['id']);
+    const s1 = only(planChange({ op: 'insert', relation: users, newRow: rowOf(['1', 'a', 'b']) }, target));
+    const s2 = only(planChange({ op: 'insert', relation: users, newRow: rowOf(['2', 'c', null]) }, target));
+    const s3 = only(planChange({ op: 'delete', relation: users, oldRow: rowOf(['2', null, null]) }, target));
+    assert.equal(s1.text, s2.text);
+    assert.equal(s1.name, s2.name);
+    assert.notEqual(s1.name, s3.name);
+    assert.match(s1.name, /^[a-z_][a-z0-9_]*$/);
+    assert.ok(Buffer.byteLength(s1.name) <= 63, 'a PostgreSQL identifier is at most 63 bytes');
+  });
+
+  test('property: statement names are a function of the text, and distinct texts get distinct names', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.string({ unit: 'grapheme', minLength: 1, maxLength: 12 }), { minLength: 2, maxLength: 12 }), (tables) => {
+        const byText = new Map<string, string>();
+        for (const table of tables) {
+          const r = rel('public', table, 'd', [col('id', true)]);
+          for (let repeat = 0; repeat < 2; repeat++) {
+            for (const s of planChange({ op: 'delete', relation: r, oldRow: rowOf(['1']) }, targetFor(r, ['id']))) {
+              const known = byText.get(s.text);
+              if (known !== undefined) assert.equal(s.name, known);
+              byText.set(s.text, s.name);
+            }
+          }
+        }
+        assert.equal(byText.size, tables.length);
+        assert.equal(new Set(byText.values()).size, byText.size);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  test('property: values are only ever parameters, in placeholder order $1..$n', () => {
+    const value = fc.option(fc.string({ unit: 'grapheme', maxLength: 16 }), { nil: null, freq: 5 });
+    const opArb = fc.constantFrom('insert', 'update', 'update-key-change', 'delete', 'full-update', 'full-delete');
+    fc.assert(
+      fc.property(
+        opArb,
+        fc.array(value, { minLength: 3, maxLength: 3 }),
+        fc.array(value, { minLength: 3, maxLength: 3 }),
+        fc.uniqueArray(fc.integer({ min: 0, max: 2 }), { maxLength: 2 }),
+        (op, newValues, oldValues, unchangedRaw) => {
+          const unchanged = unchangedRaw.filter((i) => i !== 0).sort(); // the key is always sent
+          const keyed = rel('app', 'items', 'd', [col('k', true), col('c1'), col('c2')]);
+          const full = rel('app', 'items', 'f', [col('k', true), col('c1', true), col('c2', true)]);
+          let change: Change;
+          let relation = keyed;
+          const newRow = rowOf(newValues.map((v, i) => (unchanged.includes(i) ? null : v)), unchanged);
+          switch (op) {
+            case 'insert':
+              change = { op: 'insert', relation: keyed, newRow: rowOf(newValues) };
+              break;
+            case 'update':
+              change = { op: 'update', relation: keyed, oldRow: null, newRow };
+              break;
+            case 'update-key-change':
+              change = { op: 'update', relation: keyed, oldRow: rowOf([oldValues[0]!, null, null]), newRow };
+              break;
+            case 'delete':
+              change = { op: 'delete', relation: keyed, oldRow: rowOf([oldValues[0]!, null, null]) };
+              break;
+            case 'full-update':
+              relation = full;
+              change = { op: 'update', relation: full, oldRow: rowOf(oldValues), newRow };
+              break;
+            default:
+              relation = full;
+              change = { op: 'delete', relation: full, oldRow: rowOf(oldValues) };
+          }
+          const s = only(planChange(change, targetFor(relation, null)));
+
+          // Expected values, in the order the placeholders appear.
+          const setValues = op === 'insert' ? newValues : op.endsWith('delete') ? [] : newValues.filter((_, i) => !unchanged.includes(i));
+          const whereValues = op === 'insert' ? [] : op.startsWith('full') ? oldValues : op === 'update' ? [newValues[0]!] : [oldValues[0]!];
+          assert.deepEqual(s.values, [...setValues, ...whereValues]);
+
+          const placeholders = [...s.text.matchAll(/\$(\d+)/g)].map((m) => Number(m[1]));
+          assert.deepEqual(
+            placeholders,
+            s.values.map((_, i) => i + 1),
+          );
+
+          // The SQL text does not depend on the values at all...
+          const skeleton = s.text;
+          const again = only(
+            planChange(
+              JSON.parse(
+                JSON.stringify(change, (k, v: unknown) =>
+                  k === 'values' && Array.isArray(v) ? v.map((x: unknown) => (x === null ? null : 'v')) : v,
+                ),
+              ) as Change,
+              targetFor(relation, null),
+            ),
+          );
+          assert.equal(again.text, skeleton);
+          // ...and never contains a non-trivial value.
+          const fixedWords = 'INSERT INTO UPDATE DELETE FROM SET WHERE VALUES OVERRIDING SYSTEM VALUE SELECT tableoid ctid text IS NOT DISTINCT LIMIT AND app items';
+          for (const v of s.values) {
+            if (v !== null && v.length >= 3 && !fixedWords.includes(v) && !/^[\s$\d"(),.:=*]+$/.test(v)) {
+              assert.ok(!s.text.includes(v), `value ${JSON.stringify(v)} appears in ${s.text}`);
+            }
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  test('values that look like SQL stay parameters', () => {
+    const evil = `x'); DROP TABLE users; --`;
+    const s = only(planChange({ op: 'insert', relation: users, newRow: rowOf(['1', evil, '$1']) }, targetFor(users, ['id'])));
+    assert.ok(!s.text.includes('DROP'));
+    assert.deepEqual(s.values, ['1', evil, '$1']);
+  });
+});
