@@ -89,7 +89,13 @@ export function applyEnvironment(raw: Record<string, unknown>, env: NodeJS.Proce
     if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;
     const path = name.slice(ENV_PREFIX.length).split('__').filter(Boolean);
     if (path.length === 0) continue;
-    setPath(result, path, parseYaml(value) ?? value);
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(value);
+    } catch (error) {
+      throw configError(`environment variable ${name} = ${JSON.stringify(value)} is not a valid YAML value (${(error as Error).message.split('\n')[0]}); quote it or fix it`);
+    }
+    setPath(result, path, parsed ?? value);
   }
   return result;
 }

@@ -18,8 +18,8 @@ import { createLogger } from '../../src/observability/logger.ts';
 import { PipelineEvents } from '../../src/observability/pipeline-events.ts';
 import { createPipeline, type Pipeline } from '../../src/pipeline.ts';
 
-export const PG_ADMIN = process.env.SITESYNC_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-export const BROKER = process.env.SITESYNC_TEST_BROKER ?? 'amqp://guest:guest@127.0.0.1:5672/';
+export const PG_ADMIN = process.env.TEST_SITESYNC_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const BROKER = process.env.TEST_SITESYNC_BROKER ?? 'amqp://guest:guest@127.0.0.1:5672/';
 const ROOT = new URL('../../', import.meta.url).pathname;
 
 export function dbUrl(database: string): string {
@@ -94,7 +94,7 @@ export async function createTestSites(shortNames: string[], overrides: Record<st
     sites: Object.fromEntries(shortNames.map((s) => [sites[s], { postgres: dbUrl(db(s)) }])),
     capture: { statusIntervalSeconds: 0.2, heartbeatSeconds: 2 },
     apply: { retrySeconds: 0.5 },
-    log: { level: process.env.SITESYNC_TEST_LOG ?? 'silent' },
+    log: { level: process.env.TEST_SITESYNC_LOG ?? 'silent' },
     ...overrides,
   };
   const config = parseConfig(JSON.parse(JSON.stringify(raw)));
@@ -136,7 +136,7 @@ export async function createTestSites(shortNames: string[], overrides: Record<st
     spawn(short, extraEnv = {}) {
       const child = spawn(process.execPath, [join(ROOT, 'bin/sitesync.js'), 'run', '--config', configFile, '--site', sites[short]!], {
         cwd: ROOT,
-        env: { ...process.env, SITESYNC_LOG__LEVEL: process.env.SITESYNC_TEST_LOG ?? 'info', ...extraEnv },
+        env: { ...process.env, SITESYNC_LOG__LEVEL: process.env.TEST_SITESYNC_LOG ?? 'info', ...extraEnv },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let output = '';

@@ -1,0 +1,310 @@
+import { test, describe, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { applyEnvironment, loadConfig, parseConfig } from '../../src/config/load-config.ts';
+import { configSchema } from '../../src/config/config-schema.ts';
+import { SitesyncError } from '../../src/errors.ts';
+
+function minimal(): Record<string, unknown> {
+  return {
+    broker: { url: 'amqp://guest:guest@127.0.0.1:5672/' },
+    sites: {
+      paris: { postgres: 'postgres://postgres@127.0.0.1:5432/paris' },
+      london: { postgres: 'postgresql://postgres@127.0.0.1:5432/london', tables: ['public.users'] },
+    },
+  };
+}
+
+/** Asserts a SitesyncError SITESYNC_ERR_CONFIG whose message contains every fragment. */
+function configError(...fragments: string[]): (error: unknown) => boolean {
+  return (error: unknown) => {
+    assert.ok(error instanceof SitesyncError, `expected SitesyncError, got ${(error as Error)?.constructor?.name}: ${String(error)}`);
+    assert.equal(error.code, 'SITESYNC_ERR_CONFIG');
+    assert.equal(error.consequence, 'fatal');
+    for (const f of fragments) assert.ok(error.message.includes(f), `message ${JSON.stringify(error.message)} should name ${JSON.stringify(f)}`);
+    return true;
+  };
+}
+
+function isDeeplyFrozen(value: unknown, path = '(root)'): void {
+  if (value === null || typeof value !== 'object') return;
+  assert.ok(Object.isFrozen(value), `${path} is not frozen`);
+  for (const [k, v] of Object.entries(value)) isDeeplyFrozen(v, `${path}.${k}`);
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'sitesync-config-test-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+let fileCounter = 0;
+function writeConfig(text: string): string {
+  const file = join(tmp, `config-${++fileCounter}.yaml`);
+  writeFileSync(file, text);
+  return file;
+}
+
+const YAML_CONFIG = `
+broker:
+  url: amqp://guest:guest@127.0.0.1:5672/
+sites:
+  paris:
+    postgres: postgres://postgres@127.0.0.1:5432/paris
+  london:
+    postgres: postgres://postgres@127.0.0.1:5432/london
+capture:
+  heartbeatSeconds: 3
+`;
+
+describe('parseConfig', () => {
+  test('defaults are filled in from the schema', () => {
+    const config = parseConfig(minimal());
+    assert.equal(config.broker.exchange, 'sitesync.changes');
+    assert.equal(config.broker.archiveStream, 'sitesync.archive');
+    assert.equal(config.broker.archiveRetentionDays, 90);
+    assert.deepEqual(config.capture, {
+      maxMessageBytes: 1_048_576,
+      maxTransactionsPerMessage: 200,
+      maxUnconfirmedMessages: 512,
+      heartbeatSeconds: 10,
+      statusIntervalSeconds: 1,
+    });
+    assert.deepEqual(config.apply, { prefetch: 64, replicaRole: true, retrySeconds: 5 });
+    assert.deepEqual(config.metrics, { port: 0 });
+    assert.deepEqual(config.log, { level: 'info' });
+    assert.equal(config.sites.paris?.tables, undefined, 'tables has no default: absent means every table');
+    assert.deepEqual(config.sites.london?.tables, ['public.users']);
+  });
+
+  test('the defaults match the ones the schema declares', () => {
+    const config = parseConfig(minimal());
+    for (const section of ['capture', 'apply', 'metrics', 'log'] as const) {
+      const properties = configSchema.properties[section].properties as Record<string, { default: unknown }>;
+      for (const [key, schema] of Object.entries(properties)) {
+        assert.deepEqual((config[section] as Record<string, unknown>)[key], schema.default, `${section}.${key}`);
+      }
+    }
+  });
+
+  test('given values win over defaults; a partly given section gets the rest as defaults', () => {
+    const raw = minimal();
+    raw.capture = { maxMessageBytes: 8192 };
+    raw.apply = { replicaRole: false };
+    const config = parseConfig(raw);
+    assert.equal(config.capture.maxMessageBytes, 8192);
+    assert.equal(config.capture.maxTransactionsPerMessage, 200);
+    assert.equal(config.apply.replicaRole, false);
+    assert.equal(config.apply.prefetch, 64);
+  });
+
+  test('the result is deeply frozen, and the input is left untouched', () => {
+    const raw = minimal();
+    const config = parseConfig(raw);
+    isDeeplyFrozen(config);
+    assert.throws(() => {
+      (config.capture as { maxMessageBytes: number }).maxMessageBytes = 1;
+    }, TypeError);
+    assert.throws(() => {
+      (config.sites.london!.tables as string[]).push('public.x');
+    }, TypeError);
+    assert.equal(Object.isFrozen(raw), false);
+    assert.equal('capture' in raw, false, 'defaults are not written into the caller\'s object');
+  });
+
+  test('unknown key', () => {
+    const raw = minimal();
+    (raw.broker as Record<string, unknown>).urll = 'amqp://x';
+    assert.throws(() => parseConfig(raw), configError('broker.urll', 'unknown key'));
+    const top = { ...minimal(), extra: 1 };
+    assert.throws(() => parseConfig(top), configError('"extra"'));
+    const site = minimal();
+    (site.sites as Record<string, Record<string, unknown>>).paris!.table = ['public.a'];
+    assert.throws(() => parseConfig(site), configError('sites.paris.table'));
+    const capture = { ...minimal(), capture: { maxMessageByte: 9000 } };
+    assert.throws(() => parseConfig(capture), configError('capture.maxMessageByte'));
+  });
+
+  test('missing key', () => {
+    const noBroker = minimal();
+    delete noBroker.broker;
+    assert.throws(() => parseConfig(noBroker), configError('missing key "broker"'));
+    const noUrl = { ...minimal(), broker: {} };
+    assert.throws(() => parseConfig(noUrl), configError('missing key "broker.url"'));
+    const noPostgres = minimal();
+    (noPostgres.sites as Record<string, unknown>).paris = {};
+    assert.throws(() => parseConfig(noPostgres), configError('missing key "sites.paris.postgres"'));
+  });
+
+  test('wrong type', () => {
+    const cases: [string, (raw: Record<string, unknown>) => void][] = [
+      ['capture.maxMessageBytes', (raw) => (raw.capture = { maxMessageBytes: '65536' })],
+      ['capture.maxMessageBytes', (raw) => (raw.capture = { maxMessageBytes: 1.5 })],
+      ['broker.archiveRetentionDays', (raw) => ((raw.broker as Record<string, unknown>).archiveRetentionDays = 'ninety')],
+      ['apply.replicaRole', (raw) => (raw.apply = { replicaRole: 'yes' })],
+      ['log.level', (raw) => (raw.log = { level: 'verbose' })],
+      ['sites.london.tables', (raw) => ((raw.sites as Record<string, Record<string, unknown>>).london!.tables = 'public.users')],
+      ['capture', (raw) => (raw.capture = 7)],
+    ];
+    for (const [key, mutate] of cases) {
+      const raw = minimal();
+      mutate(raw);
+      assert.throws(() => parseConfig(raw), configError(key));
+    }
+  });
+
+  test('out of range', () => {
+    const raw = { ...minimal(), capture: { maxMessageBytes: 100 } };
+    assert.throws(() => parseConfig(raw), configError('capture.maxMessageBytes', '100'));
+    const port = { ...minimal(), metrics: { port: 70000 } };
+    assert.throws(() => parseConfig(port), configError('metrics.port'));
+  });
+
+  test('bad URL', () => {
+    const raw = minimal();
+    (raw.broker as Record<string, unknown>).url = 'http://127.0.0.1:15672/';
+    assert.throws(() => parseConfig(raw), configError('broker.url', 'http://127.0.0.1:15672/', 'AMQP URL'));
+    const pg = minimal();
+    (pg.sites as Record<string, Record<string, unknown>>).paris!.postgres = 'mysql://x/paris';
+    assert.throws(() => parseConfig(pg), configError('sites.paris.postgres', 'PostgreSQL URL'));
+  });
+
+  test('bad site name', () => {
+    for (const name of ['Paris', '1paris', 'par-is', 'a'.repeat(41), '']) {
+      const raw = minimal();
+      (raw.sites as Record<string, unknown>)[name] = { postgres: 'postgres://x/y' };
+      assert.throws(() => parseConfig(raw), configError(`site name ${JSON.stringify(name)}`), name);
+    }
+    const ok = minimal();
+    (ok.sites as Record<string, unknown>)['a'.repeat(40)] = { postgres: 'postgres://x/y' };
+    assert.doesNotThrow(() => parseConfig(ok));
+  });
+
+  test('fewer than two sites', () => {
+    const raw = minimal();
+    delete (raw.sites as Record<string, unknown>).london;
+    assert.throws(() => parseConfig(raw), configError('sites', 'at least two sites'));
+    assert.throws(() => parseConfig({ ...minimal(), sites: {} }), configError('at least two sites'));
+  });
+
+  test('tables entry without a schema', () => {
+    const raw = minimal();
+    (raw.sites as Record<string, Record<string, unknown>>).london!.tables = ['public.users', 'orders'];
+    assert.throws(() => parseConfig(raw), configError('sites.london.tables.1', '"orders"', 'schema.table'));
+    const empty = minimal();
+    (empty.sites as Record<string, Record<string, unknown>>).london!.tables = [];
+    assert.throws(() => parseConfig(empty), configError('sites.london.tables'));
+  });
+
+  test('the origin is named in the message', () => {
+    assert.throws(() => parseConfig({}, 'sitesync.yaml'), configError('sitesync.yaml:', 'missing key'));
+  });
+});
+
+describe('applyEnvironment', () => {
+  test('SITESYNC_BROKER__URL overrides the file', () => {
+    const result = applyEnvironment(minimal(), { SITESYNC_BROKER__URL: 'amqps://user:pw@broker.example:5671/vhost' });
+    assert.equal((result.broker as Record<string, unknown>).url, 'amqps://user:pw@broker.example:5671/vhost');
+    assert.equal(parseConfig(result).broker.url, 'amqps://user:pw@broker.example:5671/vhost');
+  });
+
+  test('SITESYNC_CAPTURE__MAXMESSAGEBYTES=65536 sets capture.maxMessageBytes to the number 65536', () => {
+    const result = applyEnvironment(minimal(), { SITESYNC_CAPTURE__MAXMESSAGEBYTES: '65536' });
+    assert.deepEqual(result.capture, { maxMessageBytes: 65536 });
+    const config = parseConfig(result);
+    assert.equal(config.capture.maxMessageBytes, 65536);
+    assert.equal(typeof config.capture.maxMessageBytes, 'number');
+    assert.equal(config.capture.maxTransactionsPerMessage, 200);
+  });
+
+  test('keys match case-insensitively and values are read as YAML', () => {
+    const result = applyEnvironment(minimal(), {
+      SITESYNC_Capture__HeartbeatSeconds: '2.5',
+      SITESYNC_APPLY__REPLICAROLE: 'false',
+      SITESYNC_LOG__LEVEL: 'debug',
+      SITESYNC_SITES__LONDON__TABLES: '[public.a, app.b]',
+    });
+    const config = parseConfig(result);
+    assert.equal(config.capture.heartbeatSeconds, 2.5);
+    assert.equal(config.apply.replicaRole, false);
+    assert.equal(config.log.level, 'debug');
+    assert.deepEqual(config.sites.london?.tables, ['public.a', 'app.b']);
+  });
+
+  test('SITESYNC_SITES__PARIS__POSTGRES sets sites.paris.postgres; a new site can be added', () => {
+    const result = applyEnvironment(minimal(), {
+      SITESYNC_SITES__PARIS__POSTGRES: 'postgres://other@10.0.0.1:5432/paris',
+      SITESYNC_SITES__BERLIN__POSTGRES: 'postgres://x@10.0.0.2/berlin',
+    });
+    const config = parseConfig(result);
+    assert.equal(config.sites.paris?.postgres, 'postgres://other@10.0.0.1:5432/paris');
+    assert.equal(config.sites.berlin?.postgres, 'postgres://x@10.0.0.2/berlin');
+    assert.deepEqual(Object.keys(config.sites).sort(), ['berlin', 'london', 'paris']);
+  });
+
+  test('unrelated environment variables are ignored', () => {
+    const raw = minimal();
+    const result = applyEnvironment(raw, {
+      PATH: '/usr/bin',
+      HOME: '/root',
+      SITESYNC: 'x',
+      SITESYNCX_BROKER__URL: 'amqp://wrong',
+      sitesync_broker__url: 'amqp://wrong',
+      BROKER__URL: 'amqp://wrong',
+      SITESYNC_: 'ignored: nothing after the prefix',
+      NODE_OPTIONS: '--import tsx',
+    });
+    assert.deepEqual(result, raw);
+    assert.equal(parseConfig(result).broker.url, 'amqp://guest:guest@127.0.0.1:5672/');
+  });
+
+  test('does not change its input', () => {
+    const raw = minimal();
+    const before = structuredClone(raw);
+    applyEnvironment(raw, { SITESYNC_BROKER__URL: 'amqp://other/', SITESYNC_SITES__PARIS__POSTGRES: 'postgres://z/z' });
+    assert.deepEqual(raw, before);
+  });
+
+  test('an override to an unknown key is rejected by validation, naming it', () => {
+    const result = applyEnvironment(minimal(), { SITESYNC_BROKER__PASSWORD: 'secret' });
+    assert.throws(() => parseConfig(result), configError('broker.password'));
+  });
+
+  test('an environment value that is not valid YAML is a configuration error naming the variable', () => {
+    for (const value of ['[unclosed', '@prod']) {
+      assert.throws(() => applyEnvironment(minimal(), { SITESYNC_BROKER__EXCHANGE: value }), configError('SITESYNC_BROKER__EXCHANGE'), value);
+    }
+  });
+});
+
+describe('loadConfig', () => {
+  test('reads the YAML file, lays the environment over it, fills defaults and freezes', () => {
+    const file = writeConfig(YAML_CONFIG);
+    const config = loadConfig(file, { SITESYNC_BROKER__URL: 'amqp://env/', SITESYNC_CAPTURE__MAXMESSAGEBYTES: '65536', PATH: '/bin' });
+    assert.equal(config.broker.url, 'amqp://env/');
+    assert.equal(config.capture.maxMessageBytes, 65536);
+    assert.equal(config.capture.heartbeatSeconds, 3);
+    assert.equal(config.broker.exchange, 'sitesync.changes');
+    assert.equal(config.broker.archiveRetentionDays, 90);
+    isDeeplyFrozen(config);
+  });
+
+  test('an environment override wins over the file value of the same key', () => {
+    const file = writeConfig(YAML_CONFIG);
+    assert.equal(loadConfig(file, { SITESYNC_CAPTURE__HEARTBEATSECONDS: '0' }).capture.heartbeatSeconds, 0);
+  });
+
+  test('a missing file, invalid YAML and a non-mapping are configuration errors naming the file', () => {
+    const missing = join(tmp, 'does-not-exist.yaml');
+    assert.throws(() => loadConfig(missing, {}), configError(missing));
+    const broken = writeConfig('broker: [unclosed\n');
+    assert.throws(() => loadConfig(broken, {}), configError(broken, 'not valid YAML'));
+    const list = writeConfig('- a\n- b\n');
+    assert.throws(() => loadConfig(list, {}), configError(list, 'mapping'));
+    const empty = writeConfig('');
+    assert.throws(() => loadConfig(empty, {}), configError(empty));
+  });
+
+  test('a validation error names the file', () => {
+    const file = writeConfig(YAML_CONFIG.replace('amqp://', 'http://'));
+    assert.throws(() => loadConfig(file, {}), configError(file, 'broker.url'));
+  });
+});

@@ -1,0 +1,385 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { TransactionAssembler } from '../../connectors/postgres/transaction-assembler.ts';
+import type { PgOutputMessage, RelationMessage, TupleData } from '../../connectors/postgres/pgoutput-messages.ts';
+import type { SourceHandler } from '../../src/capture/source.ts';
+import { DecodeError } from '../../src/errors.ts';
+import { lsnToPosition } from '../../src/events/position.ts';
+import type { Change, RelationInfo, Transaction, TransactionPart } from '../../src/events/transaction.ts';
+
+type Event =
+  | { kind: 'transaction'; tx: Transaction; part: TransactionPart | null; checkpoint: string | null }
+  | { kind: 'skipped'; position: string; checkpoint: string; reason: 'relayed' | 'empty' }
+  | { kind: 'idle'; checkpoint: string };
+
+class Recorder implements SourceHandler {
+  readonly events: Event[] = [];
+  transaction(tx: Transaction, part: TransactionPart | null, checkpoint: string | null): void {
+    // copy the changes array: the assembler must not change what it already handed out
+    this.events.push({ kind: 'transaction', tx: { ...tx, changes: [...tx.changes] }, part, checkpoint });
+  }
+  skipped(position: string, checkpoint: string, reason: 'relayed' | 'empty'): void {
+    this.events.push({ kind: 'skipped', position, checkpoint, reason });
+  }
+  idle(checkpoint: string): void {
+    this.events.push({ kind: 'idle', checkpoint });
+  }
+}
+
+const SITE = 'paris';
+const COMMIT_TIME = 1_704_164_645_123_456n;
+
+function setup(maxPartBytes = 1 << 20, typeNames = new Map<number, string>([[23, 'int4'], [25, 'text']])) {
+  const recorder = new Recorder();
+  const assembler = new TransactionAssembler({ site: SITE, maxPartBytes, typeNames }, recorder);
+  const feed = (...messages: PgOutputMessage[]): void => {
+    for (const m of messages) assembler.accept(m);
+  };
+  return { recorder, assembler, feed, typeNames };
+}
+
+const begin = (finalLsn: bigint, xid = 777): PgOutputMessage => ({ tag: 'begin', finalLsn, commitTimeMicros: COMMIT_TIME, xid });
+const commit = (commitLsn: bigint, endLsn: bigint): PgOutputMessage => ({ tag: 'commit', flags: 0, commitLsn, endLsn, commitTimeMicros: COMMIT_TIME });
+const tuple = (...values: (string | null)[]): TupleData => ({ values, unchanged: [] });
+const insert = (relationOid: number, ...values: (string | null)[]): PgOutputMessage => ({ tag: 'insert', relationOid, newTuple: tuple(...values) });
+
+const usersRelation: RelationMessage = {
+  tag: 'relation',
+  relationOid: 16_384,
+  schema: 'public',
+  table: 'users',
+  replicaIdentity: 'd',
+  columns: [
+    { flags: 1, name: 'id', typeOid: 23, typeModifier: -1 },
+    { flags: 0, name: 'name', typeOid: 25, typeModifier: -1 },
+    { flags: 3, name: 'odd', typeOid: 99_999, typeModifier: 12 }, // other flag bits set too: still a key
+  ],
+};
+
+const bookkeepingRelation: RelationMessage = {
+  tag: 'relation',
+  relationOid: 20_000,
+  schema: 'sitesync',
+  table: 'progress',
+  replicaIdentity: 'd',
+  columns: [{ flags: 1, name: 'source', typeOid: 25, typeModifier: -1 }],
+};
+
+function transactions(events: Event[]): Extract<Event, { kind: 'transaction' }>[] {
+  return events.filter((e): e is Extract<Event, { kind: 'transaction' }> => e.kind === 'transaction');
+}
+
+describe('TransactionAssembler', () => {
+  test('a plain transaction comes out whole with position, checkpoint, id and relation info', () => {
+    const { recorder, assembler, feed } = setup();
+    assert.equal(assembler.inTransaction, false);
+    feed(begin(0x1_0000_0100n, 4_294_967_294), usersRelation);
+    assert.equal(assembler.inTransaction, true);
+    feed(
+      insert(16_384, '1', 'Ann', null),
+      { tag: 'update', relationOid: 16_384, oldKind: 'K', oldTuple: tuple('1', null, null), newTuple: { values: ['2', null, 'x'], unchanged: [1] } },
+      { tag: 'delete', relationOid: 16_384, oldKind: 'K', oldTuple: tuple('2', null, null) },
+      { tag: 'truncate', relationOids: [16_384], cascade: true, restartIdentity: false },
+      { tag: 'message', transactional: true, lsn: 0x1_0000_0050n, prefix: 'app', content: Buffer.from('hi') },
+    );
+    assert.equal(recorder.events.length, 0, 'nothing comes out before COMMIT');
+    feed(commit(0x1_0000_0100n, 0x1_0000_0130n));
+    assert.equal(assembler.inTransaction, false);
+
+    assert.equal(recorder.events.length, 1);
+    const event = recorder.events[0]!;
+    assert.equal(event.kind, 'transaction');
+    if (event.kind !== 'transaction') return;
+    const position = lsnToPosition(0x1_0000_0100n);
+    assert.equal(position, '0000000100000100');
+    assert.equal(event.tx.position, position);
+    assert.equal(event.checkpoint, lsnToPosition(0x1_0000_0130n));
+    assert.equal(event.part, null);
+    assert.equal(event.tx.id, `${SITE}:${position}`);
+    assert.equal(event.tx.site, SITE);
+    assert.equal(event.tx.commitTimeMicros, COMMIT_TIME);
+    assert.equal(event.tx.sourceTxId, '4294967294');
+
+    const relation: RelationInfo = {
+      schema: 'public',
+      table: 'users',
+      replicaIdentity: 'd',
+      columns: [
+        { name: 'id', type: 'int4', typeOid: 23, typeModifier: -1, key: true },
+        { name: 'name', type: 'text', typeOid: 25, typeModifier: -1, key: false },
+        { name: 'odd', type: 'oid:99999', typeOid: 99_999, typeModifier: 12, key: true },
+      ],
+    };
+    const expected: Change[] = [
+      { op: 'insert', relation, newRow: { values: ['1', 'Ann', null], unchanged: [] } },
+      { op: 'update', relation, oldRow: { values: ['1', null, null], unchanged: [] }, newRow: { values: ['2', null, 'x'], unchanged: [1] } },
+      { op: 'delete', relation, oldRow: { values: ['2', null, null], unchanged: [] } },
+      { op: 'truncate', relations: [relation], cascade: true, restartIdentity: false },
+      { op: 'message', prefix: 'app', content: Buffer.from('hi') },
+    ];
+    assert.deepEqual(event.tx.changes, expected);
+  });
+
+  test('an update without an old tuple has oldRow null', () => {
+    const { recorder, feed } = setup();
+    feed(begin(10n), usersRelation, { tag: 'update', relationOid: 16_384, oldKind: null, oldTuple: null, newTuple: tuple('1', 'a', 'b') }, commit(10n, 20n));
+    const [event] = transactions(recorder.events);
+    assert.ok(event);
+    const change = event.tx.changes[0];
+    assert.ok(change && change.op === 'update');
+    assert.equal(change.oldRow, null);
+  });
+
+  test('a transaction with a sitesync_ origin is skipped as relayed, none of its changes come out', () => {
+    const { recorder, feed } = setup(64);
+    feed(
+      begin(0x200n),
+      { tag: 'origin', originLsn: 0x99n, name: 'sitesync_london_to_paris' },
+      usersRelation,
+      ...Array.from({ length: 50 }, (_, i) => insert(16_384, String(i), 'a long enough name to pass the part size', null)),
+      { tag: 'truncate', relationOids: [16_384], cascade: false, restartIdentity: false },
+      { tag: 'message', transactional: true, lsn: 0x150n, prefix: 'app', content: Buffer.from('x') },
+      commit(0x200n, 0x230n),
+    );
+    assert.deepEqual(recorder.events, [{ kind: 'skipped', position: lsnToPosition(0x200n), checkpoint: lsnToPosition(0x230n), reason: 'relayed' }]);
+  });
+
+  test('an origin with another name is kept', () => {
+    const { recorder, feed } = setup();
+    feed(begin(0x300n), { tag: 'origin', originLsn: 1n, name: 'pg_16400' }, usersRelation, insert(16_384, '1', 'a', null), commit(0x300n, 0x330n));
+    const txs = transactions(recorder.events);
+    assert.equal(txs.length, 1);
+    assert.equal(txs[0]!.tx.changes.length, 1);
+    // "sitesync" without the underscore, and a name that only contains the prefix, are not sitesync origins
+    for (const name of ['sitesync', 'my_sitesync_x', 'SITESYNC_x']) {
+      const s = setup();
+      s.feed(begin(0x300n), { tag: 'origin', originLsn: 1n, name }, usersRelation, insert(16_384, '1', 'a', null), commit(0x300n, 0x330n));
+      assert.equal(transactions(s.recorder.events).length, 1, name);
+    }
+  });
+
+  test('the relayed flag does not leak into the next transaction', () => {
+    const { recorder, feed } = setup();
+    feed(begin(0x10n), { tag: 'origin', originLsn: 1n, name: 'sitesync_a_to_b' }, usersRelation, insert(16_384, '1', 'a', null), commit(0x10n, 0x20n));
+    feed(begin(0x30n), insert(16_384, '2', 'b', null), commit(0x30n, 0x40n));
+    assert.equal(recorder.events.length, 2);
+    assert.equal(recorder.events[0]!.kind, 'skipped');
+    const second = recorder.events[1]!;
+    assert.ok(second.kind === 'transaction' && second.tx.changes.length === 1);
+  });
+
+  test('changes to schema sitesync are dropped; a transaction left empty is skipped as empty', () => {
+    const { recorder, feed } = setup();
+    feed(
+      begin(0x400n),
+      bookkeepingRelation,
+      insert(20_000, 'london'),
+      { tag: 'update', relationOid: 20_000, oldKind: null, oldTuple: null, newTuple: tuple('london') },
+      { tag: 'delete', relationOid: 20_000, oldKind: 'K', oldTuple: tuple('london') },
+      { tag: 'truncate', relationOids: [20_000], cascade: false, restartIdentity: false },
+      { tag: 'message', transactional: true, lsn: 0x3f0n, prefix: 'sitesync-heartbeat', content: Buffer.from('') },
+      commit(0x400n, 0x430n),
+    );
+    assert.deepEqual(recorder.events, [{ kind: 'skipped', position: lsnToPosition(0x400n), checkpoint: lsnToPosition(0x430n), reason: 'empty' }]);
+  });
+
+  test('a transaction with no change at all is skipped as empty', () => {
+    const { recorder, feed } = setup();
+    feed(begin(0x500n), commit(0x500n, 0x530n));
+    assert.deepEqual(recorder.events, [{ kind: 'skipped', position: lsnToPosition(0x500n), checkpoint: lsnToPosition(0x530n), reason: 'empty' }]);
+  });
+
+  test('sitesync changes are dropped but the others of the same transaction are kept; a truncate keeps only user tables', () => {
+    const { recorder, feed } = setup();
+    feed(
+      begin(0x600n),
+      usersRelation,
+      bookkeepingRelation,
+      insert(20_000, 'x'),
+      insert(16_384, '1', 'a', null),
+      { tag: 'truncate', relationOids: [20_000, 16_384], cascade: false, restartIdentity: true },
+      commit(0x600n, 0x630n),
+    );
+    const [event] = transactions(recorder.events);
+    assert.ok(event);
+    assert.deepEqual(
+      event.tx.changes.map((c) => (c.op === 'truncate' ? `truncate:${c.relations.map((r) => `${r.schema}.${r.table}`).join(',')}` : c.op === 'message' ? 'message' : `${c.op}:${c.relation.schema}.${c.relation.table}`)),
+      ['insert:public.users', 'truncate:public.users'],
+    );
+  });
+
+  test('a large transaction comes out as parts 0, 1, … with the checkpoint only on the last', () => {
+    const { recorder, feed } = setup(100);
+    feed(begin(0x700n), usersRelation);
+    // each insert: 16 + (1+2) + (40+2) + 1 = 62 bytes, so every two inserts fill a part of 100 bytes
+    const name = 'n'.repeat(40);
+    for (let i = 0; i < 5; i++) feed(insert(16_384, String(i), name, null));
+    feed(commit(0x700n, 0x730n));
+    const txs = transactions(recorder.events);
+    assert.deepEqual(
+      txs.map((e) => [e.part, e.checkpoint, e.tx.changes.length]),
+      [
+        [{ index: 0, last: false }, null, 2],
+        [{ index: 1, last: false }, null, 2],
+        [{ index: 2, last: true }, lsnToPosition(0x730n), 1],
+      ],
+    );
+    for (const e of txs) {
+      assert.equal(e.tx.id, `${SITE}:${lsnToPosition(0x700n)}`);
+      assert.equal(e.tx.position, lsnToPosition(0x700n));
+    }
+  });
+
+  test('property: parts concatenate to all the changes in order, only the last is last and has the checkpoint', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 20, max: 400 }),
+        fc.array(fc.option(fc.integer({ min: 0, max: 120 }), { nil: null, freq: 6 }), { minLength: 1, maxLength: 60 }),
+        (maxPartBytes, sizes) => {
+          const { recorder, feed } = setup(maxPartBytes);
+          feed(begin(0x1_0000_0000n), usersRelation);
+          const expectedValues: (string | null)[] = [];
+          sizes.forEach((size, i) => {
+            const value = size === null ? null : 'x'.repeat(size);
+            expectedValues.push(value);
+            feed(insert(16_384, String(i), value, null));
+          });
+          feed(commit(0x1_0000_0000n, 0x1_0000_0040n));
+
+          const txs = transactions(recorder.events);
+          assert.equal(recorder.events.length, txs.length);
+          const all = txs.flatMap((e) => e.tx.changes);
+          assert.deepEqual(
+            all.map((c) => (c.op === 'insert' ? [c.newRow.values[0], c.newRow.values[1]] : c.op)),
+            expectedValues.map((v, i) => [String(i), v]),
+          );
+
+          const bytesOf = (c: Change): number => {
+            assert.ok(c.op === 'insert');
+            return 16 + c.newRow.values.reduce((n, v) => n + (v === null ? 1 : v.length + 2), 0);
+          };
+          const total = all.reduce((n, c) => n + bytesOf(c), 0);
+          if (txs.length === 1) {
+            assert.equal(txs[0]!.part, null);
+            assert.ok(total < maxPartBytes, 'a transaction that fits comes out whole');
+          }
+          txs.forEach((e, i) => {
+            const isLast = i === txs.length - 1;
+            assert.equal(e.tx.id, `${SITE}:${lsnToPosition(0x1_0000_0000n)}`);
+            if (txs.length > 1) assert.deepEqual(e.part, { index: i, last: isLast });
+            assert.equal(e.checkpoint, isLast ? lsnToPosition(0x1_0000_0040n) : null);
+            // memory is bounded: a part is let go as soon as it reaches the limit, not later
+            const bytes = e.tx.changes.reduce((n, c) => n + bytesOf(c), 0);
+            if (!isLast) {
+              assert.ok(bytes >= maxPartBytes);
+              assert.ok(bytes - bytesOf(e.tx.changes.at(-1)!) < maxPartBytes);
+            } else {
+              assert.ok(bytes < maxPartBytes);
+            }
+          });
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  test('a TYPE message names user types of relations that come after it', () => {
+    const { recorder, feed, typeNames } = setup();
+    const moodRelation: RelationMessage = {
+      tag: 'relation',
+      relationOid: 30_000,
+      schema: 'public',
+      table: 'feelings',
+      replicaIdentity: 'd',
+      columns: [
+        { flags: 1, name: 'id', typeOid: 23, typeModifier: -1 },
+        { flags: 0, name: 'mood', typeOid: 50_001, typeModifier: -1 },
+        { flags: 0, name: 'cat', typeOid: 50_002, typeModifier: -1 },
+      ],
+    };
+    feed(begin(0x10n), moodRelation, insert(30_000, '1', 'ok', 'x'), commit(0x10n, 0x20n));
+    feed(
+      begin(0x30n),
+      { tag: 'type', typeOid: 50_001, schema: 'public', name: 'mood' },
+      { tag: 'type', typeOid: 50_002, schema: 'pg_catalog', name: 'catty' },
+      { ...moodRelation },
+      insert(30_000, '2', 'sad', 'y'),
+      commit(0x30n, 0x40n),
+    );
+    const [first, second] = transactions(recorder.events);
+    assert.ok(first && second);
+    const typesOf = (e: typeof first): string[] => {
+      const c = e.tx.changes[0];
+      assert.ok(c && c.op === 'insert');
+      return c.relation.columns.map((col) => col.type);
+    };
+    assert.deepEqual(typesOf(first), ['int4', 'oid:50001', 'oid:50002']);
+    assert.deepEqual(typesOf(second), ['int4', 'public.mood', 'catty']);
+    assert.equal(typeNames.get(50_001), 'public.mood');
+  });
+
+  test('a relation message replaces the earlier description of the same relation', () => {
+    const { recorder, feed } = setup();
+    feed(begin(0x10n), usersRelation, { ...usersRelation, table: 'people', columns: usersRelation.columns.slice(0, 2) }, insert(16_384, '1', 'a'), commit(0x10n, 0x20n));
+    const [event] = transactions(recorder.events);
+    const c = event?.tx.changes[0];
+    assert.ok(c && c.op === 'insert');
+    assert.equal(c.relation.table, 'people');
+    assert.equal(c.relation.columns.length, 2);
+  });
+
+  test('a non-transactional sitesync message outside a transaction reports idle at its LSN', () => {
+    const { recorder, feed } = setup();
+    feed({ tag: 'message', transactional: false, lsn: 0xa_0000_0010n, prefix: 'sitesync', content: Buffer.from('') });
+    feed({ tag: 'message', transactional: false, lsn: 0xa_0000_0020n, prefix: 'sitesync_heartbeat', content: Buffer.from('') });
+    assert.deepEqual(recorder.events, [
+      { kind: 'idle', checkpoint: lsnToPosition(0xa_0000_0010n) },
+      { kind: 'idle', checkpoint: lsnToPosition(0xa_0000_0020n) },
+    ]);
+  });
+
+  test('other non-transactional messages are not replicated and report nothing', () => {
+    const { recorder, feed } = setup();
+    feed({ tag: 'message', transactional: false, lsn: 0x10n, prefix: 'app', content: Buffer.from('x') });
+    feed(begin(0x50n), usersRelation, insert(16_384, '1', 'a', null));
+    feed({ tag: 'message', transactional: false, lsn: 0x40n, prefix: 'app', content: Buffer.from('x') });
+    feed(commit(0x50n, 0x60n));
+    assert.equal(recorder.events.length, 1);
+    const [event] = transactions(recorder.events);
+    assert.ok(event);
+    assert.deepEqual(
+      event.tx.changes.map((c) => c.op),
+      ['insert'],
+    );
+  });
+
+  test('a change before BEGIN throws DecodeError', () => {
+    const { assembler } = setup();
+    assembler.accept(usersRelation); // relation messages may come at any time
+    for (const m of [
+      insert(16_384, '1', 'a', null),
+      { tag: 'update', relationOid: 16_384, oldKind: null, oldTuple: null, newTuple: tuple('1') },
+      { tag: 'delete', relationOid: 16_384, oldKind: 'K', oldTuple: tuple('1') },
+      { tag: 'truncate', relationOids: [16_384], cascade: false, restartIdentity: false },
+      { tag: 'message', transactional: true, lsn: 1n, prefix: 'app', content: Buffer.from('') },
+      { tag: 'origin', originLsn: 1n, name: 'x' },
+      commit(1n, 2n),
+    ] as PgOutputMessage[]) {
+      assert.throws(() => assembler.accept(m), DecodeError, m.tag);
+    }
+  });
+
+  test('a change for an unknown relation throws DecodeError', () => {
+    const { assembler, feed } = setup();
+    feed(begin(0x10n));
+    assert.throws(() => assembler.accept(insert(42, '1')), (error: unknown) => error instanceof DecodeError && error.code === 'SITESYNC_ERR_DECODE' && error.message.includes('42'));
+    assert.throws(() => assembler.accept({ tag: 'truncate', relationOids: [43], cascade: false, restartIdentity: false }), DecodeError);
+  });
+
+  test('BEGIN inside an open transaction throws DecodeError', () => {
+    const { assembler, feed } = setup();
+    feed(begin(0x10n));
+    assert.throws(() => assembler.accept(begin(0x20n)), DecodeError);
+  });
+});
