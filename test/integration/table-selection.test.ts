@@ -1,0 +1,43 @@
+/**
+ * A `tables` list narrows what a site sends; sitesync's own bookkeeping is never sent.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createTestSites, sql, waitFor, type TestSites } from '../helpers/test-sites.ts';
+
+let t: TestSites;
+
+before(async () => {
+  t = await createTestSites(['paris', 'london']);
+  // Rebuild the configuration with a table list for paris only, through the environment as a user would.
+  process.env[`SITESYNC_SITES__${t.sites.paris!.toUpperCase()}__TABLES`] = '[public.shared]';
+  await t.everywhere(`CREATE TABLE shared (id int PRIMARY KEY); CREATE TABLE private (id int PRIMARY KEY);`);
+});
+
+after(async () => {
+  delete process.env[`SITESYNC_SITES__${t.sites.paris!.toUpperCase()}__TABLES`];
+  await t?.cleanup();
+});
+
+test('a site with a tables list sends only those tables', async () => {
+  const paris = t.spawn('paris');
+  const london = t.spawn('london');
+  await waitFor('both running', async () => paris.output().includes('capture started') && london.output().includes('capture started'));
+  assert.match(paris.output(), /"tables":\["public.shared"\]/);
+  await sql(t.db('paris'), `INSERT INTO private VALUES (1)`);
+  await sql(t.db('paris'), `INSERT INTO shared VALUES (1)`);
+  await sql(t.db('london'), `INSERT INTO private VALUES (2)`); // london has no list: everything goes
+  await waitFor('shared row at london', async () => (await sql(t.db('london'), 'SELECT 1 FROM shared')).length === 1);
+  await waitFor('private row at paris', async () => (await sql(t.db('paris'), 'SELECT 1 FROM private WHERE id = 2')).length === 1);
+  await sleep(500);
+  assert.deepEqual(await sql(t.db('london'), 'SELECT id FROM private ORDER BY id'), [{ id: 2 }], "paris's private table stays at paris");
+});
+
+test("sitesync's bookkeeping is never replicated", async () => {
+  // Each site's capture records its own progress; the other site's row must never arrive.
+  for (const [here, other] of [['paris', 'london'], ['london', 'paris']] as const) {
+    const rows = await sql<{ site: string }>(t.db(here), 'SELECT site FROM sitesync.capture_progress');
+    assert.deepEqual(rows.map((r) => r.site), [t.sites[here]], `${here} holds only its own progress, not ${other}'s`);
+  }
+});
