@@ -26,6 +26,7 @@ import { comparePositions, describePosition } from '../events/position.ts';
 import { microsToIso } from '../events/time.ts';
 import type { ChangeMessage, Position, Transaction } from '../events/transaction.ts';
 import { describeError, SitesyncError, type ErrorCode } from '../errors.ts';
+import { SessionLoop } from '../session-loop.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PipelineEvents } from '../observability/pipeline-events.ts';
 import type { ApplyErrorKind, Sink, SourceSession } from './sink.ts';
@@ -45,39 +46,24 @@ interface SourceState {
 }
 
 export class ApplyRunner {
-  private stopping = false;
-  private wake: (() => void) | null = null;
-  private endSession: (() => void) | null = null;
+  private readonly loop: SessionLoop;
 
-  constructor(private readonly options: ApplyRunnerOptions) {}
-
-  async run(): Promise<void> {
-    const { logger } = this.options;
-    let attempt = 0;
-    while (!this.stopping) {
-      try {
-        await this.session(() => (attempt = 0));
-      } catch (error) {
-        if (error instanceof SitesyncError && error.consequence === 'fatal') throw error;
-        if (this.stopping) break;
-        const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt++, 6));
-        logger.warn({ code: (error as SitesyncError).code, retryInMs: delay }, describeError(error));
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-          setTimeout(resolve, delay).unref();
-        });
-      }
-    }
+  constructor(private readonly options: ApplyRunnerOptions) {
+    this.loop = new SessionLoop(options.logger);
   }
 
+  /** Runs sessions until `stop`; throws only on a fatal error. */
+  run(): Promise<void> {
+    return this.loop.run((healthy, onStop) => this.session(healthy, onStop));
+  }
+
+  /** Finish the message being applied, then return from run(). */
   stop(): void {
-    this.stopping = true;
-    this.wake?.();
-    this.endSession?.();
+    this.loop.stop();
   }
 
-  private async session(onHealthy: () => void): Promise<void> {
-    const { config, site, sink, logger } = this.options;
+  private async session(onHealthy: () => void, onStop: (end: () => void) => void): Promise<void> {
+    const { config, site, logger } = this.options;
     const connection = await connectBroker(config.broker.url, `sitesync apply ${site}`);
     const sources = new Map<string, SourceState>();
     let broken: Error | null = null;
@@ -87,8 +73,7 @@ export class ApplyRunner {
       broken ??= error;
       endWaiting?.();
     };
-    this.endSession = () => end(null);
-    if (this.stopping) end(null);
+    onStop(() => end(null));
     connection.on('error', (error: Error) => end(error));
     connection.on('close', () => end(new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', 'the connection to RabbitMQ closed; sitesync reconnects')));
     try {
@@ -97,7 +82,7 @@ export class ApplyRunner {
       channel.on('close', () => end(new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', 'the consuming channel closed; sitesync reconnects')));
       await declareTopology(channel, config);
       const parking = await connection.createConfirmChannel();
-      const ctx: Context = { channel, parking, sources, alive: () => broken === null && !this.stopping };
+      const ctx: Context = { channel, parking, sources, alive: () => broken === null && !this.loop.stopped };
 
       // Deliveries are handled strictly one after another, in queue order.
       const backlog: ConsumeMessage[] = [];
@@ -126,11 +111,9 @@ export class ApplyRunner {
       while (working) await sleep(10);
       if (broken) throw broken;
     } finally {
-      this.endSession = null;
       for (const state of sources.values()) await state.session.close();
       await connection.close().catch(() => undefined);
     }
-    void sink;
   }
 
   private async handle(ctx: Context, delivery: ConsumeMessage): Promise<void> {

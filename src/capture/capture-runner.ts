@@ -20,7 +20,8 @@ import { connectBroker } from '../bus/broker-connection.ts';
 import { ConfirmedPublisher } from '../bus/confirmed-publisher.ts';
 import { messageHeaders, messageId } from '../bus/message-headers.ts';
 import { declareTopology } from '../bus/topology.ts';
-import { describeError, SitesyncError } from '../errors.ts';
+import { SitesyncError } from '../errors.ts';
+import { SessionLoop } from '../session-loop.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PipelineEvents } from '../observability/pipeline-events.ts';
 import { CheckpointTracker, type Entry } from './checkpoint-tracker.ts';
@@ -45,44 +46,27 @@ interface PendingBatch {
 
 export class CaptureRunner {
   private readonly site: string;
-  private stopping = false;
-  private wake: (() => void) | null = null;
+  private readonly loop: SessionLoop;
 
   constructor(private readonly options: CaptureRunnerOptions) {
     this.site = options.source.site;
+    this.loop = new SessionLoop(options.logger);
   }
 
   /** Runs sessions until `stop`; throws only on a fatal error (configuration, permissions). */
-  async run(): Promise<void> {
-    const { source, logger } = this.options;
-    let attempt = 0;
-    while (!this.stopping) {
-      try {
-        await source.prepare();
-        await this.session(() => (attempt = 0));
-      } catch (error) {
-        if (error instanceof SitesyncError && error.consequence === 'fatal') throw error;
-        if (this.stopping) break;
-        const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt++, 6));
-        logger.warn({ code: (error as SitesyncError).code, retryInMs: delay }, describeError(error));
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-          setTimeout(resolve, delay).unref();
-        });
-      }
-    }
+  run(): Promise<void> {
+    return this.loop.run(async (healthy, onStop) => {
+      await this.options.source.prepare();
+      await this.session(healthy, onStop);
+    });
   }
 
   /** Finish what is in flight (publish, wait for confirms, confirm the source), then return from run(). */
   stop(): void {
-    this.stopping = true;
-    this.wake?.();
-    this.endSession?.();
+    this.loop.stop();
   }
 
-  private endSession: (() => void) | null = null;
-
-  private async session(onHealthy: () => void): Promise<void> {
+  private async session(onHealthy: () => void, onStop: (end: () => void) => void): Promise<void> {
     const { config, source, events, logger } = this.options;
     const connection = await connectBroker(config.broker.url, `sitesync capture ${this.site}`);
     let failure: ((error: unknown) => void) | null = null;
@@ -225,8 +209,7 @@ export class CaptureRunner {
         }, LAG_INTERVAL_MS),
       );
 
-      const stopRequested = new Promise<'stop'>((resolve) => (this.endSession = () => resolve('stop')));
-      if (this.stopping) this.endSession?.();
+      const stopRequested = new Promise<'stop'>((resolve) => onStop(() => resolve('stop')));
       const outcome = await Promise.race([source.ended!.then(() => 'ended' as const), failed, stopRequested]);
       if (outcome === 'stop') {
         // Clean stop: stop reading, publish what is held, wait (bounded) for the broker, confirm the source.
@@ -241,7 +224,6 @@ export class CaptureRunner {
       }
     } finally {
       failure = null;
-      this.endSession = null;
       for (const timer of timers) clearInterval(timer);
       await source.close().catch(() => undefined);
       await connection.close().catch(() => undefined);
