@@ -1,6 +1,6 @@
 /**
- * The composition root: wires one site's pipeline — its PostgreSQL source into capture, and the site's
- * queue through apply into its PostgreSQL sink. Built apart from being started, so tests drive it without
+ * The composition root: wires one site's pipeline — its PostgreSQL source into capture, the site's
+ * queue through apply into its PostgreSQL sink, and the watch over every site's slot. Built apart from being started, so tests drive it without
  * a process.
  */
 import { ApplyRunner } from './apply/apply-runner.ts';
@@ -9,13 +9,15 @@ import type { Config } from './config/config-schema.ts';
 import { SitesyncError } from './errors.ts';
 import type { Logger } from './observability/logger.ts';
 import { PipelineEvents } from './observability/pipeline-events.ts';
+import { WalRetentionWatch } from './observability/wal-retention-watch.ts';
 import { PostgresSink } from '../connectors/postgres/postgres-sink.ts';
 import { PostgresSource } from '../connectors/postgres/postgres-source.ts';
+import { readPostgresStatus } from '../connectors/postgres/postgres-status.ts';
 
 export interface Pipeline {
   readonly site: string;
   readonly events: PipelineEvents;
-  /** Runs capture and apply until `stop`; rejects on a fatal error (after stopping both). */
+  /** Runs capture, apply and the WAL retention watch until `stop`; rejects on a fatal error (after stopping them all). */
   run(): Promise<void>;
   stop(): void;
 }
@@ -35,10 +37,20 @@ export function createPipeline(config: Config, site: string, logger: Logger, eve
   const sink = new PostgresSink({ site, url: siteConfig.postgres, replicaRole: config.apply.replicaRole, logger: logger.child({ site, part: 'apply' }) });
   const capture = new CaptureRunner({ config, source, events, logger: logger.child({ site, part: 'capture' }) });
   const apply = new ApplyRunner({ config, site, sink, events, logger: logger.child({ site, part: 'apply' }) });
+  const watch = new WalRetentionWatch({
+    site,
+    sites: Object.keys(config.sites),
+    readSlot: async (slotSite) => (await readPostgresStatus(config.sites[slotSite]!.postgres, slotSite, [])).slot,
+    intervalSeconds: config.watch.intervalSeconds,
+    warnBytes: config.watch.walRetentionWarnBytes,
+    events,
+    logger: logger.child({ site, part: 'watch' }),
+  });
 
   const stop = (): void => {
     capture.stop();
     apply.stop();
+    void watch.stop();
   };
   return {
     site,
@@ -50,11 +62,13 @@ export function createPipeline(config: Config, site: string, logger: Logger, eve
           stop();
           throw error;
         });
+      watch.start();
       try {
         const results = await Promise.allSettled([guard(capture.run()), guard(apply.run())]);
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         if (failed) throw failed.reason;
       } finally {
+        await watch.stop();
         await source.end().catch(() => undefined);
         await sink.close().catch(() => undefined);
       }

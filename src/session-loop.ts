@@ -1,7 +1,11 @@
 /**
  * The life of capture and apply: run a session (connect, work) until it fails, wait with exponential
- * backoff, run another, until `stop`. A session that got going resets the backoff. Only a fatal error
- * (configuration, permissions) leaves the loop: retrying cannot cure it.
+ * backoff, run another, until `stop`. A session that got going resets the backoff.
+ *
+ * A fatal error (configuration, permissions, wal_level) at start leaves the loop: the process exits with
+ * the one line that says what to fix. Once a session has worked, the same errors are retried instead,
+ * logged at error level: a broker still booting reports a missing vhost, a restarted server may have
+ * lost a setting for a while, and a long-running site should recover by itself when it is fixed.
  */
 import { describeError, SitesyncError } from './errors.ts';
 import type { Logger } from './observability/logger.ts';
@@ -23,23 +27,32 @@ export class SessionLoop {
   /** `session` calls `healthy` once it works, and `onStop` with how to end it early. */
   async run(session: (healthy: () => void, onStop: (end: () => void) => void) => Promise<void>): Promise<void> {
     let attempt = 0;
+    let worked = false;
     while (!this.stopping) {
       try {
         await session(
-          () => (attempt = 0),
+          () => {
+            attempt = 0;
+            worked = true;
+          },
           (end) => {
             this.endSession = end;
             if (this.stopping) end();
           },
         );
       } catch (error) {
-        if (error instanceof SitesyncError && error.consequence === 'fatal') throw error;
+        const fatal = error instanceof SitesyncError && error.consequence === 'fatal';
+        if (fatal && !worked) throw error;
         if (this.stopping) break;
         const delay = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** Math.min(attempt++, 6));
-        this.logger.warn({ code: (error as SitesyncError).code, retryInMs: delay }, describeError(error));
+        this.logger[fatal ? 'error' : 'warn']({ code: (error as SitesyncError).code, retryInMs: delay }, describeError(error));
+        // Not unref'd: while both halves wait to retry, this timer is what keeps the process alive.
         await new Promise<void>((resolve) => {
-          this.wake = resolve;
-          setTimeout(resolve, delay).unref();
+          const timer = setTimeout(resolve, delay);
+          this.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
         });
       } finally {
         this.endSession = null;

@@ -42,9 +42,16 @@ export function describePostgresError(error: unknown, url: string, site: string)
     case '42501':
       return make('SITESYNC_ERR_PERMISSION', `${where}: ${first}; sitesync's role needs REPLICATION and ownership of the replicated tables (or superuser)`);
     case 'ECONNREFUSED':
+    case 'ECONNRESET':
+    case 'ECONNABORTED':
+    case 'EPIPE':
     case 'ENOTFOUND':
+    case 'EAI_AGAIN':
     case 'ETIMEDOUT':
     case 'EHOSTUNREACH':
+    case 'EHOSTDOWN':
+    case 'ENETUNREACH':
+    case 'ENETDOWN':
     case undefined:
       return make('SITESYNC_ERR_POSTGRES_UNREACHABLE', `${where} is unreachable (${first}); start it or fix sites.${site}.postgres — sitesync retries and loses nothing meanwhile`);
     default:

@@ -79,7 +79,7 @@ class PostgresSourceSession implements SourceSession {
     this.origin = originName(source, options.site);
     this.logger = options.logger.child({ source });
     this.client = new pg.Client({ connectionString: options.url, options: SESSION_OPTIONS, application_name: `sitesync apply ${source}->${options.site}` });
-    this.client.on('error', (error) => this.logger.warn({ err: error }, 'apply connection lost'));
+    this.client.on('error', (error) => this.logger.warn({ reason: error.message }, 'apply connection lost'));
   }
 
   async connect(): Promise<void> {

@@ -16,7 +16,7 @@ import type { Source, SourceHandler } from '../../src/capture/source.ts';
 import { BOOKKEEPING_SCHEMA, MESSAGE_PREFIX, publicationName, slotName } from '../../src/config/names.ts';
 import { formatLsn, lsnToPosition, parseLsn, positionToLsn } from '../../src/events/position.ts';
 import type { Position } from '../../src/events/transaction.ts';
-import { SitesyncError } from '../../src/errors.ts';
+import { describeError, SitesyncError } from '../../src/errors.ts';
 import type { Logger } from '../../src/observability/logger.ts';
 import { decodePgOutput } from './pgoutput-decoder.ts';
 import { describePostgresError } from './postgres-errors.ts';
@@ -66,7 +66,8 @@ export class PostgresSource implements Source {
     this.slot = slotName(options.site);
     this.publication = publicationName(options.site);
     this.pool = new pg.Pool({ connectionString: options.url, max: 2, options: SESSION_OPTIONS, application_name: `sitesync capture ${options.site}` });
-    this.pool.on('error', (error) => options.logger.warn({ err: error }, 'idle capture connection lost'));
+    // One line with the code, not the error object: pg attaches the whole client to it.
+    this.pool.on('error', (error) => options.logger.warn({ code: (error as { code?: string }).code }, describeError(describePostgresError(error, options.url, options.site))));
   }
 
   async prepare(): Promise<void> {
@@ -163,8 +164,17 @@ export class PostgresSource implements Source {
     for (const row of rows) this.typeNames.set(Number(row.oid), row.name);
   }
 
+  /** A query on the capture pool; a failure becomes the one line that says what happened and what to do. */
+  private async query<T extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<T>> {
+    try {
+      return await this.pool.query<T>(text, values);
+    } catch (error) {
+      throw describePostgresError(error, this.options.url, this.site);
+    }
+  }
+
   async lastPublished(): Promise<Position | null> {
-    const { rows } = await this.pool.query<{ last_published: string }>(
+    const { rows } = await this.query<{ last_published: string }>(
       `SELECT last_published FROM ${BOOKKEEPING_SCHEMA}.capture_progress WHERE site = $1`,
       [this.site],
     );
@@ -200,7 +210,7 @@ export class PostgresSource implements Source {
       throw describeStreamError(error, this.options.url, this.site, this.slot);
     });
     await Promise.race([started, this.ended]);
-    const confirmed = await this.pool.query<{ lsn: string | null }>('SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [this.slot]);
+    const confirmed = await this.query<{ lsn: string | null }>('SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [this.slot]);
     this.lastSentStatus = parseLsn(confirmed.rows[0]?.lsn ?? '0/0');
     this.options.logger.info({ slot: this.slot, from: confirmed.rows[0]?.lsn }, 'streaming changes');
   }
@@ -219,7 +229,7 @@ export class PostgresSource implements Source {
     // Written before the slot moves: after a crash the next stream's `previous` is never behind what the
     // broker holds, so an applier can tell a resend from a gap.
     if (lastPublished !== null && (this.lastPersisted === null || lastPublished > this.lastPersisted)) {
-      await this.pool.query(
+      await this.query(
         `INSERT INTO ${BOOKKEEPING_SCHEMA}.capture_progress (site, last_published) VALUES ($1, $2)
          ON CONFLICT (site) DO UPDATE SET last_published = excluded.last_published
          WHERE ${BOOKKEEPING_SCHEMA}.capture_progress.last_published < excluded.last_published`,
@@ -238,7 +248,7 @@ export class PostgresSource implements Source {
   }
 
   async heartbeat(): Promise<void> {
-    await this.pool.query('SELECT pg_logical_emit_message(false, $1, $2)', [`${MESSAGE_PREFIX}_heartbeat`, this.site]);
+    await this.query('SELECT pg_logical_emit_message(false, $1, $2)', [`${MESSAGE_PREFIX}_heartbeat`, this.site]);
   }
 
   async lag(): Promise<{ bytes: number; seconds: number } | null> {

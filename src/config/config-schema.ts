@@ -43,6 +43,14 @@ export interface Config {
     /** Seconds to wait before retrying a source that halted (missing table, lost connection). Default 5. */
     readonly retrySeconds: number;
   };
+  readonly watch: {
+    /** Seconds between reads of the WAL retained by every configured site's slot (each process watches
+     *  them all, so a stopped site is noticed by the others). Default 30. */
+    readonly intervalSeconds: number;
+    /** WAL a slot may retain, in bytes, before a warning is logged (once each time it crosses the
+     *  amount). Default 1 GiB (1073741824); 0 turns the warning off (the metric stays). */
+    readonly walRetentionWarnBytes: number;
+  };
   readonly metrics: {
     /** Port of the Prometheus /metrics endpoint; 0 turns it off. Default 0 (off). */
     readonly port: number;
@@ -108,6 +116,15 @@ export const configSchema = {
         prefetch: { type: 'integer', minimum: 1, maximum: 65535, default: 64 },
         replicaRole: { type: 'boolean', default: true },
         retrySeconds: { type: 'number', exclusiveMinimum: 0, default: 5 },
+      },
+    },
+    watch: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        intervalSeconds: { type: 'number', exclusiveMinimum: 0, default: 30 },
+        walRetentionWarnBytes: { type: 'integer', minimum: 0, default: 1073741824 },
       },
     },
     metrics: {

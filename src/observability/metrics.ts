@@ -30,6 +30,9 @@ export function createMetrics(events: PipelineEvents): Metrics {
   new Counter({ name: 'sitesync_conflicts_total', help: 'Conflicting writes detected and resolved', labelNames: siteSource, registers: r });
   const parked = new Counter({ name: 'sitesync_parked_messages_total', help: 'Messages that could not be applied and were parked with their reason', labelNames: [...siteSource, 'code'], registers: r });
   const halted = new Gauge({ name: 'sitesync_source_halted', help: '1 while applying from a source is halted on an error', labelNames: siteSource, registers: r });
+  const siteSlot = ['site', 'slot_site'];
+  const slotRetained = new Gauge({ name: 'sitesync_slot_retained_wal_bytes', help: "WAL bytes a site's replication slot keeps on its server (from the slot's restart position), as read by this process", labelNames: siteSlot, registers: r });
+  const slotActive = new Gauge({ name: 'sitesync_slot_active', help: "1 while a process is streaming from a site's replication slot, 0 otherwise", labelNames: siteSlot, registers: r });
   const latency = new Histogram({
     name: 'sitesync_apply_latency_seconds',
     help: 'Source commit to target commit',
@@ -63,6 +66,11 @@ export function createMetrics(events: PipelineEvents): Metrics {
   events.on('apply:parked', (e) => parked.inc({ site: e.site, source: e.source, code: e.code }));
   events.on('apply:halted', (e) => halted.set({ site: e.site, source: e.source }, 1));
   events.on('apply:resumed', (e) => halted.set({ site: e.site, source: e.source }, 0));
+  events.on('watch:slot', (e) => {
+    const labels = { site: e.site, slot_site: e.slotSite };
+    slotRetained.set(labels, e.retainedBytes);
+    slotActive.set(labels, e.active ? 1 : 0);
+  });
   return { registry };
 }
 

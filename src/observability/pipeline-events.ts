@@ -23,6 +23,9 @@ export interface PipelineEventMap {
   'apply:parked': [{ site: string; source: string; reason: string; code: string }];
   'apply:halted': [{ site: string; source: string; reason: string }];
   'apply:resumed': [{ site: string; source: string }];
+  /** The process of `site` read the WAL retained by the slot of `slotSite` (every configured site, its own
+   *  included); a slot that does not exist, or no longer holds WAL, reads as 0 bytes and not active. */
+  'watch:slot': [{ site: string; slotSite: string; retainedBytes: number; active: boolean }];
 }
 
 export class PipelineEvents extends EventEmitter<PipelineEventMap> {}

@@ -1,0 +1,108 @@
+/**
+ * The fault suite's judge. It trusts nothing sitesync says about itself:
+ * - what each source committed comes from a test_decoding slot of the checker's own, created before
+ *   sitesync's, read with only-local (transactions applied by sitesync are not the site's own);
+ * - what was published comes from the archive stream, which keeps every message the broker confirmed;
+ * - what was applied comes from the target tables, compared row by row (as multisets: tables without a
+ *   primary key show duplicates as extra rows and losses as missing ones), and, for the single-writer
+ *   sequences, in the order the target committed them (xmin), which must be the source's commit order.
+ * Slot positions sampled during the run must never be past a committed transaction that the broker did
+ * not have: every transaction ending at or before a sampled confirmed position must be in the archive.
+ */
+import amqp from 'amqplib';
+import { CURRENT_SCHEMA_VERSION, decodeMessage } from '../../src/events/avro-codec.ts';
+import { SCHEMA_VERSION_HEADER } from '../../src/bus/message-headers.ts';
+import { parseLsn } from '../../src/events/position.ts';
+import type { ScratchPostgres } from '../helpers/scratch-postgres.ts';
+
+export interface LocalTransaction {
+  readonly xid: string;
+  readonly endLsn: bigint;
+}
+
+/** A logical slot of the checker's own: the list of what the site committed itself. */
+export async function createCheckerSlot(postgres: ScratchPostgres, database: string): Promise<void> {
+  await postgres.query(database, `SELECT pg_create_logical_replication_slot('checker_' || current_database(), 'test_decoding')`);
+}
+
+/** Every transaction the site committed itself that changed a replicated table (not sitesync's schema). */
+export async function readLocalTransactions(postgres: ScratchPostgres, database: string): Promise<LocalTransaction[]> {
+  const result: LocalTransaction[] = [];
+  let current: { xid: string; replicated: boolean } | null = null;
+  for (;;) {
+    const rows = await postgres.query<{ lsn: string; xid: string; data: string }>(
+      database,
+      `SELECT lsn::text, xid::text, data FROM pg_logical_slot_get_changes('checker_' || current_database(), NULL, 20000,
+         'only-local', '1', 'skip-empty-xacts', '1', 'include-xids', '1')`,
+    );
+    if (rows.length === 0) break;
+    for (const row of rows) {
+      if (row.data.startsWith('BEGIN')) current = { xid: row.xid, replicated: false };
+      else if (row.data.startsWith('COMMIT')) {
+        if (current?.replicated) result.push({ xid: current.xid, endLsn: parseLsn(row.lsn) });
+        current = null;
+      } else if (current && row.data.startsWith('table ') && !row.data.startsWith('table sitesync.')) current.replicated = true;
+    }
+  }
+  return result;
+}
+
+/** Source transaction ids of every transaction the archive holds, per site. */
+export async function readArchive(brokerUrl: string, stream: string): Promise<Map<string, Set<string>>> {
+  const published = new Map<string, Set<string>>();
+  const connection = await amqp.connect(brokerUrl);
+  const channel = await connection.createChannel();
+  await channel.prefetch(1000);
+  let last = Date.now();
+  await channel.consume(
+    stream,
+    (m) => {
+      if (!m) return;
+      last = Date.now();
+      const message = decodeMessage(m.content, Number(m.properties.headers?.[SCHEMA_VERSION_HEADER] ?? CURRENT_SCHEMA_VERSION));
+      let ids = published.get(message.site);
+      if (!ids) published.set(message.site, (ids = new Set()));
+      for (const tx of message.transactions) ids.add(tx.sourceTxId);
+      channel.ack(m);
+    },
+    { arguments: { 'x-stream-offset': 'first' } },
+  );
+  while (Date.now() - last < 2000) await new Promise((r) => setTimeout(r, 200));
+  await connection.close();
+  return published;
+}
+
+export interface TableComparison {
+  readonly table: string;
+  readonly onlyAtSource: number;
+  readonly onlyAtTarget: number;
+}
+
+/** Rows of `table` at both sites, compared as multisets. */
+export async function compareTable(postgres: ScratchPostgres, source: string, target: string, table: string): Promise<TableComparison> {
+  const rows = async (db: string) => (await postgres.query<{ r: string }>(db, `SELECT (x.*)::text AS r FROM ${table} x`)).map((r) => r.r);
+  const counts = new Map<string, number>();
+  for (const r of await rows(source)) counts.set(r, (counts.get(r) ?? 0) + 1);
+  for (const r of await rows(target)) counts.set(r, (counts.get(r) ?? 0) - 1);
+  let onlyAtSource = 0;
+  let onlyAtTarget = 0;
+  for (const n of counts.values()) {
+    if (n > 0) onlyAtSource += n;
+    else onlyAtTarget -= n;
+  }
+  return { table, onlyAtSource, onlyAtTarget };
+}
+
+/** Sequence numbers of one writer in the order the target committed them; counts the steps backwards. */
+export async function orderViolations(postgres: ScratchPostgres, target: string, query: string): Promise<number> {
+  const rows = await postgres.query<{ seq: string }>(target, query);
+  let violations = 0;
+  for (let i = 1; i < rows.length; i++) if (BigInt(rows[i]!.seq) < BigInt(rows[i - 1]!.seq)) violations++;
+  return violations;
+}
+
+/** Transactions that ended at or before a sampled confirmed position but are not in the archive. */
+export function slotViolations(samples: readonly bigint[], local: readonly LocalTransaction[], published: Set<string> | undefined): number {
+  const highest = samples.reduce((a, b) => (b > a ? b : a), 0n);
+  return local.filter((tx) => tx.endLsn <= highest && !published?.has(tx.xid)).length;
+}
