@@ -12,10 +12,10 @@ import pg from 'pg';
 import { LogicalReplicationService } from 'pg-logical-replication';
 import type { Client } from 'pg';
 import { AbstractPlugin } from 'pg-logical-replication/dist/output-plugins/abstract.plugin.js';
-import type { Source, SourceHandler } from '../../src/capture/source.ts';
+import type { ResumePoint, Source, SourceHandler } from '../../src/capture/source.ts';
 import { BOOKKEEPING_SCHEMA, MESSAGE_PREFIX, publicationName, slotName } from '../../src/config/names.ts';
 import { formatLsn, lsnToPosition, parseLsn, positionToLsn } from '../../src/events/position.ts';
-import type { Position } from '../../src/events/transaction.ts';
+import type { Position, SeenSites } from '../../src/events/transaction.ts';
 import { describeError, SitesyncError } from '../../src/errors.ts';
 import type { Logger } from '../../src/observability/logger.ts';
 import { decodePgOutput } from './pgoutput-decoder.ts';
@@ -58,7 +58,7 @@ export class PostgresSource implements Source {
   private client: Client | null = null;
   private assembler: TransactionAssembler | null = null;
   private lastSentStatus = 0n;
-  private lastPersisted: Position | null = null;
+  private persisted: ResumePoint = { lastPublished: null, seen: {} };
   ended: Promise<void> | null = null;
 
   constructor(private readonly options: PostgresSourceOptions) {
@@ -107,8 +107,11 @@ export class PostgresSource implements Source {
   private async ensureBookkeeping(): Promise<void> {
     await this.pool.query(`CREATE SCHEMA IF NOT EXISTS ${BOOKKEEPING_SCHEMA}`);
     await this.pool.query(
-      `CREATE TABLE IF NOT EXISTS ${BOOKKEEPING_SCHEMA}.capture_progress (site text PRIMARY KEY, last_published text NOT NULL)`,
+      `CREATE TABLE IF NOT EXISTS ${BOOKKEEPING_SCHEMA}.capture_progress (site text PRIMARY KEY, last_published text, seen jsonb NOT NULL DEFAULT '{}')`,
     );
+    // Added after the first release: a table from then gains the column.
+    await this.pool.query(`ALTER TABLE ${BOOKKEEPING_SCHEMA}.capture_progress ADD COLUMN IF NOT EXISTS seen jsonb NOT NULL DEFAULT '{}'`);
+    await this.pool.query(`ALTER TABLE ${BOOKKEEPING_SCHEMA}.capture_progress ALTER COLUMN last_published DROP NOT NULL`);
   }
 
   private async ensurePublication(): Promise<void> {
@@ -173,17 +176,19 @@ export class PostgresSource implements Source {
     }
   }
 
-  async lastPublished(): Promise<Position | null> {
-    const { rows } = await this.query<{ last_published: string }>(
-      `SELECT last_published FROM ${BOOKKEEPING_SCHEMA}.capture_progress WHERE site = $1`,
+  async resumePoint(): Promise<ResumePoint> {
+    const { rows } = await this.query<{ last_published: string | null; seen: Record<string, string> }>(
+      `SELECT last_published, seen FROM ${BOOKKEEPING_SCHEMA}.capture_progress WHERE site = $1`,
       [this.site],
     );
-    this.lastPersisted = rows[0]?.last_published ?? null;
-    return this.lastPersisted;
+    const row = rows[0];
+    const seen: SeenSites = Object.fromEntries(Object.entries(row?.seen ?? {}).map(([site, micros]) => [site, BigInt(micros)]));
+    this.persisted = { lastPublished: row?.last_published ?? null, seen };
+    return this.persisted;
   }
 
   async open(handler: SourceHandler): Promise<void> {
-    this.assembler = new TransactionAssembler({ site: this.site, maxPartBytes: this.options.maxPartBytes, typeNames: this.typeNames }, handler);
+    this.assembler = new TransactionAssembler({ site: this.site, maxPartBytes: this.options.maxPartBytes, typeNames: this.typeNames, seen: this.persisted.seen }, handler);
     const service = new LogicalReplicationService(
       { connectionString: this.options.url, options: SESSION_OPTIONS, application_name: `sitesync capture ${this.site}` },
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
@@ -199,7 +204,7 @@ export class PostgresSource implements Source {
       }
     });
     service.on('heartbeat', (lsn: string, _time: number, replyRequested: boolean) => {
-      if (!assembler.inTransaction) handler.idle(lsnToPosition(parseLsn(lsn)));
+      if (!assembler.inTransaction) handler.idle(lsnToPosition(parseLsn(lsn)), assembler.seen);
       if (replyRequested) this.sendStatus(this.lastSentStatus);
     });
     const started = new Promise<void>((resolve) => service.once('start', () => resolve()));
@@ -223,19 +228,20 @@ export class PostgresSource implements Source {
     (this.client as unknown as { connection?: { stream?: { resume(): void } } })?.connection?.stream?.resume();
   }
 
-  async confirm(checkpoint: string, lastPublished: Position | null): Promise<void> {
+  async confirm(checkpoint: string, resume: ResumePoint): Promise<void> {
     const lsn = positionToLsn(checkpoint);
     if (lsn <= this.lastSentStatus) return;
     // Written before the slot moves: after a crash the next stream's `previous` is never behind what the
-    // broker holds, so an applier can tell a resend from a gap.
-    if (lastPublished !== null && (this.lastPersisted === null || lastPublished > this.lastPersisted)) {
-      await this.query(
-        `INSERT INTO ${BOOKKEEPING_SCHEMA}.capture_progress (site, last_published) VALUES ($1, $2)
-         ON CONFLICT (site) DO UPDATE SET last_published = excluded.last_published
-         WHERE ${BOOKKEEPING_SCHEMA}.capture_progress.last_published < excluded.last_published`,
-        [this.site, lastPublished],
+    // broker holds (so an applier can tell a resend from a gap), and its causal context is never ahead of
+    // where it resumes. Written only when it changed: the write is itself a transaction in this WAL.
+    if (resume.lastPublished !== this.persisted.lastPublished || resume.seen !== this.persisted.seen) {
+      const seen = Object.fromEntries(Object.entries(resume.seen).map(([site, micros]) => [site, micros.toString()]));
+      await this.pool.query(
+        `INSERT INTO ${BOOKKEEPING_SCHEMA}.capture_progress (site, last_published, seen) VALUES ($1, $2, $3)
+         ON CONFLICT (site) DO UPDATE SET last_published = excluded.last_published, seen = excluded.seen`,
+        [this.site, resume.lastPublished, JSON.stringify(seen)],
       );
-      this.lastPersisted = lastPublished;
+      this.persisted = resume;
     }
     this.sendStatus(lsn);
   }

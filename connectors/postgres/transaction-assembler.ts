@@ -5,7 +5,9 @@
  *                                        MESSAGE)*──COMMIT──▶ between
  *
  * - A transaction that carries a sitesync replication origin is a relayed write: its changes are not kept
- *   and its commit is reported as skipped, so the slot moves past it but it never loops back.
+ *   and its commit is reported as skipped, so the slot moves past it but it never loops back. Its commit
+ *   time (which decoding reports as the origin's, the source site's own) moves the causal context `seen`
+ *   that every later transaction of this site carries: which of each other site's writes it came after.
  * - Changes to sitesync's own schema are dropped; a transaction left with nothing is skipped as empty.
  * - Memory is bounded: once the changes held reach `maxPartBytes`, they go out as a part and are let go.
  * - Positions: a transaction's position is its commit LSN, known from BEGIN, so the first part of a
@@ -13,7 +15,7 @@
  *   what the slot must be confirmed to so that the server does not send it again.
  */
 import { lsnToPosition } from '../../src/events/position.ts';
-import type { Change, ColumnInfo, RelationInfo, RowImage, Transaction } from '../../src/events/transaction.ts';
+import type { Change, ColumnInfo, RelationInfo, RowImage, SeenSites, Transaction } from '../../src/events/transaction.ts';
 import { transactionId } from '../../src/events/transaction.ts';
 import type { SourceHandler } from '../../src/capture/source.ts';
 import { BOOKKEEPING_SCHEMA, MESSAGE_PREFIX, ORIGIN_PREFIX } from '../../src/config/names.ts';
@@ -26,6 +28,8 @@ export interface AssemblerOptions {
   readonly maxPartBytes: number;
   /** Names of types by OID (built-in and user types), loaded from the source at start. */
   readonly typeNames: Map<number, string>;
+  /** The causal context as of where the stream resumes (persisted with the confirmed position). */
+  readonly seen: SeenSites;
 }
 
 interface OpenTransaction {
@@ -33,6 +37,8 @@ interface OpenTransaction {
   readonly commitTimeMicros: bigint;
   readonly xid: number;
   relayed: boolean;
+  /** The site a relayed transaction was first committed at. */
+  relayedFrom: string | null;
   changes: Change[];
   bytes: number;
   partsSent: number;
@@ -43,12 +49,23 @@ const CHANGE_OVERHEAD_BYTES = 16;
 
 export class TransactionAssembler {
   private readonly relations = new Map<number, RelationInfo>();
+  private readonly originSuffix: string;
   private open: OpenTransaction | null = null;
+  /** Replaced, never mutated: every transaction keeps the context it was committed in. */
+  private seenSites: SeenSites;
 
   constructor(
     private readonly options: AssemblerOptions,
     private readonly handler: SourceHandler,
-  ) {}
+  ) {
+    this.seenSites = options.seen;
+    this.originSuffix = `_to_${options.site}`;
+  }
+
+  /** The causal context after everything accepted so far. */
+  get seen(): SeenSites {
+    return this.seenSites;
+  }
 
   /** True between BEGIN and COMMIT: positions the server reports then are not safe to confirm. */
   get inTransaction(): boolean {
@@ -64,14 +81,20 @@ export class TransactionAssembler {
           commitTimeMicros: message.commitTimeMicros,
           xid: message.xid,
           relayed: false,
+          relayedFrom: null,
           changes: [],
           bytes: 0,
           partsSent: 0,
         };
         return;
-      case 'origin':
-        this.current('ORIGIN').relayed = message.name.startsWith(ORIGIN_PREFIX);
+      case 'origin': {
+        const tx = this.current('ORIGIN');
+        tx.relayed = message.name.startsWith(ORIGIN_PREFIX);
+        if (tx.relayed && message.name.endsWith(this.originSuffix)) {
+          tx.relayedFrom = message.name.slice(ORIGIN_PREFIX.length, -this.originSuffix.length);
+        }
         return;
+      }
       case 'relation':
         this.relations.set(message.relationOid, {
           schema: message.schema,
@@ -117,7 +140,7 @@ export class TransactionAssembler {
         if (!message.transactional) {
           // Outside any transaction: sitesync's own heartbeat says the stream is idle up to here. Other
           // non-transactional messages have no commit to order them by; they are not replicated.
-          if (!this.open && message.prefix.startsWith(MESSAGE_PREFIX)) this.handler.idle(lsnToPosition(message.lsn));
+          if (!this.open && message.prefix.startsWith(MESSAGE_PREFIX)) this.handler.idle(lsnToPosition(message.lsn), this.seenSites);
           return;
         }
         {
@@ -131,9 +154,13 @@ export class TransactionAssembler {
         this.open = null;
         const checkpoint = lsnToPosition(message.endLsn);
         if (tx.relayed) {
-          this.handler.skipped(tx.position, checkpoint, 'relayed');
+          const from = tx.relayedFrom;
+          if (from !== null && (this.seenSites[from] ?? -1n) < tx.commitTimeMicros) {
+            this.seenSites = { ...this.seenSites, [from]: tx.commitTimeMicros };
+          }
+          this.handler.skipped(tx.position, checkpoint, 'relayed', this.seenSites);
         } else if (tx.changes.length === 0 && tx.partsSent === 0) {
-          this.handler.skipped(tx.position, checkpoint, 'empty');
+          this.handler.skipped(tx.position, checkpoint, 'empty', this.seenSites);
         } else {
           const part = tx.partsSent > 0 ? { index: tx.partsSent, last: true } : null;
           this.handler.transaction(this.snapshot(tx), part, checkpoint);
@@ -182,6 +209,7 @@ export class TransactionAssembler {
       position: tx.position,
       commitTimeMicros: tx.commitTimeMicros,
       sourceTxId: String(tx.xid),
+      seen: this.seenSites,
       changes: tx.changes,
     };
   }

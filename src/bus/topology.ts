@@ -5,14 +5,20 @@
  *   exchange sitesync.changes (topic, durable)
  *     ├── site.paris, site.madrid ──▶ SITE_LONDON   (quorum queue, single active consumer)
  *     ├── site.london, site.madrid ─▶ SITE_PARIS
- *     └── site.#                   ─▶ sitesync.archive (stream, kept archiveRetentionDays)
+ *     ├── site.#                   ─▶ sitesync.archive (stream, kept archiveRetentionDays)
+ *     └── site.#                   ─▶ exchange sitesync.changes.tables (headers, durable)
+ *           └── x-match any, sitesync-table:<site>/<schema>.<table> ─▶ sitesync.subscriber.<name> (per subscriber)
  *   SITE_LONDON.parked, SITE_PARIS.parked  (quorum queues: messages that could not be applied)
+ *
+ * The headers exchange receives every message and routes it on the `sitesync-table:` headers publishers
+ * add (message-headers.ts); selective subscribers (`sitesync subscribe`, src/cli/subscribe-command.ts) bind
+ * their own queues to it, so adding one changes nothing at the publishing sites.
  *
  * Declaring is idempotent; a queue that exists with other arguments fails with a message that says so.
  */
 import type { Channel } from 'amqplib';
 import type { Config } from '../config/config-schema.ts';
-import { parkingQueue, routingKey, siteQueue } from '../config/names.ts';
+import { parkingQueue, routingKey, siteQueue, tablesExchange } from '../config/names.ts';
 import { SitesyncError } from '../errors.ts';
 
 export async function declareTopology(channel: Channel, config: Config): Promise<void> {
@@ -36,6 +42,9 @@ export async function declareTopology(channel: Channel, config: Config): Promise
     }),
   );
   await step(`binding of ${archiveStream}`, () => channel.bindQueue(archiveStream, exchange, 'site.#'));
+  const tables = tablesExchange(exchange);
+  await step(`exchange ${tables}`, () => channel.assertExchange(tables, 'headers', { durable: true }));
+  await step(`binding of exchange ${tables}`, () => channel.bindExchange(tables, exchange, 'site.#'));
   const sites = Object.keys(config.sites);
   for (const site of sites) {
     const queue = siteQueue(site);

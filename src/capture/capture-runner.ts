@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/config-schema.ts';
 import { routingKey } from '../config/names.ts';
 import { CURRENT_SCHEMA_VERSION, encodeMessage } from '../events/avro-codec.ts';
-import type { ChangeMessage, Position, Transaction, TransactionPart } from '../events/transaction.ts';
+import type { ChangeMessage, Position, SeenSites, Transaction, TransactionPart } from '../events/transaction.ts';
 import { connectBroker } from '../bus/broker-connection.ts';
 import { ConfirmedPublisher } from '../bus/confirmed-publisher.ts';
 import { messageHeaders, messageId } from '../bus/message-headers.ts';
@@ -42,6 +42,7 @@ interface PendingBatch {
   transactions: Transaction[];
   bytes: number;
   checkpoint: string | null;
+  seen: SeenSites;
 }
 
 export class CaptureRunner {
@@ -83,8 +84,9 @@ export class CaptureRunner {
       const publisher = new ConfirmedPublisher(channel, config.broker.exchange);
       const capture = config.capture;
 
-      let previous: Position | null = await source.lastPublished();
-      const tracker = new CheckpointTracker(previous);
+      const resume = await source.resumePoint();
+      let previous: Position | null = resume.lastPublished;
+      const tracker = new CheckpointTracker(resume);
       let batch: PendingBatch | null = null;
       let flushScheduled = false;
       let unconfirmed = 0;
@@ -93,13 +95,13 @@ export class CaptureRunner {
       let lastActivity = Date.now();
       let newestCommitMicros = 0n;
 
-      const publish = (transactions: Transaction[], part: TransactionPart | null, checkpoint: string | null): void => {
+      const publish = (transactions: Transaction[], part: TransactionPart | null, checkpoint: string | null, seen: SeenSites): void => {
         const t = tracker;
         const message: ChangeMessage = { site: this.site, sourceKind: source.kind, previous, transactions, part };
         const body = encodeMessage(message);
         const last = transactions[transactions.length - 1]!;
         const wholeDone = part === null || part.last;
-        const entry: Entry = t.published(checkpoint, wholeDone ? last.position : null);
+        const entry: Entry = t.published(checkpoint, wholeDone ? last.position : null, seen);
         if (wholeDone) previous = last.position;
         unconfirmed++;
         unconfirmedBytes += body.length;
@@ -128,9 +130,17 @@ export class CaptureRunner {
       const flush = (): void => {
         flushScheduled = false;
         if (!batch) return;
-        const { transactions, checkpoint } = batch;
+        const { transactions, checkpoint, seen } = batch;
         batch = null;
-        publish(transactions, null, checkpoint);
+        publish(transactions, null, checkpoint, seen);
+      };
+
+      /** A checkpoint past nothing new to publish: it rides with the batch being built, or stands alone. */
+      const passed = (checkpoint: string, seen: SeenSites): void => {
+        if (batch) {
+          batch.checkpoint = checkpoint;
+          batch.seen = seen;
+        } else tracker.passed(checkpoint, seen);
       };
 
       const handler: SourceHandler = {
@@ -140,29 +150,26 @@ export class CaptureRunner {
           if (part === null || part.index === 0) events.emit('capture:transaction', { site: this.site, position: tx.position, rows: tx.changes.length, commitTimeMicros: tx.commitTimeMicros });
           if (part !== null) {
             flush();
-            publish([tx], part, checkpoint);
+            publish([tx], part, checkpoint, tx.seen);
             return;
           }
-          batch ??= { transactions: [], bytes: 0, checkpoint: null };
+          batch ??= { transactions: [], bytes: 0, checkpoint: null, seen: tx.seen };
           batch.transactions.push(tx);
           batch.bytes += estimateBytes(tx);
           batch.checkpoint = checkpoint;
+          batch.seen = tx.seen;
           if (batch.transactions.length >= capture.maxTransactionsPerMessage || batch.bytes >= capture.maxMessageBytes) flush();
           else if (!flushScheduled) {
             flushScheduled = true;
             setImmediate(flush);
           }
         },
-        skipped: (position, checkpoint, reason) => {
+        skipped: (position, checkpoint, reason, seen) => {
           lastActivity = Date.now();
           events.emit('capture:skipped', { site: this.site, position, reason });
-          if (batch) batch.checkpoint = checkpoint;
-          else tracker.passed(checkpoint);
+          passed(checkpoint, seen);
         },
-        idle: (checkpoint) => {
-          if (batch) batch.checkpoint = checkpoint;
-          else tracker.passed(checkpoint);
-        },
+        idle: (checkpoint, seen) => passed(checkpoint, seen),
       };
 
       await source.open(handler);
@@ -178,7 +185,7 @@ export class CaptureRunner {
         try {
           const frontier = tracker.advance();
           if (frontier.checkpoint !== null && frontier.checkpoint !== confirmedCheckpoint) {
-            await source.confirm(frontier.checkpoint, frontier.lastPublished);
+            await source.confirm(frontier.checkpoint, frontier);
             confirmedCheckpoint = frontier.checkpoint;
             events.emit('capture:slot-confirmed', { site: this.site, position: frontier.checkpoint });
           }

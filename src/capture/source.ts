@@ -10,7 +10,12 @@
  * Left out on purpose: publishing, batching and retries (the runner's), and the order of transactions of
  * different sources (there is none).
  */
-import type { Position, SourceKind, Transaction, TransactionPart } from '../events/transaction.ts';
+import type { Position, SeenSites, SourceKind, Transaction, TransactionPart } from '../events/transaction.ts';
+
+export interface ResumePoint {
+  readonly lastPublished: Position | null;
+  readonly seen: SeenSites;
+}
 
 export interface SourceHandler {
   /**
@@ -18,13 +23,16 @@ export interface SourceHandler {
    * transaction come in order, the last with `part.last`; `checkpoint` is null on all but the last.
    */
   transaction(tx: Transaction, part: TransactionPart | null, checkpoint: string | null): void;
-  /** A transaction that is not to be published (a relayed write, or nothing left after filtering). */
-  skipped(position: Position, checkpoint: string, reason: 'relayed' | 'empty'): void;
+  /**
+   * A transaction that is not to be published (a relayed write, or nothing left after filtering), with the
+   * causal context after it.
+   */
+  skipped(position: Position, checkpoint: string, reason: 'relayed' | 'empty', seen: SeenSites): void;
   /**
    * The source has sent everything up to `checkpoint` and holds nothing open: once all published before is
    * confirmed, confirming `checkpoint` is safe (keepalives, heartbeats).
    */
-  idle(checkpoint: string): void;
+  idle(checkpoint: string, seen: SeenSites): void;
 }
 
 export interface Source {
@@ -33,10 +41,11 @@ export interface Source {
   /** Create what the source needs (idempotently) and check rights; throws SitesyncError naming the fix. */
   prepare(): Promise<void>;
   /**
-   * The position of the last transaction published before the next stream (null if none ever was): the
-   * `previous` of its first message, so that appliers can tell a duplicate from a gap.
+   * Where the next stream resumes: the position of the last transaction published before it (null if none
+   * ever was), which is the `previous` of its first message so that appliers can tell a duplicate from a
+   * gap; and the causal context there.
    */
-  lastPublished(): Promise<Position | null>;
+  resumePoint(): Promise<ResumePoint>;
   /** Begin streaming after the last confirmed checkpoint; the handler may be called before this resolves. */
   open(handler: SourceHandler): Promise<void>;
   /** Resolves when the stream ends by `close`, rejects when it breaks. */
@@ -45,10 +54,10 @@ export interface Source {
   pause(): void;
   resume(): void;
   /**
-   * Everything up to `checkpoint` is safe at the broker; `lastPublished` is the position of the last
-   * transaction published at or before it (kept so the next stream can say `previous`).
+   * Everything up to `checkpoint` is safe at the broker; the resume point there is kept so that the next
+   * stream can say `previous` and carry on the causal context.
    */
-  confirm(checkpoint: string, lastPublished: Position | null): Promise<void>;
+  confirm(checkpoint: string, resume: ResumePoint): Promise<void>;
   /** Ask the source to produce an idle checkpoint soon, so a quiet site's position moves. */
   heartbeat(): Promise<void>;
   /** Bytes and seconds the confirmed position is behind the source's current one. */

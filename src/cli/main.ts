@@ -9,6 +9,8 @@ import { createLogger } from '../observability/logger.ts';
 import { createMetrics, serveMetrics } from '../observability/metrics.ts';
 import { createPipeline } from '../pipeline.ts';
 import { collectStatus, formatStatus } from './status-command.ts';
+import { planReplay, runReplay, type ReplayCommandOptions } from './replay-command.ts';
+import { subscribe, unsubscribe, type SubscriptionOptions } from './subscribe-command.ts';
 
 const EXIT_CONFIG = 2;
 const EXIT_FAILURE = 1;
@@ -92,6 +94,75 @@ program
       process.stdout.write(opts.json ? `${JSON.stringify(statuses, null, 2)}\n` : `${formatStatus(statuses)}\n`);
       process.exit(0);
     } catch (error) {
+      fail(error);
+    }
+  });
+
+program
+  .command('subscribe')
+  .description('create or extend subscriber NAME: a queue that receives the transactions touching some tables of some sites')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .requiredOption('-n, --name <name>', 'subscriber name; its queue is sitesync.subscriber.NAME')
+  .requiredOption('-t, --tables <list>', 'schema.table list, comma-separated (added to those it already receives)')
+  .option('--sites <list>', 'source sites, comma-separated (default: every configured site)')
+  .action(async (opts: SubscriptionOptions & { config: string }) => {
+    try {
+      await subscribe(loadConfig(opts.config), opts, (line) => process.stdout.write(`${line}\n`));
+      process.exit(0);
+    } catch (error) {
+      fail(error);
+    }
+  });
+
+program
+  .command('unsubscribe')
+  .description('stop subscriber NAME receiving some tables (--tables), or delete it and its queue')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .requiredOption('-n, --name <name>', 'subscriber name')
+  .option('-t, --tables <list>', 'schema.table list to stop receiving; without it the queue is deleted')
+  .option('--sites <list>', 'with --tables: only from these sites (default: every configured site)')
+  .action(async (opts: SubscriptionOptions & { config: string }) => {
+    try {
+      await unsubscribe(loadConfig(opts.config), opts, (line) => process.stdout.write(`${line}\n`));
+      process.exit(0);
+    } catch (error) {
+      fail(error);
+    }
+  });
+
+program
+  .command('replay')
+  .description('re-apply transactions from the archive stream to site NAME (its `sitesync run` must be stopped)')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .requiredOption('-s, --site <name>', 'the site to replay into')
+  .requiredOption('--from <time|position>', 'where to start: an ISO 8601 time (UTC without an offset) or a source position (0/16B3748)')
+  .option('--to <time|position>', 'where to stop, included (default: the end of the archive)')
+  .option('--source <site>', 'replay only this source site (default: every site but --site; needed with a position)')
+  .addHelpText(
+    'after',
+    `
+Transactions the site already has are counted and left alone, so replaying what a site has changes
+nothing, and a site restored from an older copy is brought level. A range that starts after what the
+site holds stops with SITESYNC_ERR_GAP: replay from an earlier --from. The archive keeps
+broker.archiveRetentionDays days (default 90). Ends with one line per source:
+  replayed N transactions from SOURCE (M already there, K skipped as undecodable), now at POSITION
+
+Examples:
+  sitesync replay --config sitesync.yml --site london --from 2024-05-01T09:00:00Z
+  sitesync replay --config sitesync.yml --site london --source paris --from 0/16B3748 --to 0/17000A0`,
+  )
+  .action(async (opts: ReplayCommandOptions & { config: string }) => {
+    let logger;
+    try {
+      const config = loadConfig(opts.config);
+      const plan = planReplay(config, opts);
+      logger = createLogger(config.log.level);
+      const lines = await runReplay(config, plan, logger, (line) => process.stdout.write(`${line}\n`));
+      for (const line of lines) process.stdout.write(`${line}\n`);
+      logger.flush();
+      process.exit(0);
+    } catch (error) {
+      logger?.flush();
       fail(error);
     }
   });

@@ -23,3 +23,13 @@ export const siteQueue = (site: string): string => `SITE_${site.toUpperCase()}`;
 export const parkingQueue = (site: string): string => `${siteQueue(site)}.parked`;
 /** Routing key of a source site's change messages on the topic exchange. */
 export const routingKey = (site: string): string => `site.${site}`;
+/** The headers exchange, bound to the topic exchange with `site.#`, that selective subscribers bind to. */
+export const tablesExchange = (exchange: string): string => `${exchange}.tables`;
+/** Prefix of the message headers (and subscriber binding arguments) naming a (site, table) a message touches. */
+export const TABLE_HEADER_PREFIX = 'sitesync-table:';
+/** Header naming one table of a site: `sitesync-table:<site>/<schema>.<table>`. */
+export const tableHeader = (site: string, table: string): string => `${TABLE_HEADER_PREFIX}${site}/${table}`;
+/** Header standing for every table of a site, when a message touches too many to name (see message-headers.ts). */
+export const allTablesHeader = (site: string): string => `${TABLE_HEADER_PREFIX}${site}/*`;
+/** The quorum queue of a selective subscriber (`sitesync subscribe --name NAME`). */
+export const subscriberQueue = (name: string): string => `sitesync.subscriber.${name}`;

@@ -28,7 +28,7 @@ import type {
 } from './transaction.ts';
 
 /** The schema version this code writes. Readers know it and every older version in `schemas/`. */
-export const CURRENT_SCHEMA_VERSION: number = 1;
+export const CURRENT_SCHEMA_VERSION: number = 2;
 
 const SCHEMA_DIR = new URL('../../schemas/', import.meta.url);
 const SCHEMA_FILE = /^change-message\.v([1-9][0-9]*)\.avsc$/;
@@ -82,6 +82,7 @@ interface WireTransaction {
   readonly position: string;
   readonly commitTimeMicros: number;
   readonly sourceTxId: string;
+  readonly seen: readonly { readonly site: string; readonly commitTimeMicros: number }[];
   readonly changes: readonly WireChange[];
 }
 
@@ -321,6 +322,7 @@ function toWire(message: ChangeMessage): WireMessage {
       position: tx.position,
       commitTimeMicros: Number(micros),
       sourceTxId: tx.sourceTxId,
+      seen: Object.entries(tx.seen).map(([site, time]) => ({ site, commitTimeMicros: Number(time) })),
       changes,
     };
   }
@@ -597,6 +599,7 @@ function fromWire(wire: WireMessage, label: string): ChangeMessage {
       position: tx.position,
       commitTimeMicros: BigInt(tx.commitTimeMicros),
       sourceTxId: tx.sourceTxId,
+      seen: Object.fromEntries(tx.seen.map((s) => [s.site, BigInt(s.commitTimeMicros)])),
       changes,
     };
   }

@@ -80,8 +80,17 @@ export interface Transaction {
   readonly commitTimeMicros: bigint;
   /** Source transaction id, for people reading logs; never used for ordering. */
   readonly sourceTxId: string;
+  /**
+   * Causal context: for each other site, the commit time of the newest of that site's transactions that
+   * had been applied at this transaction's site before it committed. A row a target last wrote in a
+   * transaction not covered by this was written concurrently: a conflict.
+   */
+  readonly seen: SeenSites;
   readonly changes: readonly Change[];
 }
+
+/** Commit times (microseconds since the epoch) by site name. */
+export type SeenSites = Readonly<Record<string, bigint>>;
 
 /** One part of a transaction too large for one message; parts share the transaction's id. */
 export interface TransactionPart {

@@ -228,32 +228,47 @@ test("connections to the target's PostgreSQL reset mid-apply: retried, nothing p
   await t.everywhere('CREATE TABLE log (id int, note text)');
   // London reaches its PostgreSQL through a proxy that the test can cut with TCP resets.
   const open = new Set<Socket>();
+  const upstreams = new Set<Socket>();
   const proxy = createServer((downstream) => {
     const upstream = connect(5432, '127.0.0.1');
     open.add(downstream);
-    downstream.on('close', () => open.delete(downstream));
-    downstream.on('error', () => upstream.destroy());
-    upstream.on('error', () => downstream.destroy());
+    upstreams.add(upstream);
+    downstream.on('close', () => {
+      open.delete(downstream);
+      upstream.destroy(); // the server sees the connection end, as after a real reset
+    });
+    upstream.on('close', () => {
+      upstreams.delete(upstream);
+      downstream.destroy();
+    });
+    downstream.on('error', () => undefined);
+    upstream.on('error', () => undefined);
     downstream.pipe(upstream).pipe(downstream);
   });
   proxy.listen(0, '127.0.0.1');
   await once(proxy, 'listening');
-  defer(async () => void proxy.close());
+  defer(async () => {
+    proxy.close();
+    for (const socket of [...open, ...upstreams]) socket.destroy();
+  });
   const port = (proxy.address() as AddressInfo).port;
   const london = t.spawn('london', siteEnv(t, 'london', 'POSTGRES', `postgres://postgres@127.0.0.1:${port}/${t.db('london')}`));
-  await streaming(london);
-  await t.start('paris');
+  console.error('M1'); await streaming(london);
+  console.error('M2'); await t.start('paris');
+  console.error('M3');
 
   let resets = 0;
   const writing = (async () => {
     for (const id of range(1, 300)) await sql(t.db('paris'), `INSERT INTO log VALUES (${id}, 'x')`);
   })();
   while (resets < 5) {
+    try {
     await waitFor('some rows applied', async () => (await sql(t.db('london'), 'SELECT count(*)::int AS n FROM log'))[0]!.n as number >= resets * 50 + 10, 30_000);
+    } catch (e) { console.error(london.output().split('\n').map((l) => l.slice(0, 600)).join('\n')); throw e; }
     for (const socket of open) socket.resetAndDestroy();
-    resets++;
+    resets++; console.error('RESET', resets);
   }
-  await writing;
+  await writing; console.error('M4');
   await waitFor('all rows at london', async () => (await ids((q) => sql(t.db('london'), q))).length >= 300, 30_000);
   await sleep(1000);
   assert.deepEqual(await ids((q) => sql(t.db('london'), q)), range(1, 300), 'every row, once');

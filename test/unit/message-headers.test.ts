@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { SCHEMA_VERSION_HEADER, messageHeaders, messageId } from '../../src/bus/message-headers.ts';
+import { MAX_TABLE_HEADERS_BYTES, SCHEMA_VERSION_HEADER, messageHeaders, messageId, tableHeaders } from '../../src/bus/message-headers.ts';
 import { microsToIso, nowMicros } from '../../src/events/time.ts';
 import type { Change, ChangeMessage, RelationInfo, Transaction, TransactionPart } from '../../src/events/transaction.ts';
 
@@ -61,7 +61,7 @@ const upd = (r: RelationInfo): Change => ({ op: 'update', relation: r, oldRow: n
 const del = (r: RelationInfo): Change => ({ op: 'delete', relation: r, oldRow: row });
 
 function tx(position: string, changes: Change[], commitTimeMicros = 1_704_164_645_123_456n): Transaction {
-  return { id: `paris:${position}`, site: 'paris', position, commitTimeMicros, sourceTxId: '1', changes };
+  return { id: `paris:${position}`, site: 'paris', position, commitTimeMicros, sourceTxId: '1', seen: {}, changes };
 }
 
 function message(transactions: Transaction[], part: TransactionPart | null = null): ChangeMessage {
@@ -84,6 +84,8 @@ describe('messageHeaders', () => {
       'sitesync-operations': 'insert=2 update=1',
       'sitesync-position': '1/100',
       'sitesync-commit-time': '2024-01-02T03:04:05.123456Z',
+      'sitesync-table:paris/public.users': 1,
+      'sitesync-table:paris/shop.orders': 1,
     });
     assert.equal(SCHEMA_VERSION_HEADER, 'sitesync-schema-version');
   });
@@ -167,6 +169,82 @@ describe('messageHeaders', () => {
         assert.ok(txs.length === 1 ? !String(headers['sitesync-position']).includes('..') : String(headers['sitesync-position']).includes('..'));
       }),
       { numRuns: 200 },
+    );
+  });
+});
+
+/** The `sitesync-table:` headers of a message, in order. */
+const tableKeys = (headers: Record<string, unknown>): string[] => Object.keys(headers).filter((k) => k.startsWith('sitesync-table:'));
+
+describe('table headers (what the headers exchange routes selective subscribers on)', () => {
+  const users = rel('public', 'users');
+  const orders = rel('shop', 'orders');
+  const items = rel('shop', 'items');
+
+  test('one header per table touched, sitesync-table:<site>/<schema>.<table>, value the integer 1', () => {
+    const headers = messageHeaders(
+      message([
+        tx('00000000000000A0', [upd(orders), del(users)]),
+        tx('00000000000000B0', [{ op: 'truncate', relations: [items, users], cascade: false, restartIdentity: false }]),
+      ]),
+      1,
+    );
+    assert.deepEqual(tableKeys(headers), ['sitesync-table:paris/shop.orders', 'sitesync-table:paris/public.users', 'sitesync-table:paris/shop.items']);
+    for (const key of tableKeys(headers)) assert.equal(headers[key], 1);
+    assert.equal(typeof headers['sitesync-table:paris/shop.orders'], 'number');
+  });
+
+  test('the site is the message\'s site; a part carries the tables of its own changes', () => {
+    const london = { ...message([tx('0000000000001000', [ins(items)])], { index: 3, last: false }), site: 'london_2' };
+    assert.deepEqual(tableKeys(messageHeaders(london, 1)), ['sitesync-table:london_2/shop.items']);
+  });
+
+  test('no table touched (logical messages only, an empty last part): no table header', () => {
+    assert.deepEqual(tableKeys(messageHeaders(message([tx('0000000000001000', [{ op: 'message', prefix: 'app', content: Buffer.from('x') }])]), 1)), []);
+    assert.deepEqual(tableKeys(messageHeaders(message([tx('0000000000001000', [])], { index: 2, last: true }), 1)), []);
+    assert.deepEqual(tableKeys(messageHeaders(message([]), 1)), []);
+  });
+
+  test('unusual names go into the key unchanged (dots, quotes, non-ASCII)', () => {
+    assert.deepEqual(tableHeaders('paris', ['a."q"', 'c.Ü', 'Sch.Tab']), {
+      'sitesync-table:paris/a."q"': 1,
+      'sitesync-table:paris/c.Ü': 1,
+      'sitesync-table:paris/Sch.Tab': 1,
+    });
+  });
+
+  test('past 16 KiB of table headers, one sitesync-table:<site>/* header instead', () => {
+    const name = (i: number): string => `schema_with_a_long_name.table_${String(i).padStart(4, '0')}`;
+    const entry = Buffer.byteLength(`sitesync-table:paris/${name(0)}`) + 3;
+    const fit = Math.floor(MAX_TABLE_HEADERS_BYTES / entry);
+    assert.equal(MAX_TABLE_HEADERS_BYTES, 16 * 1024);
+
+    const atLimit = Array.from({ length: fit }, (_, i) => name(i));
+    const kept = tableHeaders('paris', atLimit);
+    assert.equal(Object.keys(kept).length, fit, 'as many as fit are named');
+
+    const over = [...atLimit, name(fit)];
+    assert.deepEqual(tableHeaders('paris', over), { 'sitesync-table:paris/*': 1 });
+
+    const many = Array.from({ length: 2000 }, (_, i) => ins(rel('schema_with_a_long_name', `table_${i}`)));
+    const headers = messageHeaders(message([tx('0000000000001000', many)]), 1);
+    assert.deepEqual(tableKeys(headers), ['sitesync-table:paris/*']);
+    assert.equal(headers['sitesync-table:paris/*'], 1);
+    // The other headers are still there, and the whole table stays far below amqplib's 64 KiB.
+    assert.equal(headers['sitesync-transactions'], 1);
+    assert.ok(Buffer.byteLength(JSON.stringify(headers)) < 8 * 1024);
+  });
+
+  test('property: the table headers name exactly the distinct tables, unless they would pass 16 KiB', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.tuple(fc.string({ minLength: 1, maxLength: 63 }), fc.string({ minLength: 1, maxLength: 63 })), { maxLength: 400 }), (pairs) => {
+        const tables = [...new Set(pairs.map(([s, t]) => `${s}.${t}`))];
+        const headers = tableHeaders('site_1', tables);
+        const bytes = tables.reduce((n, t) => n + Buffer.byteLength(`sitesync-table:site_1/${t}`) + 3, 0);
+        if (bytes > MAX_TABLE_HEADERS_BYTES) assert.deepEqual(headers, { 'sitesync-table:site_1/*': 1 });
+        else assert.deepEqual(Object.keys(headers), tables.map((t) => `sitesync-table:site_1/${t}`));
+      }),
+      { numRuns: 100 },
     );
   });
 });

@@ -32,7 +32,7 @@ const COMMIT_TIME = 1_704_164_645_123_456n;
 
 function setup(maxPartBytes = 1 << 20, typeNames = new Map<number, string>([[23, 'int4'], [25, 'text']])) {
   const recorder = new Recorder();
-  const assembler = new TransactionAssembler({ site: SITE, maxPartBytes, typeNames }, recorder);
+  const assembler = new TransactionAssembler({ site: SITE, maxPartBytes, typeNames, seen: {} }, recorder);
   const feed = (...messages: PgOutputMessage[]): void => {
     for (const m of messages) assembler.accept(m);
   };
@@ -381,5 +381,44 @@ describe('TransactionAssembler', () => {
     const { assembler, feed } = setup();
     feed(begin(0x10n));
     assert.throws(() => assembler.accept(begin(0x20n)), DecodeError);
+  });
+});
+
+describe('causal context (seen)', () => {
+  const at = (finalLsn: bigint, time: bigint, xid = 900): PgOutputMessage => ({ tag: 'begin', finalLsn, commitTimeMicros: time, xid });
+  const relayed = (from: string, time: bigint, lsn: bigint): PgOutputMessage[] => [
+    at(lsn, time),
+    { tag: 'origin', originLsn: 1n, name: `sitesync_${from}_to_${SITE}` },
+    usersRelation,
+    insert(16_384, '1', 'x', null),
+    commit(lsn, lsn + 8n),
+  ];
+  const local = (lsn: bigint): PgOutputMessage[] => [at(lsn, COMMIT_TIME), usersRelation, insert(16_384, '2', 'y', null), commit(lsn, lsn + 8n)];
+  const txs = (r: Recorder) => r.events.flatMap((e) => (e.kind === 'transaction' ? [e.tx] : []));
+
+  test('a local transaction carries the newest commit time of each site applied before it', () => {
+    const { recorder, feed } = setup();
+    feed(...local(0x100n));
+    feed(...relayed('london', 5_000n, 0x200n), ...relayed('madrid', 7_000n, 0x300n), ...relayed('london', 6_000n, 0x400n));
+    feed(...local(0x500n));
+    const [first, second] = txs(recorder);
+    assert.deepEqual(first!.seen, {});
+    assert.deepEqual(second!.seen, { london: 6_000n, madrid: 7_000n });
+  });
+
+  test('an older relayed commit never moves the context back; origins of other targets are not counted', () => {
+    const { recorder, feed } = setup();
+    feed(...relayed('london', 9_000n, 0x200n), ...relayed('london', 3_000n, 0x300n));
+    feed(at(0x400n, 1n), { tag: 'origin', originLsn: 1n, name: 'sitesync_rome_to_elsewhere' }, commit(0x400n, 0x408n));
+    feed(...local(0x500n));
+    assert.deepEqual(txs(recorder)[0]!.seen, { london: 9_000n });
+    const skipped = recorder.events.filter((e) => e.kind === 'skipped');
+    assert.equal(skipped.length, 3, 'all three relayed transactions are still dropped');
+  });
+
+  test('the context a transaction was handed is never changed afterwards', () => {
+    const { recorder, feed } = setup();
+    feed(...local(0x100n), ...relayed('london', 5_000n, 0x200n));
+    assert.deepEqual(txs(recorder)[0]!.seen, {});
   });
 });
