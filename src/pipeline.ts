@@ -4,6 +4,7 @@
  * a process.
  */
 import { ApplyRunner } from './apply/apply-runner.ts';
+import { policyResolver } from './apply/conflict-policy.ts';
 import { CaptureRunner } from './capture/capture-runner.ts';
 import type { Config } from './config/config-schema.ts';
 import { SitesyncError } from './errors.ts';
@@ -34,7 +35,14 @@ export function createPipeline(config: Config, site: string, logger: Logger, eve
     maxPartBytes: config.capture.maxMessageBytes,
     logger: logger.child({ site, part: 'capture' }),
   });
-  const sink = new PostgresSink({ site, url: siteConfig.postgres, replicaRole: config.apply.replicaRole, logger: logger.child({ site, part: 'apply' }) });
+  const sink = new PostgresSink({
+    site,
+    url: siteConfig.postgres,
+    replicaRole: config.apply.replicaRole,
+    conflictPolicy: policyResolver(config.conflicts),
+    onConflict: (c) => events.emit('apply:conflict', { site, source: c.source, kind: c.kind, table: c.table, resolution: c.resolution }),
+    logger: logger.child({ site, part: 'apply' }),
+  });
   const capture = new CaptureRunner({ config, source, events, logger: logger.child({ site, part: 'capture' }) });
   const apply = new ApplyRunner({ config, site, sink, events, logger: logger.child({ site, part: 'apply' }) });
   const watch = new WalRetentionWatch({

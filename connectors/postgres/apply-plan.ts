@@ -27,8 +27,15 @@ export interface Statement {
   readonly name: string;
   readonly text: string;
   readonly values: readonly (string | null)[];
-  /** What one execution must touch; 0 rows means the row was not found at the target. */
+  /** What one execution must touch; 0 rows means the row was not found (or, for an insert, was there). */
   readonly expectsRow: boolean;
+}
+
+/** A SELECT that locks the row a change is for and tells who wrote it last. */
+export interface RowLookup {
+  readonly statement: Statement;
+  /** The columns and values that identify the row, for the conflict log. */
+  readonly key: Readonly<Record<string, string | null>>;
 }
 
 export function quoteIdent(name: string): string {
@@ -71,8 +78,10 @@ function planInsert(relation: RelationInfo, row: RowImage, target: TargetTable):
     values.push(row.values[i] ?? null);
   });
   const placeholders = values.map((_, i) => `$${i + 1}`).join(', ');
-  const text = `INSERT INTO ${qualifiedName(target.schema, target.table)} (${names.join(', ')}) OVERRIDING SYSTEM VALUE VALUES (${placeholders})`;
-  return statement(text, values, false);
+  // With a primary key, an existing key is a conflict for the sink to resolve (0 rows), not an error.
+  const onConflict = target.primaryKey ? ` ON CONFLICT (${target.primaryKey.map(quoteIdent).join(', ')}) DO NOTHING` : '';
+  const text = `INSERT INTO ${qualifiedName(target.schema, target.table)} (${names.join(', ')}) OVERRIDING SYSTEM VALUE VALUES (${placeholders})${onConflict}`;
+  return statement(text, values, target.primaryKey !== null);
 }
 
 function planUpdate(relation: RelationInfo, oldRow: RowImage | null, newRow: RowImage, target: TargetTable): Statement {
@@ -84,30 +93,51 @@ function planUpdate(relation: RelationInfo, oldRow: RowImage | null, newRow: Row
     values.push(newRow.values[i] ?? null);
     sets.push(`${quoteIdent(column.name)} = $${values.length}`);
   });
-  const where = rowMatch(relation, oldRow ?? newRow, target, values);
-  return statement(`UPDATE ${qualifiedName(target.schema, target.table)} SET ${sets.join(', ')} WHERE ${where}`, values, true);
+  const { clause } = rowMatch(relation, oldRow ?? newRow, target, values);
+  return statement(`UPDATE ${qualifiedName(target.schema, target.table)} SET ${sets.join(', ')} WHERE ${clause}`, values, true);
+}
+
+/** The UPDATE that makes an existing row equal to an incoming insert (an insert that won a conflict). */
+export function planOverwrite(relation: RelationInfo, newRow: RowImage, target: TargetTable): Statement {
+  return planUpdate(relation, null, newRow, target);
+}
+
+/**
+ * Locks the row `row` identifies and reads its last writer: `mine` when this very transaction wrote it,
+ * else the commit time and replication origin of the transaction that did (null when PostgreSQL no
+ * longer knows: a frozen or very old row version).
+ */
+export function planRowLookup(relation: RelationInfo, row: RowImage, target: TargetTable): RowLookup {
+  const values: (string | null)[] = [];
+  const { clause, keyNames } = rowMatch(relation, row, target, values);
+  const text =
+    `SELECT x.mine, (extract(epoch FROM c.timestamp) * 1000000)::int8::text AS committed_micros, c.roident FROM ` +
+    `(SELECT xmin, xmin = pg_current_xact_id()::xid AS mine FROM ${qualifiedName(target.schema, target.table)} WHERE ${clause} FOR UPDATE) x, ` +
+    `LATERAL pg_xact_commit_timestamp_origin(x.xmin) c`;
+  return { statement: statement(text, values, false), key: Object.fromEntries(keyNames.map((name, i) => [name, values[i] ?? null])) };
 }
 
 function planDelete(relation: RelationInfo, oldRow: RowImage, target: TargetTable): Statement {
   const values: (string | null)[] = [];
-  const where = rowMatch(relation, oldRow, target, values);
-  return statement(`DELETE FROM ${qualifiedName(target.schema, target.table)} WHERE ${where}`, values, true);
+  const { clause } = rowMatch(relation, oldRow, target, values);
+  return statement(`DELETE FROM ${qualifiedName(target.schema, target.table)} WHERE ${clause}`, values, true);
 }
 
 /** A WHERE clause that finds the row `row` identifies; appends its parameters to `values`. */
-function rowMatch(relation: RelationInfo, row: RowImage, target: TargetTable, values: (string | null)[]): string {
+function rowMatch(relation: RelationInfo, row: RowImage, target: TargetTable, values: (string | null)[]): { clause: string; keyNames: string[] } {
   const indexOf = (name: string): number => relation.columns.findIndex((c) => c.name === name);
   let keyNames: readonly string[] | null;
   if (relation.replicaIdentity === 'f') keyNames = target.primaryKey;
   else keyNames = relation.columns.filter((c) => c.key).map((c) => c.name);
   if (keyNames && keyNames.length > 0 && keyNames.every((k) => indexOf(k) >= 0 && !row.unchanged.includes(indexOf(k)))) {
-    return keyNames
+    const clause = keyNames
       .map((name) => {
         requireColumn(target, name);
         values.push(row.values[indexOf(name)] ?? null);
         return `${quoteIdent(name)} = $${values.length}`;
       })
       .join(' AND ');
+    return { clause, keyNames: [...keyNames] };
   }
   if (relation.replicaIdentity !== 'f') {
     throw new SitesyncError(
@@ -122,7 +152,10 @@ function rowMatch(relation: RelationInfo, row: RowImage, target: TargetTable, va
     return `(${quoteIdent(column.name)})::text IS NOT DISTINCT FROM $${values.length}::text`;
   });
   const name = qualifiedName(target.schema, target.table);
-  return `(tableoid, ctid) = (SELECT tableoid, ctid FROM ${name} WHERE ${conditions.join(' AND ')} LIMIT 1)`;
+  return {
+    clause: `(tableoid, ctid) = (SELECT tableoid, ctid FROM ${name} WHERE ${conditions.join(' AND ')} LIMIT 1)`,
+    keyNames: relation.columns.map((c) => c.name),
+  };
 }
 
 function requireColumn(target: TargetTable, name: string): void {

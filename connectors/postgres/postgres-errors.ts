@@ -20,10 +20,37 @@ export function classifyApplyError(error: unknown): ApplyErrorKind {
     return error.consequence === 'halt-source' || error.consequence === 'fatal' ? 'schema' : error.consequence === 'park' ? 'data' : 'transient';
   }
   const code = (error as PgError)?.code;
-  if (!code) return 'transient'; // a socket error, a timeout: no SQLSTATE
+  if (!code) return 'transient'; // a timeout, a closed client: no SQLSTATE
+  if (isSocketError(error)) return 'transient'; // ECONNRESET, EPIPE…: Node's code, not a SQLSTATE
   if (TRANSIENT.some((re) => re.test(code))) return 'transient';
   if (SCHEMA.some((re) => re.test(code))) return 'schema';
   return 'data';
+}
+
+/** A Node system error (its code is an errno name such as ECONNRESET, never a SQLSTATE, none of whose classes begins with E). */
+function isSocketError(error: unknown): boolean {
+  const e = error as { code?: unknown; syscall?: unknown };
+  return typeof e?.syscall === 'string' || (typeof e?.code === 'string' && /^E[A-Z_]+$/.test(e.code));
+}
+
+/** The replication origin functions the sink calls (postgres-sink.ts). */
+const ORIGIN_FUNCTIONS = [
+  'pg_replication_origin_create(text)',
+  'pg_replication_origin_session_setup(text)',
+  'pg_replication_origin_xact_setup(pg_lsn, timestamptz)',
+  'pg_replication_origin_progress(text, boolean)',
+];
+
+/** The role a PostgreSQL URL logs in as, as an identifier for a GRANT. */
+function roleOf(url: string): string {
+  let name = '';
+  try {
+    name = decodeURIComponent(new URL(url).username);
+  } catch {
+    // an unparseable URL never got this far; fall through to the generic name
+  }
+  if (!name) return "<sitesync's role>";
+  return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
 }
 
 /** A failure to connect or prepare, turned into the one line that says what to do. */
@@ -33,6 +60,8 @@ export function describePostgresError(error: unknown, url: string, site: string)
   const where = `PostgreSQL of site ${site} (${redactUrl(url)})`;
   const first = (e?.message ?? String(error)).split('\n')[0];
   const make = (code: ErrorCode, text: string) => new SitesyncError(code, text, { cause: error });
+  const unreachable = () =>
+    make('SITESYNC_ERR_POSTGRES_UNREACHABLE', `${where} is unreachable (${first}); start it or fix sites.${site}.postgres — sitesync retries and loses nothing meanwhile`);
   switch (e?.code) {
     case '28P01':
     case '28000':
@@ -40,21 +69,16 @@ export function describePostgresError(error: unknown, url: string, site: string)
     case '3D000':
       return make('SITESYNC_ERR_CONFIG', `${where}: ${first}; create the database or fix sites.${site}.postgres`);
     case '42501':
+      if (/pg_replication_origin_/.test(first ?? '')) {
+        // Applying records positions with replication origins, whose functions only superusers may run by default.
+        const role = roleOf(url);
+        return make('SITESYNC_ERR_PERMISSION', `${where}: ${first}; applying needs a superuser, or run as one: GRANT EXECUTE ON FUNCTION ${ORIGIN_FUNCTIONS.join(', ')} TO ${role}`);
+      }
       return make('SITESYNC_ERR_PERMISSION', `${where}: ${first}; sitesync's role needs REPLICATION and ownership of the replicated tables (or superuser)`);
-    case 'ECONNREFUSED':
-    case 'ECONNRESET':
-    case 'ECONNABORTED':
-    case 'EPIPE':
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-    case 'ETIMEDOUT':
-    case 'EHOSTUNREACH':
-    case 'EHOSTDOWN':
-    case 'ENETUNREACH':
-    case 'ENETDOWN':
     case undefined:
-      return make('SITESYNC_ERR_POSTGRES_UNREACHABLE', `${where} is unreachable (${first}); start it or fix sites.${site}.postgres — sitesync retries and loses nothing meanwhile`);
+      return unreachable();
     default:
+      if (isSocketError(e)) return unreachable(); // ECONNREFUSED, ECONNRESET, ENOTFOUND, ETIMEDOUT…
       if (/^08|^57P/.test(e.code)) return make('SITESYNC_ERR_POSTGRES_UNREACHABLE', `${where} closed the connection (${first}); sitesync retries`);
       return make('SITESYNC_ERR_POSTGRES_UNREACHABLE', `${where}: ${first} (SQLSTATE ${e.code})`);
   }

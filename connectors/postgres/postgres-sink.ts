@@ -17,7 +17,9 @@ import { formatLsn, lsnToPosition, parseLsn, positionToLsn } from '../../src/eve
 import { microsToIso } from '../../src/events/time.ts';
 import type { Position, Transaction, TransactionPart } from '../../src/events/transaction.ts';
 import type { Logger } from '../../src/observability/logger.ts';
-import { planChange, type TargetTable } from './apply-plan.ts';
+import { planChange, planOverwrite, planRowLookup, type RowLookup, type Statement, type TargetTable } from './apply-plan.ts';
+import { decide, DEFAULT_POLICY, isConcurrent, type ConflictKind, type ConflictPolicy, type Decision, type Writer } from '../../src/apply/conflict-policy.ts';
+import { ORIGIN_PREFIX } from '../../src/config/names.ts';
 import { classifyApplyError, describePostgresError } from './postgres-errors.ts';
 import { SESSION_OPTIONS } from './session-settings.ts';
 import { SitesyncError } from '../../src/errors.ts';
@@ -31,8 +33,21 @@ export interface PostgresSinkOptions {
   readonly url: string;
   /** Apply with session_replication_role = replica (target triggers and FK checks do not fire). */
   readonly replicaRole: boolean;
+  /** The conflict policy of a table; default last-writer-wins everywhere. */
+  readonly conflictPolicy?: (schema: string, table: string) => ConflictPolicy;
+  /** Told of every conflict resolved (after the commit that recorded it). */
+  readonly onConflict?: (conflict: ConflictRecord) => void;
   readonly logger: Logger;
 }
+
+export interface ConflictRecord {
+  readonly source: string;
+  readonly kind: ConflictKind;
+  readonly table: string;
+  readonly resolution: 'apply' | 'skip';
+}
+
+const CONFLICT_LOG = `${BOOKKEEPING_SCHEMA}.conflicts`;
 
 export class PostgresSink implements Sink {
   readonly site: string;
@@ -70,6 +85,11 @@ class PostgresSourceSession implements SourceSession {
   private readonly logger: Logger;
   private inTransaction = false;
   private closed = false;
+  private commitTimestamps = true;
+  /** Replication origin ids to the site they apply from (0 is this site's own writes). */
+  private readonly originSites = new Map<number, string>();
+  /** Conflicts recorded in the open transaction, reported once it commits. */
+  private pendingConflicts: ConflictRecord[] = [];
 
   constructor(
     private readonly options: PostgresSinkOptions,
@@ -94,6 +114,18 @@ class PostgresSourceSession implements SourceSession {
     await this.client.query(
       `CREATE TABLE IF NOT EXISTS ${SPILL_TABLE} (source text, position text, part int, schema_version int NOT NULL, body bytea NOT NULL, PRIMARY KEY (source, position, part))`,
     ).catch(ignoreConcurrentCreate);
+    await this.client.query(
+      `CREATE TABLE IF NOT EXISTS ${CONFLICT_LOG} (
+         id bigserial PRIMARY KEY, logged_at timestamptz NOT NULL DEFAULT now(),
+         kind text NOT NULL, table_name text NOT NULL, key jsonb NOT NULL,
+         remote_site text NOT NULL, remote_transaction text NOT NULL, remote_commit_time timestamptz NOT NULL,
+         local_site text, local_commit_time timestamptz,
+         policy text NOT NULL, winner text NOT NULL, resolution text NOT NULL)`,
+    ).catch(ignoreConcurrentCreate);
+    this.commitTimestamps = (await this.client.query<{ on: string }>(`SELECT current_setting('track_commit_timestamp') AS on`)).rows[0]?.on === 'on';
+    if (!this.commitTimestamps) {
+      this.logger.warn('track_commit_timestamp is off at this site: concurrent writes to the same row cannot be detected as conflicts; turn it on (npm run setup does) and restart PostgreSQL');
+    }
     await this.client.query('SELECT pg_replication_origin_session_setup($1)', [this.origin]);
     if (this.options.replicaRole) {
       try {
@@ -113,13 +145,19 @@ class PostgresSourceSession implements SourceSession {
     return lsn == null || lsn === '0/0' ? null : lsnToPosition(parseLsn(lsn));
   }
 
+  /**
+   * One target commit per source transaction, so that every row keeps its own source commit time (what
+   * conflict detection compares). All but the last commit without waiting for the WAL flush; the last
+   * waits, which flushes them all, before the runner acknowledges the message.
+   */
   async apply(transactions: readonly Transaction[]): Promise<void> {
-    const last = transactions[transactions.length - 1];
-    if (!last) return;
     await this.inside(async () => {
-      await this.begin();
-      for (const tx of transactions) await this.applyChanges(tx);
-      await this.commit(last.position, last.commitTimeMicros);
+      for (const [i, tx] of transactions.entries()) {
+        await this.begin();
+        if (i < transactions.length - 1) await this.client.query('SET LOCAL synchronous_commit = off');
+        await this.applyChanges(tx);
+        await this.commit(tx.position, tx.commitTimeMicros);
+      }
     });
   }
 
@@ -187,10 +225,12 @@ class PostgresSourceSession implements SourceSession {
   private async begin(): Promise<void> {
     await this.client.query('BEGIN');
     this.inTransaction = true;
+    this.pendingConflicts = [];
   }
 
   private async rollback(): Promise<void> {
     this.inTransaction = false;
+    this.pendingConflicts = [];
     await this.client.query('ROLLBACK');
   }
 
@@ -202,19 +242,91 @@ class PostgresSourceSession implements SourceSession {
     ]);
     this.inTransaction = false;
     await this.client.query('COMMIT');
+    const conflicts = this.pendingConflicts;
+    this.pendingConflicts = [];
+    for (const conflict of conflicts) this.options.onConflict?.(conflict);
   }
 
   private async applyChanges(tx: Transaction): Promise<void> {
     for (const change of tx.changes) {
       const tables = change.op === 'truncate' ? change.relations : change.op === 'message' ? [] : [change.relation];
       for (const r of tables) await this.loadTable(r.schema, r.table);
-      for (const statement of planChange(change, (schema, table) => this.tables.get(`${schema}.${table}`)!)) {
-        const result = await this.client.query({ name: statement.name, text: statement.text, values: statement.values as (string | null)[] });
-        if (statement.expectsRow && result.rowCount === 0) {
-          this.logger.warn({ tx: tx.id, op: change.op, table: change.op !== 'truncate' && change.op !== 'message' ? `${change.relation.schema}.${change.relation.table}` : undefined }, 'row to change not found at the target');
-        }
+      const target = (schema: string, table: string): TargetTable => this.tables.get(`${schema}.${table}`)!;
+      if (change.op === 'truncate' || change.op === 'message') {
+        for (const statement of planChange(change, target)) await this.run(statement);
+        continue;
+      }
+      const table = target(change.relation.schema, change.relation.table);
+      const [statement] = planChange(change, target);
+      if (!statement) continue;
+      if (change.op === 'insert') {
+        if ((await this.run(statement)).rowCount !== 0 || !statement.expectsRow) continue;
+        // The key is there already: two sites inserted it, or it came back some other way.
+        const lookup = planRowLookup(change.relation, change.newRow, table);
+        const decision = await this.resolve(tx, 'insert_exists', lookup, table);
+        if (decision.resolution === 'apply') await this.run(planOverwrite(change.relation, change.newRow, table));
+        continue;
+      }
+      const row = change.op === 'update' ? (change.oldRow ?? change.newRow) : change.oldRow;
+      const lookup = planRowLookup(change.relation, row, table);
+      const found = await this.lastWriter(lookup);
+      if (found === 'missing') {
+        await this.resolve(tx, change.op === 'update' ? 'update_missing' : 'delete_missing', lookup, table, null);
+        continue;
+      }
+      if (this.commitTimestamps && isConcurrent(found, tx.site, tx.seen)) {
+        const decision = await this.resolve(tx, change.op === 'update' ? 'update_origin_differs' : 'delete_origin_differs', lookup, table, found);
+        if (decision.resolution === 'skip') continue;
+      }
+      await this.run(statement);
+    }
+  }
+
+  private run(statement: Statement): Promise<pg.QueryResult> {
+    return this.client.query({ name: statement.name, text: statement.text, values: statement.values as (string | null)[] });
+  }
+
+  /** Who wrote the row last: 'missing' when there is no such row, null when it cannot be known. */
+  private async lastWriter(lookup: RowLookup): Promise<Writer | null | 'missing'> {
+    if (!this.commitTimestamps) {
+      const { rowCount } = await this.run(lookup.statement).catch(() => ({ rowCount: 1 }));
+      return rowCount === 0 ? 'missing' : null;
+    }
+    const { rows } = await this.run(lookup.statement);
+    const row = rows[0] as { mine: boolean; committed_micros: string | null; roident: number | null } | undefined;
+    if (!row) return 'missing';
+    if (row.mine || row.committed_micros === null) return null;
+    return { site: await this.siteOfOrigin(row.roident ?? 0), commitTimeMicros: BigInt(row.committed_micros) };
+  }
+
+  /** Decides a conflict, records it in the conflict log in the same transaction, and says what to do. */
+  private async resolve(tx: Transaction, kind: ConflictKind, lookup: RowLookup, table: TargetTable, known?: Writer | null): Promise<Decision> {
+    const local = known !== undefined ? known : await this.lastWriter(lookup).then((w) => (w === 'missing' ? null : w));
+    const policy = this.options.conflictPolicy?.(table.schema, table.table) ?? DEFAULT_POLICY;
+    const decision = decide(kind, { site: tx.site, commitTimeMicros: tx.commitTimeMicros }, local, policy);
+    const tableName = `${table.schema}.${table.table}`;
+    await this.client.query(
+      `INSERT INTO ${CONFLICT_LOG} (kind, table_name, key, remote_site, remote_transaction, remote_commit_time, local_site, local_commit_time, policy, winner, resolution)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+      [kind, tableName, JSON.stringify(lookup.key), tx.site, tx.id, microsToIso(tx.commitTimeMicros), local?.site ?? null, local ? microsToIso(local.commitTimeMicros) : null, policy.policy, decision.winner, decision.resolution === 'apply' ? 'applied' : 'skipped'],
+    );
+    this.pendingConflicts.push({ source: this.source, kind, table: tableName, resolution: decision.resolution });
+    this.logger.info({ tx: tx.id, kind, table: tableName, key: lookup.key, local: local?.site, winner: decision.winner }, 'conflict resolved');
+    return decision;
+  }
+
+  /** The site a replication origin applies from; 0 (no origin) is this site. */
+  private async siteOfOrigin(roident: number): Promise<string> {
+    if (roident === 0) return this.options.site;
+    if (!this.originSites.has(roident)) {
+      const { rows } = await this.client.query<{ roident: number; roname: string }>('SELECT roident::int AS roident, roname FROM pg_replication_origin');
+      const suffix = `_to_${this.options.site}`;
+      for (const r of rows) {
+        const isOurs = r.roname.startsWith(ORIGIN_PREFIX) && r.roname.endsWith(suffix);
+        this.originSites.set(r.roident, isOurs ? r.roname.slice(ORIGIN_PREFIX.length, -suffix.length) : this.options.site);
       }
     }
+    return this.originSites.get(roident) ?? this.options.site;
   }
 
   private async loadTable(schema: string, table: string): Promise<void> {
@@ -245,3 +357,4 @@ class PostgresSourceSession implements SourceSession {
 function ignoreConcurrentCreate(error: { code?: string }): void {
   if (error.code !== '23505' && error.code !== '42P07' && error.code !== '42P06') throw error;
 }
+

@@ -236,7 +236,7 @@ export class PostgresSource implements Source {
     // where it resumes. Written only when it changed: the write is itself a transaction in this WAL.
     if (resume.lastPublished !== this.persisted.lastPublished || resume.seen !== this.persisted.seen) {
       const seen = Object.fromEntries(Object.entries(resume.seen).map(([site, micros]) => [site, micros.toString()]));
-      await this.pool.query(
+      await this.query(
         `INSERT INTO ${BOOKKEEPING_SCHEMA}.capture_progress (site, last_published, seen) VALUES ($1, $2, $3)
          ON CONFLICT (site) DO UPDATE SET last_published = excluded.last_published, seen = excluded.seen`,
         [this.site, resume.lastPublished, JSON.stringify(seen)],

@@ -146,6 +146,8 @@ export class ApplyRunner {
         return;
       } catch (error) {
         const kind = this.options.sink.classify(error);
+        // Transactions of a message commit one by one: some may be in before the failure.
+        if (kind !== 'transient') state.progress = await state.session.progress().catch(() => state.progress);
         if (kind === 'data' && !message.part) {
           await this.applyParkingFailures(ctx, state, message, delivery);
           return;

@@ -93,14 +93,14 @@ interface SourceReplay {
   finished: boolean;
 }
 
-/** The one line `sitesync replay --help` and the summary use: what replay did for one source. */
+/** The summary line of one source, as `sitesync replay` prints it at the end. */
 export function formatReplaySummary(result: ReplaySourceResult): string {
   return `replayed ${result.applied} transactions from ${result.source} (${result.alreadyThere} already there, ${result.undecodable} skipped as undecodable), now at ${describePosition(result.progress)}`;
 }
 
 /** The line that says the site's own process must be stopped first. */
 export function stopRunFirst(site: string, why: string): Error {
-  return new Error(`site ${site} is being applied by another process (${why}): stop "sitesync run --site ${site}" first, then replay, then start it again`);
+  return new Error(`site ${site} is in use (${why}): stop "sitesync run --site ${site}" first, then replay, then start it again (replay and run cannot apply to one site at the same time)`);
 }
 
 export async function replayArchive(options: ReplayOptions): Promise<ReplayResult> {
@@ -172,12 +172,13 @@ async function openSession(sink: Sink, source: string, site: string): Promise<So
 }
 
 /**
- * PostgreSQL refuses a replication origin that another session holds with SQLSTATE 55000 "replication
- * origin with ID … is already active for PID …". The sink wraps it; the cause keeps it.
+ * PostgreSQL refuses a replication origin that another session holds with "replication origin with ID …
+ * is already active for PID …": SQLSTATE 55006 (object_in_use) in PostgreSQL 15, 55000 in some older
+ * releases. The sink wraps it; the cause keeps it.
  */
 function originInUse(error: unknown): string | null {
   for (let e = error as { code?: unknown; message?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
-    if (e.code === '55000' && typeof e.message === 'string' && /replication origin .* is already active/.test(e.message)) return e.message.split('\n')[0]!;
+    if ((e.code === '55006' || e.code === '55000') && typeof e.message === 'string' && /replication origin .* is already active/.test(e.message)) return e.message.split('\n')[0]!;
   }
   return null;
 }

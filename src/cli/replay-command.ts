@@ -3,6 +3,7 @@
  * the options (pure, unit-tested) and wires the PostgreSQL sink; main.ts only declares the command.
  */
 import type { Config } from '../config/config-schema.ts';
+import { policyResolver } from '../apply/conflict-policy.ts';
 import { replayArchive, formatReplaySummary, stopRunFirst, type ReplayPoint, type ReplayResult } from '../apply/replay.ts';
 import { comparePositions, lsnToPosition, parseLsn } from '../events/position.ts';
 import { SitesyncError } from '../errors.ts';
@@ -96,7 +97,14 @@ export async function runReplay(config: Config, plan: ReplayPlan, logger: Logger
   // The site's capture streams from its slot while its `sitesync run` runs.
   const { slot } = await readPostgresStatus(siteConfig.postgres, plan.site, []);
   if (slot.active) throw stopRunFirst(plan.site, `its slot ${slot.slot} is being read`);
-  const sink = new PostgresSink({ site: plan.site, url: siteConfig.postgres, replicaRole: config.apply.replicaRole, logger: logger.child({ site: plan.site, part: 'replay' }) });
+  // The same sink settings as `sitesync run` (pipeline.ts), so a replayed transaction lands as it would have.
+  const sink = new PostgresSink({
+    site: plan.site,
+    url: siteConfig.postgres,
+    replicaRole: config.apply.replicaRole,
+    conflictPolicy: policyResolver(config.conflicts),
+    logger: logger.child({ site: plan.site, part: 'replay' }),
+  });
   let result: ReplayResult;
   try {
     result = await replayArchive({ config, site: plan.site, sources: plan.sources, from: plan.from, to: plan.to, sink, logger: logger.child({ site: plan.site, part: 'replay' }), report });

@@ -10,6 +10,15 @@ export interface SiteConfig {
   readonly tables?: readonly string[];
 }
 
+export interface ConflictsConfig {
+  /** Default last-writer-wins (commit time, then site name). */
+  readonly policy: 'last-writer-wins' | 'site-priority' | 'keep-local';
+  /** Sites in order of precedence, for site-priority. Default empty. */
+  readonly priority: readonly string[];
+  /** Per `schema.table`, a policy other than the default. */
+  readonly tables: Readonly<Record<string, { readonly policy: 'last-writer-wins' | 'site-priority' | 'keep-local'; readonly priority?: readonly string[] }>>;
+}
+
 export interface Config {
   readonly broker: {
     readonly url: string;
@@ -51,6 +60,8 @@ export interface Config {
      *  amount). Default 1 GiB (1073741824); 0 turns the warning off (the metric stays). */
     readonly walRetentionWarnBytes: number;
   };
+  /** How concurrent writes to the same row at two sites are resolved (the same way at every site). */
+  readonly conflicts: ConflictsConfig;
   readonly metrics: {
     /** Port of the Prometheus /metrics endpoint; 0 turns it off. Default 0 (off). */
     readonly port: number;
@@ -125,6 +136,29 @@ export const configSchema = {
       properties: {
         intervalSeconds: { type: 'number', exclusiveMinimum: 0, default: 30 },
         walRetentionWarnBytes: { type: 'integer', minimum: 0, default: 1073741824 },
+      },
+    },
+    conflicts: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        policy: { enum: ['last-writer-wins', 'site-priority', 'keep-local'], default: 'last-writer-wins' },
+        priority: { type: 'array', items: { type: 'string', pattern: SITE_NAME }, default: [] },
+        tables: {
+          type: 'object',
+          default: {},
+          propertyNames: { pattern: '^[^.]+\\.[^.]+$' },
+          additionalProperties: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['policy'],
+            properties: {
+              policy: { enum: ['last-writer-wins', 'site-priority', 'keep-local'] },
+              priority: { type: 'array', items: { type: 'string', pattern: SITE_NAME } },
+            },
+          },
+        },
       },
     },
     metrics: {

@@ -38,7 +38,25 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
 export function parseConfig(raw: unknown, origin = 'configuration'): Config {
   const copy = structuredClone(raw);
   if (!validate(copy)) throw configError(`${origin}: ${explain(validate.errors?.[0], copy)}`);
-  return deepFreeze(copy as Config);
+  const config = copy as Config;
+  const problem = crossCheck(config);
+  if (problem) throw configError(`${origin}: ${problem}`);
+  return deepFreeze(config);
+}
+
+/** What a schema cannot say: names that must refer to configured sites. */
+function crossCheck(config: Config): string | null {
+  const sites = Object.keys(config.sites);
+  const policies = [
+    { where: 'conflicts', policy: config.conflicts.policy, priority: config.conflicts.priority },
+    ...Object.entries(config.conflicts.tables).map(([table, p]) => ({ where: `conflicts.tables.${table}`, policy: p.policy, priority: p.priority ?? config.conflicts.priority })),
+  ];
+  for (const { where, policy, priority } of policies) {
+    const unknown = priority.find((site) => !sites.includes(site));
+    if (unknown) return `${where}.priority names site "${unknown}", which is not in sites (${sites.join(', ')}); fix the name or add the site`;
+    if (policy === 'site-priority' && priority.length === 0) return `${where}.policy is site-priority but no priority list is given; add ${where === 'conflicts' ? 'conflicts.priority' : `${where}.priority or conflicts.priority`}: [site, …]`;
+  }
+  return null;
 }
 
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: true, allowUnionTypes: true });
@@ -50,6 +68,7 @@ function explain(error: ErrorObject | undefined, data: unknown): string {
   const value = valueAt(data, error.instancePath);
   const shown = value === undefined ? '' : ` = ${JSON.stringify(value)}`;
   if (error.propertyName !== undefined) {
+    if (error.instancePath.endsWith('/tables')) return `${path} key ${JSON.stringify(error.propertyName)} is not valid; it must be ${PATTERN_HINTS['^[^.]+\\.[^.]+$']}`;
     return `site name ${JSON.stringify(error.propertyName)} is not valid; it must be ${PATTERN_HINTS[SITE_NAME]}`;
   }
   switch (error.keyword) {

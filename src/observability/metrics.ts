@@ -27,7 +27,7 @@ export function createMetrics(events: PipelineEvents): Metrics {
   const appliedTx = new Counter({ name: 'sitesync_applied_transactions_total', help: 'Source transactions applied at this site', labelNames: siteSource, registers: r });
   const appliedRows = new Counter({ name: 'sitesync_applied_rows_total', help: 'Row changes applied at this site', labelNames: siteSource, registers: r });
   const duplicates = new Counter({ name: 'sitesync_duplicates_skipped_total', help: 'Transactions received again and skipped (already applied)', labelNames: siteSource, registers: r });
-  new Counter({ name: 'sitesync_conflicts_total', help: 'Conflicting writes detected and resolved', labelNames: siteSource, registers: r });
+  const conflicts = new Counter({ name: 'sitesync_conflicts_total', help: 'Concurrent writes to the same row detected and resolved, by kind and resolution', labelNames: [...siteSource, 'kind', 'resolution'], registers: r });
   const parked = new Counter({ name: 'sitesync_parked_messages_total', help: 'Messages that could not be applied and were parked with their reason', labelNames: [...siteSource, 'code'], registers: r });
   const halted = new Gauge({ name: 'sitesync_source_halted', help: '1 while applying from a source is halted on an error', labelNames: siteSource, registers: r });
   const siteSlot = ['site', 'slot_site'];
@@ -62,6 +62,7 @@ export function createMetrics(events: PipelineEvents): Metrics {
     const micros = BigInt(Date.now()) * 1000n - e.commitTimeMicros;
     latency.observe(labels, Math.max(0, Number(micros) / 1e6));
   });
+  events.on('apply:conflict', (e) => conflicts.inc({ site: e.site, source: e.source, kind: e.kind, resolution: e.resolution === 'apply' ? 'applied' : 'skipped' }));
   events.on('apply:duplicate', (e) => duplicates.inc({ site: e.site, source: e.source }));
   events.on('apply:parked', (e) => parked.inc({ site: e.site, source: e.source, code: e.code }));
   events.on('apply:halted', (e) => halted.set({ site: e.site, source: e.source }, 1));

@@ -19,6 +19,8 @@ export interface PipelineEventMap {
   'capture:slot-confirmed': [{ site: string; position: string }];
   'capture:lag': [{ site: string; bytes: number; seconds: number }];
   'apply:applied': [{ site: string; source: string; transactions: number; rows: number; position: string; commitTimeMicros: bigint }];
+  /** A concurrent write to the same row was detected and resolved (recorded in sitesync.conflicts). */
+  'apply:conflict': [{ site: string; source: string; kind: string; table: string; resolution: 'apply' | 'skip' }];
   'apply:duplicate': [{ site: string; source: string; position: string }];
   'apply:parked': [{ site: string; source: string; reason: string; code: string }];
   'apply:halted': [{ site: string; source: string; reason: string }];

@@ -62,8 +62,8 @@ export interface TestSites {
   db(short: string): string;
   /** Run the same SQL at every site (schema setup). */
   everywhere(text: string): Promise<void>;
-  /** Start a site's pipeline in this process. */
-  start(short: string): Promise<RunningSite>;
+  /** Start a site's pipeline in this process; pass `events` to listen from its very first event. */
+  start(short: string, events?: PipelineEvents): Promise<RunningSite>;
   /** Start a site as a real `sitesync run` process. */
   spawn(short: string, extraEnv?: Record<string, string>): SpawnedSite;
   configFile: string;
@@ -83,7 +83,11 @@ export interface SpawnedSite {
   readonly exited: Promise<number | null>;
 }
 
-export async function createTestSites(shortNames: string[], overrides: Record<string, unknown> = {}): Promise<TestSites> {
+/** `overrides` are laid over the test configuration; a function gets the site names (short → configured). */
+export async function createTestSites(
+  shortNames: string[],
+  overrides: Record<string, unknown> | ((sites: Record<string, string>) => Record<string, unknown>) = {},
+): Promise<TestSites> {
   const suffix = randomBytes(3).toString('hex');
   const sites: Record<string, string> = {};
   for (const short of shortNames) sites[short] = `${short}_${suffix}`;
@@ -95,7 +99,7 @@ export async function createTestSites(shortNames: string[], overrides: Record<st
     capture: { statusIntervalSeconds: 0.2, heartbeatSeconds: 2 },
     apply: { retrySeconds: 0.5 },
     log: { level: process.env.TEST_SITESYNC_LOG ?? 'silent' },
-    ...overrides,
+    ...(typeof overrides === 'function' ? overrides(sites) : overrides),
   };
   const config = parseConfig(JSON.parse(JSON.stringify(raw)));
   const dir = mkdtempSync(join(tmpdir(), 'sitesync-test-'));
@@ -113,8 +117,7 @@ export async function createTestSites(shortNames: string[], overrides: Record<st
     async everywhere(text) {
       for (const short of shortNames) await sql(db(short), text);
     },
-    async start(short) {
-      const events = new PipelineEvents();
+    async start(short, events = new PipelineEvents()) {
       const logger = createLogger(config.log.level);
       const pipeline = createPipeline(config, sites[short]!, logger, events);
       const ready = Promise.all([once(events, 'capture:streaming'), once(events, 'apply:consuming')]);

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import amqp from 'amqplib';
 import pg from 'pg';
 import { SCHEMA_VERSION_HEADER } from '../../src/bus/message-headers.ts';
-import { originName, slotName } from '../../src/config/names.ts';
+import { originName, siteQueue, slotName } from '../../src/config/names.ts';
 import { CURRENT_SCHEMA_VERSION, decodeMessage } from '../../src/events/avro-codec.ts';
 import { describePosition } from '../../src/events/position.ts';
 import { BROKER, createTestSites, dbUrl, sql, tableRows, waitFor, type TestSites } from '../helpers/test-sites.ts';
@@ -147,9 +147,10 @@ test('a site restored from an older copy is brought level, each row once', async
     await london.stop();
     await slotIdle(t, 'london');
 
-    // The backup: the table and the origin's position.
+    // The backup: the table, with when its rows were written, and the origin's position.
     const copied = await originProgress(t, 'paris', 'london');
     const copy = await sql<{ n: number; body: string }>(t.db('london'), `SELECT n, body FROM notes`);
+    const [{ written }] = (await sql<{ written: string }>(t.db('london'), `SELECT max(pg_xact_commit_timestamp(xmin))::text AS written FROM notes`)) as [{ written: string }];
 
     await insert(t, 'paris', 4, 'note 4');
     await insert(t, 'paris', 4, 'note 4'); // the same row twice, on purpose
@@ -162,9 +163,22 @@ test('a site restored from an older copy is brought level, each row once', async
     await london.stop();
     await slotIdle(t, 'london');
 
-    // The restore: the table and the origin go back to the copy.
-    await sql(t.db('london'), `BEGIN; DELETE FROM notes; COMMIT;`);
-    for (const row of copy) await sql(t.db('london'), `INSERT INTO notes VALUES ($1, $2)`, [row.n, row.body]);
+    // The restore: the table and the origin go back to the copy. A restored server keeps who wrote each
+    // row and when (origin and commit timestamp), which conflict detection reads: the rows are put back
+    // as paris' writes of that time, not as new local writes.
+    const restorer = new pg.Client({ connectionString: dbUrl(t.db('london')) });
+    await restorer.connect();
+    try {
+      await restorer.query(`SELECT pg_replication_origin_session_setup($1)`, [originName(t.sites.paris!, t.sites.london!)]);
+      await restorer.query('BEGIN');
+      await restorer.query('DELETE FROM notes');
+      for (const row of copy) await restorer.query(`INSERT INTO notes VALUES ($1, $2)`, [row.n, row.body]);
+      await restorer.query(`SELECT pg_replication_origin_xact_setup($1, $2)`, [copied, written]);
+      await restorer.query('COMMIT');
+      await restorer.query(`SELECT pg_replication_origin_session_reset()`);
+    } finally {
+      await restorer.end();
+    }
     await moveOrigin(t, 'paris', 'london', copied);
     assert.equal(await originProgress(t, 'paris', 'london'), copied);
     assert.notDeepEqual(await tableRows(t.db('london'), 'notes'), latest);
@@ -284,6 +298,77 @@ test('a range that starts after what the site holds stops with SITESYNC_ERR_GAP;
     } finally {
       await holder.end();
     }
+    assert.deepEqual(await tableRows(t.db('london'), 'notes'), await tableRows(t.db('paris'), 'notes'));
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('a long replay reports its progress, applies large transactions part by part, and run then skips it all', async () => {
+  const t = await createTestSites(['paris', 'london'], { capture: { maxMessageBytes: 4096, statusIntervalSeconds: 0.2, heartbeatSeconds: 2 } });
+  try {
+    await t.everywhere(TABLE);
+    const from = new Date(Date.now() - 2000).toISOString();
+    await t.start('paris');
+    let london = await t.start('london');
+    await insert(t, 'paris', 0, 'before');
+    await waitFor('1 row at london', async () => (await tableRows(t.db('london'), 'notes')).length === 1);
+    await london.stop();
+    await slotIdle(t, 'london');
+
+    // 1,100 small transactions, then one that travels in parts.
+    await sql(t.db('paris'), `DO $$ BEGIN FOR i IN 1..1100 LOOP INSERT INTO notes VALUES (i, 'small'); COMMIT; END LOOP; END $$`);
+    await sql(t.db('paris'), `INSERT INTO notes SELECT 2000, repeat('x', 200) FROM generate_series(1, 100)`);
+    const p = await archivedPositions(t, 'paris', 1102);
+    const parts = await waitFor('the large transaction archived in parts', async () => {
+      const connection = await amqp.connect(BROKER);
+      try {
+        const channel = await connection.createChannel();
+        await channel.prefetch(500);
+        let count = 0;
+        let last = Date.now();
+        await channel.consume(t.config.broker.archiveStream, (m) => {
+          if (!m) return;
+          last = Date.now();
+          channel.ack(m);
+          if (m.properties.headers?.['sitesync-part'] !== undefined) count++;
+        }, { arguments: { 'x-stream-offset': 'first' } });
+        while (Date.now() - last < 500) await sleep(50);
+        return count > 1 ? count : undefined;
+      } finally {
+        await connection.close();
+      }
+    });
+    assert.ok(parts > 1);
+
+    const outcome = await replay(t, 'london', '--from', from);
+    assert.equal(outcome.code, 0, outcome.stderr);
+    const lines = outcome.stdout.trimEnd().split('\n');
+    // One line per ~1000 transactions (counted per message, so a little past 1000).
+    const progress = new RegExp(`^replaying: (\\d+) transactions read; from ${t.sites.paris} (\\d+) applied, 1 already there, at ${LSN} \\(committed \\d{4}-`).exec(lines[0]!);
+    assert.ok(progress, lines[0]!);
+    assert.ok(Number(progress[1]) >= 1000 && Number(progress[1]) < 1101, lines[0]!);
+    assert.equal(Number(progress[2]), Number(progress[1]) - 1);
+    assert.equal(lines[1], `replayed 1101 transactions from ${t.sites.paris} (1 already there, 0 skipped as undecodable), now at ${p[p.length - 1]}`);
+    assert.equal(lines.length, 2);
+    const paris = await tableRows(t.db('paris'), 'notes');
+    assert.equal(paris.length, 1 + 1100 + 100);
+    assert.deepEqual(await tableRows(t.db('london'), 'notes'), paris);
+
+    // london's queue still holds all of it: its run acknowledges every message as a duplicate.
+    london = await t.start('london');
+    await waitFor('london\'s queue drained', async () => {
+      const connection = await amqp.connect(BROKER);
+      try {
+        const channel = await connection.createChannel();
+        return (await channel.checkQueue(siteQueue(t.sites.london!))).messageCount === 0;
+      } finally {
+        await connection.close();
+      }
+    }, 60_000);
+    assert.deepEqual(await tableRows(t.db('london'), 'notes'), paris, 'every message of the queue was a duplicate');
+    await sql(t.db('paris'), `INSERT INTO notes VALUES (3000, 'after')`);
+    await waitFor('the next one applies', async () => (await tableRows(t.db('london'), 'notes')).length === paris.length + 1);
     assert.deepEqual(await tableRows(t.db('london'), 'notes'), await tableRows(t.db('paris'), 'notes'));
   } finally {
     await t.cleanup();

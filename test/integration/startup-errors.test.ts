@@ -1,8 +1,11 @@
 /**
  * What a user meets when a site's PostgreSQL is not ready for sitesync, as a real `sitesync run` shows it:
- * wal_level below logical and a role without REPLICATION stop the process with one line naming the fix;
- * a PostgreSQL that does not answer (or goes away and comes back) is retried, said in one log line, and
- * nothing written at the site is lost or applied twice once it is back.
+ * - wal_level below logical, a role without REPLICATION: the process stops with one line naming the fix,
+ *   and creates nothing; once fixed, what is written after the start arrives once;
+ * - a role that may not run the replication origin functions (applying): one log line naming the GRANT;
+ *   the rows wait and arrive once it is granted;
+ * - a PostgreSQL that does not answer, goes away and comes back, or whose connections are reset: retried,
+ *   said in one log line with its code, never the password; nothing is lost, parked or applied twice.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -12,6 +15,8 @@ import { dirname } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { classifyApplyError, describePostgresError } from '../../connectors/postgres/postgres-errors.ts';
+import { describeError } from '../../src/errors.ts';
 import { startScratchPostgres, type ScratchPostgres } from '../helpers/scratch-postgres.ts';
 import { createTestSites, sql, waitFor, type SpawnedSite, type TestSites } from '../helpers/test-sites.ts';
 
@@ -133,7 +138,7 @@ test('wal_level not logical: one line naming the fix, exit status 1, nothing cre
   assert.deepEqual(errorLines(paris.output()), []);
 });
 
-test('a role without REPLICATION: one line naming ALTER ROLE … REPLICATION; once granted, what is written after the start arrives once', async (ctx) => {
+test('a role without REPLICATION, then without the replication origin functions: each refusal one line naming the fix; once granted, what is written after the start arrives once', async (ctx) => {
   const defer = cleanups(ctx);
   // The role goes last: after the processes using it are gone and the database it owns is dropped.
   defer(async () => {
@@ -175,6 +180,19 @@ test('a role without REPLICATION: one line naming ALTER ROLE … REPLICATION; on
   // (a site joins from a copy taken once the slot is in place — README, Limits). What the slot holds
   // arrives exactly once.
   assert.deepEqual(await ids((q) => sql(t.db('london'), q)), range(4, 10));
+
+  // The other half: applying london at paris records positions with replication origins, whose functions
+  // only superusers may run unless granted. Refused, it says which GRANT; london's rows wait, then arrive once.
+  await sql(t.db('london'), `INSERT INTO log SELECT g, 'from london' FROM generate_series(101, 103) g`);
+  const refusal = `SITESYNC_ERR_PERMISSION: PostgreSQL of site ${t.sites.paris} (${url.toString().replace(`:Secr3t-${t.suffix}@`, ':***@')}): permission denied for function pg_replication_origin_create; applying needs a superuser, or run as one: GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), pg_replication_origin_session_setup(text), pg_replication_origin_xact_setup(pg_lsn, timestamptz), pg_replication_origin_progress(text, boolean) TO ${role}`;
+  await waitFor('apply refused', async () => logLines(paris.output()).some((l) => l.code === 'SITESYNC_ERR_PERMISSION'));
+  assert.deepEqual([...new Set(logLines(paris.output()).filter((l) => l.level >= 50).map((l) => l.msg))], [refusal]);
+  assert.equal(paris.child.exitCode, null, 'a long-running site waits to be fixed');
+  await sql(db, `GRANT EXECUTE ON FUNCTION ${refusal.split('GRANT EXECUTE ON FUNCTION ')[1]!.replace(/ TO .*$/, '')} TO ${role}`);
+  await waitFor("london's rows at paris", async () => (await ids((q) => sql(db, q))).filter((id) => id > 100).length >= 3, 20_000);
+  await sleep(500);
+  assert.deepEqual((await ids((q) => sql(db, q))).filter((id) => id > 100), [101, 102, 103], 'each once');
+  assert.deepEqual(await ids((q) => sql(t.db('london'), q)), [...range(4, 10), 101, 102, 103], 'and nothing loops back to london');
   assert.deepEqual(errorLines(paris.output()), []);
   assert.doesNotMatch(paris.output(), /Secr3t/);
 });
@@ -193,49 +211,68 @@ test('PostgreSQL unreachable: the process keeps retrying and says so in one line
   assert.deepEqual(errorLines(paris.output()), []);
 });
 
-test('PostgreSQL stopped and started again: retried, and every transaction arrives exactly once', async (ctx) => {
+test('PostgreSQL stopped and started again: retried, said in one line each time, every transaction arrives exactly once', async (ctx) => {
   const defer = cleanups(ctx);
   const server = await scratch(defer, 55441);
   const t = await sites(defer);
   const db = t.db('paris');
   await server.query('postgres', `CREATE DATABASE ${db}`);
-  await server.query(db, 'CREATE TABLE log (id int, note text)');
+  await server.query(db, 'CREATE TABLE log (id int, note text)'); // no primary key: a duplicate would show
   await sql(t.db('london'), 'CREATE TABLE log (id int, note text)');
-  const london = await t.start('london');
-  let dups = 0; london.events.on('apply:duplicate', () => dups++);
-  const paris = t.spawn('paris', siteEnv(t, 'paris', 'POSTGRES', server.url(db)));
+  await t.start('london');
+  const url = new URL(server.url(db));
+  url.password = 'Secr3t-pw'; // trust authentication ignores it; the logs must not show it
+  const paris = t.spawn('paris', siteEnv(t, 'paris', 'POSTGRES', url.toString()));
   await streaming(paris);
 
   for (const id of range(1, 40)) await server.query(db, `INSERT INTO log VALUES (${id}, 'before the stop')`);
   await server.stop('fast'); // at once: some of these may not be published or confirmed yet
-  await waitFor('retrying', async () => logLines(paris.output()).some((l) => l.code === 'SITESYNC_ERR_POSTGRES_UNREACHABLE'), 15_000);
+  await waitFor('retrying', async () => logLines(paris.output()).some((l) => / is unreachable \(connect ECONNREFUSED/.test(l.msg)), 15_000);
   assert.equal(paris.child.exitCode, null, 'still running, retrying');
   await server.start();
   for (const id of range(41, 80)) await server.query(db, `INSERT INTO log VALUES (${id}, 'after the restart')`);
 
   await waitFor('rows at london', async () => (await ids((q) => sql(t.db('london'), q))).length >= 80, 30_000);
   await sleep(1000); // a repeat would arrive now
-  console.error("DUPS", dups, JSON.stringify(logLines(paris.output()).filter((l) => l.level >= 40).map((l) => ({ msg: l.msg, code: l.code, part: (l as any).part, err: (l as any).err?.message, src: (l as any).source }))));
   assert.deepEqual(await ids((q) => sql(t.db('london'), q)), range(1, 80), 'every row, once');
-  const said = logLines(paris.output()).filter((l) => l.code === 'SITESYNC_ERR_POSTGRES_UNREACHABLE').map((l) => l.msg);
-  for (const msg of said) assert.match(msg, new RegExp(`^SITESYNC_ERR_POSTGRES_UNREACHABLE: (PostgreSQL of site ${t.sites.paris} |the replication stream of site ${t.sites.paris} ended)`));
+
+  // Every warning is one line with its code that says what happened to which site and what sitesync does.
+  const site = t.sites.paris!;
+  const where = `PostgreSQL of site ${site} \\(postgres://postgres:\\*\\*\\*@127\\.0\\.0\\.1:${server.port}/${db}\\)`;
+  const expected = new RegExp(
+    `^SITESYNC_ERR_POSTGRES_UNREACHABLE: (${where} is unreachable \\(.+\\); start it or fix sites\\.${site}\\.postgres — sitesync retries and loses nothing meanwhile` +
+      `|${where} closed the connection \\(.+\\); sitesync retries` +
+      `|the replication stream of site ${site} ended; sitesync restarts it)$`,
+  );
+  const warnings = logLines(paris.output()).filter((l) => l.level >= 40);
+  assert.ok(warnings.length > 0);
+  for (const w of warnings) assert.match(w.msg, expected, JSON.stringify(w).slice(0, 3000));
+  assert.doesNotMatch(paris.output(), /Secr3t/, 'the password is never printed');
   assert.deepEqual(errorLines(paris.output()), []);
 });
 
 test("connections to the target's PostgreSQL reset mid-apply: retried, nothing parked, every transaction once", async (ctx) => {
+  // A socket error carries Node's code (ECONNRESET), not a SQLSTATE: it is a lost connection, not bad data.
+  const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET', errno: -104, syscall: 'read' });
+  assert.equal(classifyApplyError(reset), 'transient');
+  assert.equal(
+    describeError(describePostgresError(reset, 'postgres://u:pw@db:5432/x', 'london')),
+    'SITESYNC_ERR_POSTGRES_UNREACHABLE: PostgreSQL of site london (postgres://u:***@db:5432/x) is unreachable (read ECONNRESET); start it or fix sites.london.postgres — sitesync retries and loses nothing meanwhile',
+  );
+
   const defer = cleanups(ctx);
   const t = await sites(defer);
   await t.everywhere('CREATE TABLE log (id int, note text)');
-  // London reaches its PostgreSQL through a proxy that the test can cut with TCP resets.
-  const open = new Set<Socket>();
+  // London reaches its PostgreSQL through a proxy that the test cuts with TCP resets.
+  const downstreams = new Set<Socket>();
   const upstreams = new Set<Socket>();
   const proxy = createServer((downstream) => {
     const upstream = connect(5432, '127.0.0.1');
-    open.add(downstream);
+    downstreams.add(downstream);
     upstreams.add(upstream);
     downstream.on('close', () => {
-      open.delete(downstream);
-      upstream.destroy(); // the server sees the connection end, as after a real reset
+      downstreams.delete(downstream);
+      upstream.destroy(); // the server sees the connection end too, as after a real reset
     });
     upstream.on('close', () => {
       upstreams.delete(upstream);
@@ -249,30 +286,25 @@ test("connections to the target's PostgreSQL reset mid-apply: retried, nothing p
   await once(proxy, 'listening');
   defer(async () => {
     proxy.close();
-    for (const socket of [...open, ...upstreams]) socket.destroy();
+    for (const socket of [...downstreams, ...upstreams]) socket.destroy();
   });
   const port = (proxy.address() as AddressInfo).port;
   const london = t.spawn('london', siteEnv(t, 'london', 'POSTGRES', `postgres://postgres@127.0.0.1:${port}/${t.db('london')}`));
-  console.error('M1'); await streaming(london);
-  console.error('M2'); await t.start('paris');
-  console.error('M3');
+  await streaming(london);
+  await t.start('paris');
 
-  let resets = 0;
   const writing = (async () => {
     for (const id of range(1, 300)) await sql(t.db('paris'), `INSERT INTO log VALUES (${id}, 'x')`);
   })();
-  while (resets < 5) {
-    try {
-    await waitFor('some rows applied', async () => (await sql(t.db('london'), 'SELECT count(*)::int AS n FROM log'))[0]!.n as number >= resets * 50 + 10, 30_000);
-    } catch (e) { console.error(london.output().split('\n').map((l) => l.slice(0, 600)).join('\n')); throw e; }
-    for (const socket of open) socket.resetAndDestroy();
-    resets++; console.error('RESET', resets);
+  for (let resets = 0; resets < 5; resets++) {
+    await waitFor('rows applied', async () => Number((await sql(t.db('london'), 'SELECT count(*) AS n FROM log'))[0]!.n) >= resets * 50 + 10, 30_000);
+    for (const socket of downstreams) socket.resetAndDestroy(); // whatever london was doing, mid-apply or idle
   }
-  await writing; console.error('M4');
+  await writing;
   await waitFor('all rows at london', async () => (await ids((q) => sql(t.db('london'), q))).length >= 300, 30_000);
-  await sleep(1000);
+  await sleep(1000); // a repeat would arrive now
   assert.deepEqual(await ids((q) => sql(t.db('london'), q)), range(1, 300), 'every row, once');
-  const logged = logLines(london.output()).filter((l) => l.level >= 40);
-  assert.deepEqual(logged.filter((l) => /parked/.test(l.msg)).map((l) => l.msg), [], 'a connection reset is not bad data');
-  console.error(JSON.stringify(logged.map((l) => l.msg)));
+  const warnings = logLines(london.output()).filter((l) => l.level >= 40);
+  assert.deepEqual(warnings.filter((l) => /parked/.test(l.msg)).map((l) => l.msg), [], 'a connection reset is not bad data');
+  assert.ok(warnings.some((l) => l.msg.startsWith(`SITESYNC_ERR_POSTGRES_UNREACHABLE: PostgreSQL of site ${t.sites.london} `)), 'the resets were seen and said');
 });

@@ -73,15 +73,22 @@ describe('quoteIdent', () => {
 describe('planChange', () => {
   test('insert: every column, quoted, values as parameters in order', () => {
     const s = only(planChange({ op: 'insert', relation: users, newRow: rowOf(['1', 'Ann', null]) }, targetFor(users, ['id'])));
-    assert.equal(s.text, 'INSERT INTO "public"."users" ("id", "name", "bio") OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3)');
+    // With a primary key, an existing key is left for conflict resolution: 0 rows, not an error.
+    assert.equal(s.text, 'INSERT INTO "public"."users" ("id", "name", "bio") OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3) ON CONFLICT ("id") DO NOTHING');
     assert.deepEqual(s.values, ['1', 'Ann', null]);
+    assert.equal(s.expectsRow, true);
+  });
+
+  test('insert into a table without a primary key: a plain insert, nothing to conflict on', () => {
+    const s = only(planChange({ op: 'insert', relation: users, newRow: rowOf(['1', 'Ann', null]) }, targetFor(users, null)));
+    assert.equal(s.text, 'INSERT INTO "public"."users" ("id", "name", "bio") OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3)');
     assert.equal(s.expectsRow, false);
   });
 
   test('insert: identifiers with quotes, spaces, capitals, Unicode and reserved words are quoted exactly', () => {
     const r = rel('My Schema', 'a"b', 'd', [col('select', true), col('Név Ünïcode'), col('x"y"z')]);
     const s = only(planChange({ op: 'insert', relation: r, newRow: rowOf(['1', '2', '3']) }, targetFor(r, ['select'])));
-    assert.equal(s.text, 'INSERT INTO "My Schema"."a""b" ("select", "Név Ünïcode", "x""y""z") OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3)');
+    assert.equal(s.text, 'INSERT INTO "My Schema"."a""b" ("select", "Név Ünïcode", "x""y""z") OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3) ON CONFLICT ("select") DO NOTHING');
   });
 
   test('insert: the table name comes from the target, not the change', () => {
