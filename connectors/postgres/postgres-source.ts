@@ -22,6 +22,7 @@ import { decodePgOutput } from './pgoutput-decoder.ts';
 import { describePostgresError } from './postgres-errors.ts';
 import { encodeStandbyStatus } from './replication-frames.ts';
 import { SESSION_OPTIONS } from './session-settings.ts';
+import { startReplicationCommand } from './start-replication.ts';
 import { TransactionAssembler } from './transaction-assembler.ts';
 
 export interface PostgresSourceOptions {
@@ -208,7 +209,8 @@ export class PostgresSource implements Source {
       if (replyRequested) this.sendStatus(this.lastSentStatus);
     });
     const started = new Promise<void>((resolve) => service.once('start', () => resolve()));
-    const command = `START_REPLICATION SLOT ${quoteIdent(this.slot)} LOGICAL 0/0 (proto_version '1', publication_names '${this.publication.replace(/'/g, "''")}', messages 'true')`;
+    const version = await this.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`);
+    const command = startReplicationCommand(this.slot, this.publication, Number(version.rows[0]?.v ?? 0));
     const plugin = new RawPgOutput({ command, onStart: (client) => (this.client = client) });
     const failed = new Promise<never>((_, reject) => service.once('error', (error: unknown) => reject(error)));
     this.ended = Promise.race([service.subscribe(plugin, this.slot).then(() => undefined), failed]).catch((error: unknown) => {
