@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The demo: prepares this machine's PostgreSQL and RabbitMQ, creates two sites (demo_paris and
 # demo_london, two databases on the local server), starts one `sitesync run` per site, writes at each
-# and shows the other receive it. The sites keep running afterwards so you can try your own writes;
+# and shows the other receive it. `npm run demo -- mesh` does the same with three sites (adding
+# demo_madrid) that all write. The sites keep running afterwards so you can try your own writes;
 # `npm run demo -- stop` stops them. Running it again starts from a clean slate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEMO=.demo
-SITES=(paris london)
+SITES=(paris london madrid) # every site a demo may have run, so that stop and clean-up find them all
 PSQL=(psql -X -q -h 127.0.0.1 -U postgres)
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -31,12 +32,14 @@ fi
 bash scripts/setup-services.sh
 mkdir -p "$DEMO"
 stop_sites
+if [[ ${1:-} == mesh ]]; then SITES=(paris london madrid); else SITES=(paris london); fi
 
-say "Creating two sites on this machine: databases demo_paris and demo_london"
+say "Creating ${#SITES[@]} sites on this machine: $(printf 'demo_%s ' "${SITES[@]}")"
 for site in "${SITES[@]}"; do
   "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS demo_$site WITH (FORCE)" 2>/dev/null
   "${PSQL[@]}" -d postgres -tAc "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'sitesync_$site'" >/dev/null
-  "${PSQL[@]}" -d postgres -tAc "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname LIKE 'sitesync\_%$site%'" >/dev/null
+  # Exactly the demo's own origins: other sitesync deployments may share this server.
+  "${PSQL[@]}" -d postgres -tAc "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname ~ '^sitesync_(paris|london|madrid)_to_$site\$'" >/dev/null
   rabbitmqctl -q delete_queue "SITE_${site^^}" >/dev/null 2>&1 || true
   rabbitmqctl -q delete_queue "SITE_${site^^}.parked" >/dev/null 2>&1 || true
   "${PSQL[@]}" -d postgres -c "CREATE DATABASE demo_$site"
@@ -44,15 +47,15 @@ for site in "${SITES[@]}"; do
   "${PSQL[@]}" -d "demo_$site" -c "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, city text, balance numeric(12,2), updated_at timestamptz DEFAULT now())"
 done
 
-cat > "$DEMO/sitesync.yml" <<'YAML'
-broker:
-  url: amqp://guest:guest@127.0.0.1:5672/
-sites:
-  paris:
-    postgres: postgres://postgres@127.0.0.1:5432/demo_paris
-  london:
-    postgres: postgres://postgres@127.0.0.1:5432/demo_london
-YAML
+{
+  echo "broker:"
+  echo "  url: amqp://guest:guest@127.0.0.1:5672/"
+  echo "sites:"
+  for site in "${SITES[@]}"; do
+    echo "  $site:"
+    echo "    postgres: postgres://postgres@127.0.0.1:5432/demo_$site"
+  done
+} >"$DEMO/sitesync.yml"
 echo "configuration: $DEMO/sitesync.yml"
 
 say "Starting one sitesync process per site (logs in $DEMO/<site>.log)"
@@ -86,6 +89,18 @@ wait_for demo_london "SELECT count(*) FROM customers" 2
 say "Writing at london: one customer, and a change to one of paris's"
 "${PSQL[@]}" -d demo_london -c "INSERT INTO customers (id, name, city, balance) VALUES (3, 'Oliver', 'London', 99.99)" -c "UPDATE customers SET balance = balance + 10 WHERE id = 1"
 wait_for demo_paris "SELECT balance FROM customers WHERE id = 1" 130.50
+if [[ ${#SITES[@]} == 3 ]]; then
+  say "Writing at madrid, and at all three sites at once"
+  "${PSQL[@]}" -d demo_madrid -c "INSERT INTO customers (id, name, city, balance) VALUES (4, 'Lucía', 'Madrid', 42)"
+  writers=()
+  for i in "${!SITES[@]}"; do
+    site=${SITES[$i]}
+    "${PSQL[@]}" -d "demo_$site" -c "INSERT INTO customers (id, name, city) SELECT 100 * g + $i, '$site ' || g, '$site' FROM generate_series(1, 20) g" &
+    writers+=($!)
+  done
+  wait "${writers[@]}" # only the writers: the sites started above are children of this shell too
+  for site in "${SITES[@]}"; do wait_for "demo_$site" "SELECT count(*) FROM customers" 64; done
+fi
 
 for site in "${SITES[@]}"; do
   say "customers at $site"
@@ -97,9 +112,11 @@ node bin/sitesync.js status --config "$DEMO/sitesync.yml"
 
 cat <<EOF
 
-Both sites are still running. Try your own writes, at either site:
+The sites are still running. Try your own writes, at any site:
   psql -h 127.0.0.1 -U postgres -d demo_paris  -c "INSERT INTO customers (id, name) VALUES (10, 'you')"
   psql -h 127.0.0.1 -U postgres -d demo_london -c "SELECT * FROM customers"
-RabbitMQ's management UI (guest/guest): http://127.0.0.1:15672 — queues SITE_PARIS, SITE_LONDON, sitesync.archive
+Conflicts (the same row changed at two sites before either heard of the other) are logged at each site:
+  psql -h 127.0.0.1 -U postgres -d demo_london -c "SELECT * FROM sitesync.conflicts"
+RabbitMQ's management UI (guest/guest): http://127.0.0.1:15672 — queues SITE_<SITE>, sitesync.archive
 Stop the sites with: npm run demo -- stop
 EOF

@@ -93,7 +93,7 @@ test('a column missing at the target halts that source with one line, keeps orde
   assert.ok(['1', '1,2'].includes((await logIds()).join()), `still nothing jumps ahead (${await logIds()})`);
 
   await sql(t.db('london'), 'ALTER TABLE items ADD COLUMN note text');
-  await waitFor('resumed', async () => (await logIds()).length === 5);
+  await waitFor('resumed', async () => (await logIds()).length >= 5);
   await sleep(1000); // a repeat would arrive now
   assert.deepEqual(await logIds(), [1, 2, 3, 4, 5], 'every transaction once, in order');
   assert.deepEqual(await tableRows(t.db('london'), 'items'), ['(1,10,"uses the missing column")', '(2,20,)']);

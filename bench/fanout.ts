@@ -1,0 +1,18 @@
+/**
+ * (d) Fan-out: the backlog drain of (b) with three sites — A writes, B and C both apply it through sitesync
+ * (three `sitesync run` processes) — against native logical replication with two subscribers (two slots,
+ * two subscriptions, enabled together). Timed until both targets hold every row.
+ *
+ * Ratio: native seconds ÷ sitesync seconds; target ≥ 0.5, as for (b).
+ */
+import type { BenchContext } from './lib/context.ts';
+import type { ReportRow } from './lib/report.ts';
+import { drainReport, measureBacklogDrain, type DrainResult } from './drain.ts';
+
+export function measureFanout(ctx: BenchContext): Promise<DrainResult> {
+  return measureBacklogDrain(ctx, { label: 'fanout', targets: 2 });
+}
+
+export function fanoutReport(r: DrainResult): ReportRow[] {
+  return drainReport(r, 'd', 'fan-out drain (2 targets)');
+}

@@ -1,0 +1,199 @@
+/**
+ * `npm run bench [-- --quick] [--only a,b,…] [--profile]`: sitesync's benchmarks, each against a reference
+ * measured in the same run (see ../shared DESIGN.md "Measuring" and bench/README.md).
+ *
+ *   a  capture decoding rate          vs pg_recvlogical on the same slot data          bench/decode.ts
+ *   b  backlog drain, 2 sites          vs native logical replication, 1 subscriber      bench/drain.ts
+ *   c  steady-state latency            vs native logical replication, same rate         bench/steady.ts
+ *   d  backlog drain, 3 sites          vs native logical replication, 2 subscribers     bench/fanout.ts
+ *   e  peak memory (RSS)               vs the same process at rest; budget 300 MB       bench/memory.ts
+ *
+ * Everything runs on a private PostgreSQL server (port 26470) and the shared RabbitMQ with names of its own;
+ * all of it is removed at the end, also on failure or interruption. The report is printed and written as
+ * JSON under /tmp/sitesync-bench/ (outside the repository, so results never end up in git).
+ */
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { PARAMS, type BenchContext, type Mode } from './lib/context.ts';
+import { killAllChildren } from './lib/processes.ts';
+import { formatProfile, summarizeProfiles } from './lib/profile.ts';
+import { formatNotes, formatTable, type ReportRow } from './lib/report.ts';
+import { SERVER_SETTINGS, startBenchServer, type BenchServer } from './lib/server.ts';
+import { Teardown } from './lib/teardown.ts';
+import { decodeReport, measureDecode } from './decode.ts';
+import { drainReport, measureDrain, type DrainResult } from './drain.ts';
+import { fanoutReport, measureFanout } from './fanout.ts';
+import { measureMemory, memoryReport } from './memory.ts';
+import { measureSteady, steadyReport } from './steady.ts';
+
+const RESULTS_DIR = join(tmpdir(), 'sitesync-bench');
+
+interface Measurement {
+  readonly id: string;
+  readonly title: string;
+  run(ctx: BenchContext, earlier: Map<string, unknown>): Promise<{ result: unknown; rows: ReportRow[] }>;
+}
+
+const MEASUREMENTS: readonly Measurement[] = [
+  {
+    id: 'a',
+    title: 'capture decoding rate vs pg_recvlogical',
+    async run(ctx) {
+      const result = await measureDecode(ctx);
+      return { result, rows: decodeReport(result) };
+    },
+  },
+  {
+    id: 'b',
+    title: 'backlog drain, 2 sites, vs native logical replication',
+    async run(ctx) {
+      const result = await measureDrain(ctx);
+      return { result, rows: drainReport(result, 'b', 'backlog drain') };
+    },
+  },
+  {
+    id: 'c',
+    title: 'steady-state commit-to-applied lag vs native logical replication',
+    async run(ctx) {
+      const result = await measureSteady(ctx);
+      return { result, rows: steadyReport(result) };
+    },
+  },
+  {
+    id: 'd',
+    title: 'fan-out drain, 3 sites, vs native logical replication with 2 subscribers',
+    async run(ctx) {
+      const result = await measureFanout(ctx);
+      return { result, rows: fanoutReport(result) };
+    },
+  },
+  {
+    id: 'e',
+    title: 'peak memory (RSS) of the sitesync processes',
+    async run(ctx, earlier) {
+      const result = await measureMemory(ctx, (earlier.get('b') as DrainResult | undefined) ?? null);
+      return { result, rows: memoryReport(result) };
+    },
+  },
+];
+
+function usage(): string {
+  return `usage: npm run bench [-- [--quick] [--only ${MEASUREMENTS.map((m) => m.id).join(',')}] [--profile]]
+  --quick     small sizes, finishes within a few minutes
+  --only      run these measurements (comma-separated letters)
+  --profile   write CPU profiles of the sitesync processes (node --cpu-prof) and summarise where they spend time
+${MEASUREMENTS.map((m) => `  ${m.id}  ${m.title}`).join('\n')}`;
+}
+
+async function main(): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, profile: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
+      strict: true,
+    }));
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n${usage()}\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(`${usage()}\n`);
+    return 0;
+  }
+  const wanted = values.only ? values.only.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean) : MEASUREMENTS.map((m) => m.id);
+  const unknown = wanted.filter((id) => !MEASUREMENTS.some((m) => m.id === id));
+  if (unknown.length > 0) {
+    process.stderr.write(`unknown measurement ${unknown.join(', ')}\n${usage()}\n`);
+    return 2;
+  }
+  const mode: Mode = values.quick ? 'quick' : 'full';
+  const params = PARAMS[mode];
+  const log = (line: string): void => void process.stdout.write(`${line}\n`);
+  const teardown = new Teardown(log);
+  let server: BenchServer | null = null;
+
+  let interrupted = false;
+  const onSignal = (signal: string): void => {
+    if (interrupted) {
+      killAllChildren();
+      process.exit(130);
+    }
+    interrupted = true;
+    log(`\n${signal}: cleaning up (again to exit at once)`);
+    void (async () => {
+      killAllChildren();
+      await teardown.run();
+      await server?.destroy();
+      process.exit(130);
+    })();
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+
+  const started = performance.now();
+  log(`sitesync benchmark, ${mode} mode, measurements ${wanted.join(', ')}`);
+  log(`machine: ${(await import('node:os')).cpus().length} CPUs, node ${process.version}; private PostgreSQL 15 on port ${process.env.SITESYNC_BENCH_PG_PORT ?? 26470}`);
+  log(`server settings (sitesync and native alike): ${Object.entries(SERVER_SETTINGS).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  const rows: ReportRow[] = [];
+  const results: Record<string, unknown> = {};
+  const cpuProfileDir = values.profile ? mkdtempSync(join(tmpdir(), 'sitesync-bench-prof-')) : null;
+  try {
+    server = await startBenchServer();
+    teardown.add('stop the private PostgreSQL server', async () => {
+      await server?.destroy();
+      server = null;
+    });
+    const ctx: BenchContext = { mode, params, server, teardown, log, cpuProfileDir };
+    const earlier = new Map<string, unknown>();
+    for (const m of MEASUREMENTS) {
+      if (!wanted.includes(m.id) || interrupted) continue;
+      log(`\n${m.id}. ${m.title}`);
+      const t0 = performance.now();
+      try {
+        const { result, rows: mine } = await m.run(ctx, earlier);
+        earlier.set(m.id, result);
+        results[m.id] = result;
+        rows.push(...mine);
+      } catch (error) {
+        // The measurement itself broke (not sitesync failing a figure, which it reports): say so, go on.
+        const message = (error as Error)?.stack ?? String(error);
+        log(`  measurement ${m.id} could not run: ${message}`);
+        results[m.id] = { error: message };
+        rows.push({ id: m.id, figure: m.title, conditions: '—', sitesync: '—', reference: '—', ratio: null, ratioMeaning: '—', target: '—', verdict: 'error', notes: [`could not run: ${(error as Error)?.message ?? String(error)}`] });
+      }
+      log(`  (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+    }
+  } catch (error) {
+    log(`benchmark could not start: ${(error as Error)?.message ?? String(error)}`);
+    await teardown.run();
+    return 1;
+  } finally {
+    if (!interrupted) await teardown.run();
+  }
+  if (interrupted) return 130;
+
+  log(`\n${'='.repeat(60)}\nsitesync benchmark — ${mode} mode — ${new Date().toISOString()} — ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  log(formatTable(rows));
+  log(`\n${formatNotes(rows)}`);
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const json = JSON.stringify({ mode, at: new Date().toISOString(), params, serverSettings: SERVER_SETTINGS, rows, results }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2);
+  const file = join(RESULTS_DIR, `results-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, json);
+  writeFileSync(join(RESULTS_DIR, 'latest.json'), json);
+  log(`\nresults: ${join(RESULTS_DIR, 'latest.json')} (also ${file}; kept outside the repository on purpose)`);
+  if (cpuProfileDir) {
+    log(`\nCPU profiles of the sitesync processes (node --cpu-prof), in ${cpuProfileDir}:`);
+    try {
+      for (const summary of summarizeProfiles(cpuProfileDir)) log(formatProfile(summary));
+    } catch (error) {
+      log(`  could not read them: ${(error as Error).message}`);
+    }
+  }
+  const failed = rows.filter((r) => r.verdict === 'FAIL' || r.verdict === 'error').length;
+  log(`${rows.length - failed} of ${rows.length} figures met their target${failed ? `; ${failed} did not or could not be measured` : ''}`);
+  return 0;
+}
+
+process.exitCode = await main();
