@@ -20,7 +20,7 @@ export const ERROR_CODES = {
   SITESYNC_ERR_BROKER_REJECTED: 'retry',
   SITESYNC_ERR_DECODE: 'park',
   SITESYNC_ERR_MESSAGE_INVALID: 'park',
-  SITESYNC_ERR_APPLY_DATA: 'park',
+  SITESYNC_ERR_APPLY_DATA: 'halt-source',
   SITESYNC_ERR_APPLY_SCHEMA: 'halt-source',
   SITESYNC_ERR_GAP: 'halt-source',
 } as const satisfies Record<string, Consequence>;

@@ -1,6 +1,6 @@
 /**
  * The life of capture and apply: run a session (connect, work) until it fails, wait with exponential
- * backoff, run another, until `stop`. A session that got going resets the backoff.
+ * backoff, run another, until `stop`. A session that worked for a while starts the backoff over.
  *
  * A fatal error (configuration, permissions, wal_level) at start leaves the loop: the process exits with
  * the one line that says what to fix. Once a session has worked, the same errors are retried instead,
@@ -12,6 +12,8 @@ import type { Logger } from './observability/logger.ts';
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 30_000;
+/** A session must work this long before a failure starts the backoff over (no tight loop of retries). */
+const HEALTHY_FOR_MS = 10_000;
 
 export class SessionLoop {
   private stopping = false;
@@ -29,10 +31,11 @@ export class SessionLoop {
     let attempt = 0;
     let worked = false;
     while (!this.stopping) {
+      let healthySince: number | null = null;
       try {
         await session(
           () => {
-            attempt = 0;
+            healthySince = Date.now();
             worked = true;
           },
           (end) => {
@@ -44,6 +47,7 @@ export class SessionLoop {
         const fatal = error instanceof SitesyncError && error.consequence === 'fatal';
         if (fatal && !worked) throw error;
         if (this.stopping) break;
+        if (healthySince !== null && Date.now() - healthySince >= HEALTHY_FOR_MS) attempt = 0;
         const delay = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** Math.min(attempt++, 6));
         this.logger[fatal ? 'error' : 'warn']({ code: (error as SitesyncError).code, retryInMs: delay }, describeError(error));
         // Not unref'd: while both halves wait to retry, this timer is what keeps the process alive.

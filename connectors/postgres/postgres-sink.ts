@@ -98,7 +98,7 @@ class PostgresSourceSession implements SourceSession {
   ) {
     this.origin = originName(source, options.site);
     this.logger = options.logger.child({ source });
-    this.client = new pg.Client({ connectionString: options.url, options: SESSION_OPTIONS, application_name: `sitesync apply ${source}->${options.site}` });
+    this.client = new pg.Client({ connectionString: options.url, options: SESSION_OPTIONS, keepAlive: true, keepAliveInitialDelayMillis: 10_000, application_name: `sitesync apply ${source}->${options.site}` });
     this.client.on('error', (error) => this.logger.warn({ reason: error.message }, 'apply connection lost'));
   }
 

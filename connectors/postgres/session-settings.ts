@@ -2,8 +2,15 @@
  * Values travel between sites as PostgreSQL's own text forms, which is lossless only when both ends read
  * and write them with the same settings. Every connection sitesync opens (the replication connection whose
  * walsender formats the values, and the applying connection that parses them) uses these.
+ *
+ * TCP keepalives: when the network between sitesync and the server dies silently, the server would keep
+ * the old backend (holding the replication origin or the slot) for the kernel default of about two hours,
+ * and the restarted session could not take them back. With these, the server notices within a minute.
  */
 export const SESSION_OPTIONS = [
+  'tcp_keepalives_idle=20',
+  'tcp_keepalives_interval=10',
+  'tcp_keepalives_count=3',
   'datestyle=ISO',
   'intervalstyle=postgres',
   'extra_float_digits=3',

@@ -9,10 +9,11 @@
  * - parts of a large transaction are kept durably by the sink, each acknowledged at once, and applied
  *   together in one target commit when the last arrives: memory and prefetch stay bounded.
  *
- * Failures, by what they call for: a lost connection or a deadlock is retried after a pause; a missing or
- * different table halts the source and is retried every apply.retrySeconds until someone fixes it;
- * a message that cannot be decoded, or a transaction whose data the target refuses, is published to the
- * site's parking queue with its reason, counted, and skipped, so the rest goes on.
+ * Failures, by what they call for: a lost connection or a deadlock is retried after a pause; a table
+ * missing or different at the target, or data it refuses, halts that source (in order) and is retried
+ * every apply.retrySeconds until someone fixes it (with apply.onDataError: park, refused data is parked
+ * instead); a message that cannot be decoded or comes from an unknown site is published to the site's
+ * parking queue with its reason, counted, and skipped, so the rest goes on.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ConfirmChannel, ConsumeMessage } from 'amqplib';
@@ -148,7 +149,7 @@ export class ApplyRunner {
         const kind = this.options.sink.classify(error);
         // Transactions of a message commit one by one: some may be in before the failure.
         if (kind !== 'transient') state.progress = await state.session.progress().catch(() => state.progress);
-        if (kind === 'data' && !message.part) {
+        if (kind === 'data' && !message.part && this.options.config.apply.onDataError === 'park') {
           await this.applyParkingFailures(ctx, state, message, delivery);
           return;
         }
@@ -224,7 +225,9 @@ export class ApplyRunner {
   private async waitAndRecover(state: SourceState, source: string, kind: ApplyErrorKind, error: unknown, attempt: number): Promise<void> {
     const { site, logger, events, config } = this.options;
     const reason = describeError(error);
-    if (kind === 'schema') {
+    if (kind !== 'transient') {
+      // The target refuses this transaction (a table, a column or a constraint that differs from the
+      // source's): nothing after it is applied until it goes in, so order is kept; retried until fixed.
       if (state.halted !== reason) {
         logger.error({ source, code: (error as SitesyncError).code ?? (error as { code?: string }).code }, `applying from ${source} halted: ${reason}`);
         events.emit('apply:halted', { site, source, reason });
@@ -233,7 +236,7 @@ export class ApplyRunner {
     } else {
       logger.warn({ source, attempt }, `applying from ${source} failed, retrying: ${reason}`);
     }
-    await sleep(kind === 'schema' ? config.apply.retrySeconds * 1000 : Math.min(10_000, 200 * 2 ** Math.min(attempt, 5)));
+    await sleep(kind !== 'transient' ? config.apply.retrySeconds * 1000 : Math.min(10_000, 200 * 2 ** Math.min(attempt, 5)));
     if (kind === 'transient') {
       await state.session.close();
       state.session = await this.options.sink.openSession(source);

@@ -51,6 +51,12 @@ export interface Config {
     readonly replicaRole: boolean;
     /** Seconds to wait before retrying a source that halted (missing table, lost connection). Default 5. */
     readonly retrySeconds: number;
+    /**
+     * A transaction the target refuses (a constraint, a value that does not fit, a column that differs):
+     * `halt` (default) stops applying from its source, in order, and retries every retrySeconds until the
+     * target is fixed; `park` sets it aside in the site's parking queue and goes on (the target then lacks it).
+     */
+    readonly onDataError: 'halt' | 'park';
   };
   readonly watch: {
     /** Seconds between reads of the WAL retained by every configured site's slot (each process watches
@@ -127,6 +133,7 @@ export const configSchema = {
         prefetch: { type: 'integer', minimum: 1, maximum: 65535, default: 64 },
         replicaRole: { type: 'boolean', default: true },
         retrySeconds: { type: 'number', exclusiveMinimum: 0, default: 5 },
+        onDataError: { enum: ['halt', 'park'], default: 'halt' },
       },
     },
     watch: {

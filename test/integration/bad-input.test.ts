@@ -21,7 +21,8 @@ let metricsUrl = '';
 let metricsServer: Server | undefined;
 
 before(async () => {
-  t = await createTestSites(['paris', 'london']);
+  // Refused data is parked here (apply.onDataError: park); the default, halting, is in schema-drift.test.ts.
+  t = await createTestSites(['paris', 'london'], { apply: { retrySeconds: 0.5, onDataError: 'park' } });
   await t.everywhere(`CREATE TABLE items (id int PRIMARY KEY, v int)`);
   await sql(t.db('london'), `ALTER TABLE items ADD CONSTRAINT small CHECK (v < 100)`); // paris has no such rule
   await sql(t.db('paris'), `CREATE TABLE only_at_paris (id int PRIMARY KEY)`);
@@ -80,7 +81,7 @@ test('foreign and malformed messages are parked with their reason, and the pipel
   assert.match(String(kept[3]!.properties.headers?.['sitesync-parked-reason']), /atlantis/);
 });
 
-test('a transaction the target refuses is parked; the transactions around it are applied', async () => {
+test('with onDataError: park, a transaction the target refuses is parked; the transactions around it are applied', async () => {
   const before = parked.length;
   await sql(t.db('paris'), `INSERT INTO items VALUES (2, 500)`); // violates london's CHECK
   await sql(t.db('paris'), `INSERT INTO items VALUES (3, 3)`);

@@ -101,3 +101,20 @@ test('a column missing at the target halts that source with one line, keeps orde
   assert.deepEqual(logLines(london).filter((l) => /parked/.test(l.msg)), [], 'a schema difference is never parked');
   assert.deepEqual(logLines(london).filter((l) => l.level >= 50).map((l) => l.msg), [halt()]);
 });
+
+test('a constraint at the target the source lacks halts that source, in order, until it is fixed; nothing is parked or lost', async () => {
+  await t.everywhere('CREATE TABLE amounts (id int PRIMARY KEY, v int)');
+  await sql(t.db('london'), 'ALTER TABLE amounts ADD CONSTRAINT small CHECK (v < 100)');
+  const london = t.spawn('london');
+  await started(london);
+  await sql(t.db('paris'), 'INSERT INTO amounts VALUES (1, 500)'); // london refuses it
+  await sql(t.db('paris'), 'INSERT INTO amounts VALUES (2, 2)'); // must wait behind it
+  await waitFor('halt', async () => logLines(london).some((l) => l.level === 50 && /halted: .*violates check constraint "small"/.test(l.msg)));
+  assert.equal((await sql(t.db('london'), 'SELECT 1 FROM amounts')).length, 0, 'nothing jumps the refused transaction');
+  await sql(t.db('london'), 'ALTER TABLE amounts DROP CONSTRAINT small');
+  await waitFor('resumed', async () => (await sql(t.db('london'), 'SELECT id FROM amounts ORDER BY id')).length === 2);
+  assert.deepEqual(await sql(t.db('london'), 'SELECT id, v FROM amounts ORDER BY id'), [{ id: 1, v: 500 }, { id: 2, v: 2 }]);
+  assert.ok(!logLines(london).some((l) => /parked/.test(l.msg)), 'nothing parked');
+  london.child.kill('SIGTERM');
+  await london.exited;
+});
