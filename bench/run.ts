@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { PARAMS, type BenchContext, type Mode } from './lib/context.ts';
 import { killAllChildren } from './lib/processes.ts';
 import { formatProfile, summarizeProfiles } from './lib/profile.ts';
-import { formatNotes, formatTable, type ReportRow } from './lib/report.ts';
+import { formatNotes, formatTable, formatVerdicts, type ReportRow } from './lib/report.ts';
 import { SERVER_SETTINGS, startBenchServer, type BenchServer } from './lib/server.ts';
 import { Teardown } from './lib/teardown.ts';
 import { decodeReport, measureDecode } from './decode.ts';
@@ -191,8 +191,7 @@ async function main(): Promise<number> {
       log(`  could not read them: ${(error as Error).message}`);
     }
   }
-  const failed = rows.filter((r) => r.verdict === 'FAIL' || r.verdict === 'error').length;
-  log(`${rows.length - failed} of ${rows.length} figures met their target${failed ? `; ${failed} did not or could not be measured` : ''}`);
+  log(formatVerdicts(rows));
   return 0;
 }
 

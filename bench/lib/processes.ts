@@ -124,18 +124,27 @@ export class SitesyncProcess {
     }
   }
 
-  /** SIGTERM (sitesync finishes what is in flight and exits), SIGKILL if it takes longer than `graceMs`. */
-  async stop(graceMs = 20_000): Promise<{ code: number | null; clean: boolean }> {
+  /**
+   * SIGTERM (sitesync finishes what is in flight and exits 0), SIGKILL if it takes longer than `graceMs`.
+   * `problem` says what was not clean: killed by the signal itself (still starting, before sitesync's
+   * handler was installed), an exit status other than 0, or no exit in time.
+   */
+  async stop(graceMs = 20_000): Promise<{ readonly clean: boolean; readonly problem: string | null }> {
     const child = this.child;
-    if (!child || !this.running) return { code: this.exit?.code ?? null, clean: this.exit?.code === 0 };
+    if (!child) return { clean: true, problem: null };
+    if (!this.running) return { clean: this.exit?.code === 0, problem: this.crashed };
     this.stopping = true;
     child.kill('SIGTERM');
     const inTime = await Promise.race([this.exited.then(() => true), sleep(graceMs).then(() => false)]);
     if (!inTime) {
       child.kill('SIGKILL');
       await this.exited;
+      return { clean: false, problem: `${this.site} did not exit within ${graceMs / 1000} s of SIGTERM and was killed` };
     }
-    return { code: this.exit?.code ?? null, clean: inTime && this.exit?.code === 0 };
+    const exit = this.exit!;
+    if (exit.code === 0) return { clean: true, problem: null };
+    if (exit.signal) return { clean: false, problem: `${this.site} was ended by ${exit.signal} itself (still starting: sitesync had not installed its handler yet)` };
+    return { clean: false, problem: `${this.site} exited with status ${exit.code} after SIGTERM: ${this.tail(3)}` };
   }
 
   /** The last lines of its log that are not routine (level above info), for error reports. */

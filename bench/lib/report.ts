@@ -29,7 +29,8 @@ export function judge(ratio: number | null, meets: (ratio: number) => boolean): 
 
 export function formatRatio(ratio: number | null): string {
   if (ratio === null || !Number.isFinite(ratio)) return '—';
-  return ratio >= 10 ? ratio.toFixed(1) : ratio.toFixed(2);
+  if (ratio >= 10) return ratio.toFixed(1);
+  return ratio >= 0.1 ? ratio.toFixed(2) : ratio.toPrecision(2);
 }
 
 export function formatRate(perSecond: number, unit: string): string {
@@ -83,11 +84,22 @@ export function formatTable(rows: readonly ReportRow[]): string {
   return lines.join('\n');
 }
 
+/** Per measurement: what each ratio means (once for the rows that share it), then its notes. */
 export function formatNotes(rows: readonly ReportRow[]): string {
   const lines: string[] = [];
-  for (const r of rows) {
-    lines.push(`${r.id}. ${r.figure} — ratio = ${r.ratioMeaning}`);
-    for (const note of r.notes) lines.push(`     ${note}`);
+  for (const id of [...new Set(rows.map((r) => r.id))]) {
+    const mine = rows.filter((r) => r.id === id);
+    const meanings = new Map<string, string[]>();
+    for (const r of mine) meanings.set(r.ratioMeaning, [...(meanings.get(r.ratioMeaning) ?? []), r.figure]);
+    lines.push(`${id}.`);
+    for (const [meaning, figures] of meanings) lines.push(`   ratio of ${figures.join(', ')} = ${meaning}`);
+    for (const note of mine.flatMap((r) => r.notes)) lines.push(`   - ${note}`);
   }
   return lines.join('\n');
+}
+
+/** One line: how many figures passed, failed, could not be measured, or have no target. */
+export function formatVerdicts(rows: readonly ReportRow[]): string {
+  const count = (v: Verdict): number => rows.filter((r) => r.verdict === v).length;
+  return `${rows.length} figures: ${count('pass')} pass, ${count('FAIL')} FAIL, ${count('error')} not measured (error), ${count('info')} without a target (info)`;
 }

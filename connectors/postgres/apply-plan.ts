@@ -18,6 +18,8 @@ export interface TargetTable {
   readonly schema: string;
   readonly table: string;
   readonly columns: ReadonlySet<string>;
+  /** Each column's type as format_type spells it (quoted where needed), for casts in batched statements. */
+  readonly columnTypes?: ReadonlyMap<string, string>;
   /** Primary key column names, or null when the table has none. */
   readonly primaryKey: readonly string[] | null;
 }
@@ -26,7 +28,8 @@ export interface Statement {
   /** Name for a prepared statement: the same SQL text always gets the same name. */
   readonly name: string;
   readonly text: string;
-  readonly values: readonly (string | null)[];
+  /** Text forms of values; a batched statement binds one text array per column. */
+  readonly values: readonly (string | null | readonly (string | null)[])[];
   /** What one execution must touch; 0 rows means the row was not found (or, for an insert, was there). */
   readonly expectsRow: boolean;
 }
@@ -95,6 +98,32 @@ function planUpdate(relation: RelationInfo, oldRow: RowImage | null, newRow: Row
   });
   const { clause } = rowMatch(relation, oldRow ?? newRow, target, values);
   return statement(`UPDATE ${qualifiedName(target.schema, target.table)} SET ${sets.join(', ')} WHERE ${clause}`, values, true);
+}
+
+/**
+ * Many inserts into one table as one statement: each column travels as one text array, unnested and cast
+ * to the column's type (PostgreSQL's own text input, as for a parameter: lossless). With a primary key,
+ * existing keys are skipped and the inserted keys come back (RETURNING), so the sink can resolve the rest
+ * one by one as conflicts.
+ */
+export function planInsertBatch(relation: RelationInfo, rows: readonly RowImage[], target: TargetTable): Statement {
+  const columns = relation.columns.map((c) => c.name);
+  const values: (string | null)[][] = columns.map(() => []);
+  for (const row of rows) row.values.forEach((v, i) => values[i]!.push(v));
+  const casts = columns.map((name, i) => {
+    requireColumn(target, name);
+    const type = target.columnTypes?.get(name);
+    if (!type) throw new SitesyncError('SITESYNC_ERR_APPLY_SCHEMA', `the type of column ${JSON.stringify(name)} of ${target.schema}.${target.table} is not known at the target`);
+    return `u.c${i}::${type}`;
+  });
+  const arrays = columns.map((_, i) => `$${i + 1}::text[]`).join(', ');
+  const aliases = columns.map((_, i) => `c${i}`).join(', ');
+  const pk = target.primaryKey;
+  const tail = pk ? ` ON CONFLICT (${pk.map(quoteIdent).join(', ')}) DO NOTHING RETURNING ${pk.map((k) => `${quoteIdent(k)}::text`).join(', ')}` : '';
+  const text =
+    `INSERT INTO ${qualifiedName(target.schema, target.table)} (${columns.map(quoteIdent).join(', ')}) OVERRIDING SYSTEM VALUE ` +
+    `SELECT ${casts.join(', ')} FROM unnest(${arrays}) AS u(${aliases})${tail}`;
+  return statement(text, values, false);
 }
 
 /** The UPDATE that makes an existing row equal to an incoming insert (an insert that won a conflict). */
@@ -169,7 +198,7 @@ function requireColumn(target: TargetTable, name: string): void {
 
 const statementNames = new Map<string, string>();
 
-function statement(text: string, values: (string | null)[], expectsRow: boolean): Statement {
+function statement(text: string, values: Statement['values'], expectsRow: boolean): Statement {
   let name = statementNames.get(text);
   if (name === undefined) {
     name = `sitesync_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;

@@ -15,9 +15,9 @@ import type { ApplyErrorKind, Sink, SourceSession } from '../../src/apply/sink.t
 import { originName } from '../../src/config/names.ts';
 import { formatLsn, lsnToPosition, parseLsn, positionToLsn } from '../../src/events/position.ts';
 import { microsToIso } from '../../src/events/time.ts';
-import type { Position, Transaction, TransactionPart } from '../../src/events/transaction.ts';
+import type { Change, Position, Transaction, TransactionPart } from '../../src/events/transaction.ts';
 import type { Logger } from '../../src/observability/logger.ts';
-import { planChange, planOverwrite, planRowLookup, type RowLookup, type Statement, type TargetTable } from './apply-plan.ts';
+import { planChange, planInsertBatch, planOverwrite, planRowLookup, type RowLookup, type Statement, type TargetTable } from './apply-plan.ts';
 import { decide, DEFAULT_POLICY, isConcurrent, type ConflictKind, type ConflictPolicy, type Decision, type Writer } from '../../src/apply/conflict-policy.ts';
 import { ORIGIN_PREFIX } from '../../src/config/names.ts';
 import { classifyApplyError, describePostgresError } from './postgres-errors.ts';
@@ -48,6 +48,10 @@ export interface ConflictRecord {
 }
 
 const CONFLICT_LOG = `${BOOKKEEPING_SCHEMA}.conflicts`;
+/** Most consecutive inserts into one table sent as one statement. */
+const MAX_BATCH_ROWS = 1000;
+
+type InsertChange = Extract<Change, { op: 'insert' }>;
 
 export class PostgresSink implements Sink {
   readonly site: string;
@@ -248,42 +252,82 @@ class PostgresSourceSession implements SourceSession {
   }
 
   private async applyChanges(tx: Transaction): Promise<void> {
-    for (const change of tx.changes) {
-      const tables = change.op === 'truncate' ? change.relations : change.op === 'message' ? [] : [change.relation];
-      for (const r of tables) await this.loadTable(r.schema, r.table);
-      const target = (schema: string, table: string): TargetTable => this.tables.get(`${schema}.${table}`)!;
-      if (change.op === 'truncate' || change.op === 'message') {
-        for (const statement of planChange(change, target)) await this.run(statement);
-        continue;
-      }
-      const table = target(change.relation.schema, change.relation.table);
-      const [statement] = planChange(change, target);
-      if (!statement) continue;
+    const changes = tx.changes;
+    for (let i = 0; i < changes.length; ) {
+      const change = changes[i]!;
+      // Consecutive inserts into one table go as one statement.
       if (change.op === 'insert') {
-        if ((await this.run(statement)).rowCount !== 0 || !statement.expectsRow) continue;
-        // The key is there already: two sites inserted it, or it came back some other way.
-        const lookup = planRowLookup(change.relation, change.newRow, table);
-        const decision = await this.resolve(tx, 'insert_exists', lookup, table);
-        if (decision.resolution === 'apply') await this.run(planOverwrite(change.relation, change.newRow, table));
-        continue;
+        let end = i + 1;
+        while (end < changes.length && end - i < MAX_BATCH_ROWS) {
+          const next = changes[end]!;
+          if (next.op !== 'insert' || next.relation !== change.relation) break;
+          end++;
+        }
+        if (end - i > 1) {
+          await this.applyInsertBatch(tx, changes.slice(i, end) as InsertChange[]);
+          i = end;
+          continue;
+        }
       }
-      const row = change.op === 'update' ? (change.oldRow ?? change.newRow) : change.oldRow;
-      const lookup = planRowLookup(change.relation, row, table);
-      const found = await this.lastWriter(lookup);
-      if (found === 'missing') {
-        await this.resolve(tx, change.op === 'update' ? 'update_missing' : 'delete_missing', lookup, table, null);
-        continue;
-      }
-      if (this.commitTimestamps && isConcurrent(found, tx.site, tx.seen)) {
-        const decision = await this.resolve(tx, change.op === 'update' ? 'update_origin_differs' : 'delete_origin_differs', lookup, table, found);
-        if (decision.resolution === 'skip') continue;
-      }
-      await this.run(statement);
+      await this.applyChange(tx, change);
+      i++;
     }
   }
 
+  private async applyInsertBatch(tx: Transaction, inserts: readonly InsertChange[]): Promise<void> {
+    const relation = inserts[0]!.relation;
+    await this.loadTable(relation.schema, relation.table);
+    const table = this.tables.get(`${relation.schema}.${relation.table}`)!;
+    const result = await this.run(planInsertBatch(relation, inserts.map((c) => c.newRow), table));
+    const pk = table.primaryKey;
+    if (!pk || result.rowCount === inserts.length) return;
+    // Keys that were there already: each is a conflict, resolved as a single insert would be.
+    const keyOf = (values: readonly (string | null)[]): string => JSON.stringify(values);
+    const indexes = pk.map((name) => relation.columns.findIndex((c) => c.name === name));
+    const inserted = new Set(result.rows.map((r: Record<string, string | null>) => keyOf(pk.map((name) => r[name] ?? null))));
+    for (const change of inserts) {
+      if (inserted.has(keyOf(indexes.map((i) => change.newRow.values[i] ?? null)))) continue;
+      const lookup = planRowLookup(relation, change.newRow, table);
+      const decision = await this.resolve(tx, 'insert_exists', lookup, table);
+      if (decision.resolution === 'apply') await this.run(planOverwrite(relation, change.newRow, table));
+    }
+  }
+
+  private async applyChange(tx: Transaction, change: Change): Promise<void> {
+    const tables = change.op === 'truncate' ? change.relations : change.op === 'message' ? [] : [change.relation];
+    for (const r of tables) await this.loadTable(r.schema, r.table);
+    const target = (schema: string, table: string): TargetTable => this.tables.get(`${schema}.${table}`)!;
+    if (change.op === 'truncate' || change.op === 'message') {
+      for (const statement of planChange(change, target)) await this.run(statement);
+      return;
+    }
+    const table = target(change.relation.schema, change.relation.table);
+    const [statement] = planChange(change, target);
+    if (!statement) return;
+    if (change.op === 'insert') {
+      if ((await this.run(statement)).rowCount !== 0 || !statement.expectsRow) return;
+      // The key is there already: two sites inserted it, or it came back some other way.
+      const lookup = planRowLookup(change.relation, change.newRow, table);
+      const decision = await this.resolve(tx, 'insert_exists', lookup, table);
+      if (decision.resolution === 'apply') await this.run(planOverwrite(change.relation, change.newRow, table));
+      return;
+    }
+    const row = change.op === 'update' ? (change.oldRow ?? change.newRow) : change.oldRow;
+    const lookup = planRowLookup(change.relation, row, table);
+    const found = await this.lastWriter(lookup);
+    if (found === 'missing') {
+      await this.resolve(tx, change.op === 'update' ? 'update_missing' : 'delete_missing', lookup, table, null);
+      return;
+    }
+    if (this.commitTimestamps && isConcurrent(found, tx.site, tx.seen)) {
+      const decision = await this.resolve(tx, change.op === 'update' ? 'update_origin_differs' : 'delete_origin_differs', lookup, table, found);
+      if (decision.resolution === 'skip') return;
+    }
+    await this.run(statement);
+  }
+
   private run(statement: Statement): Promise<pg.QueryResult> {
-    return this.client.query({ name: statement.name, text: statement.text, values: statement.values as (string | null)[] });
+    return this.client.query({ name: statement.name, text: statement.text, values: statement.values as unknown[] });
   }
 
   /** Who wrote the row last: 'missing' when there is no such row, null when it cannot be known. */
@@ -332,9 +376,11 @@ class PostgresSourceSession implements SourceSession {
   private async loadTable(schema: string, table: string): Promise<void> {
     const key = `${schema}.${table}`;
     if (this.tables.has(key)) return;
-    const { rows } = await this.client.query<{ columns: string[] | null; pk: string[] | null }>(
+    const { rows } = await this.client.query<{ columns: string[] | null; types: string[] | null; pk: string[] | null }>(
       `SELECT (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '') AS columns,
+              (SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) FROM pg_attribute a
+                WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '') AS types,
               (SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum)) FROM pg_index i
                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
                 WHERE i.indrelid = c.oid AND i.indisprimary) AS pk
@@ -349,7 +395,14 @@ class PostgresSourceSession implements SourceSession {
         `table ${schema}.${table} does not exist at site ${this.options.site}; create it as at site ${this.source} (sitesync retries and resumes by itself)`,
       );
     }
-    this.tables.set(key, { schema, table, columns: new Set(row.columns ?? []), primaryKey: row.pk && row.pk.length > 0 ? row.pk : null });
+    const columns = row.columns ?? [];
+    this.tables.set(key, {
+      schema,
+      table,
+      columns: new Set(columns),
+      columnTypes: new Map(columns.map((name, i) => [name, row.types?.[i] ?? 'text'])),
+      primaryKey: row.pk && row.pk.length > 0 ? row.pk : null,
+    });
   }
 }
 

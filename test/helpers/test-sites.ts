@@ -13,7 +13,7 @@ import amqp from 'amqplib';
 import pg from 'pg';
 import { parseConfig } from '../../src/config/load-config.ts';
 import type { Config } from '../../src/config/config-schema.ts';
-import { parkingQueue, siteQueue, slotName, ORIGIN_PREFIX } from '../../src/config/names.ts';
+import { parkingQueue, siteQueue, slotName, tablesExchange, ORIGIN_PREFIX } from '../../src/config/names.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { PipelineEvents } from '../../src/observability/pipeline-events.ts';
 import { createPipeline, type Pipeline } from '../../src/pipeline.ts';
@@ -165,6 +165,7 @@ export async function createTestSites(
         await channel.deleteQueue(parkingQueue(sites[short]!));
       }
       await channel.deleteQueue(config.broker.archiveStream);
+      await channel.deleteExchange(tablesExchange(config.broker.exchange));
       await channel.deleteExchange(config.broker.exchange);
       await connection.close();
     },

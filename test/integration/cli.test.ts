@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { createTestSites, sql } from '../helpers/test-sites.ts';
+import { createTestSites, sql, waitFor } from '../helpers/test-sites.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const run = promisify(execFile);
@@ -126,7 +126,7 @@ test('RabbitMQ unreachable: capture says so in one line and keeps retrying', asy
   const t = await createTestSites(['paris', 'london']);
   try {
     const site = t.spawn('paris', { SITESYNC_BROKER__URL: 'amqp://guest:guest@127.0.0.1:1/' });
-    await new Promise((r) => setTimeout(r, 4000));
+    await waitFor('the unreachable line', async () => /SITESYNC_ERR_BROKER_UNREACHABLE/.test(site.output()));
     assert.equal(site.child.exitCode, null, 'still running, retrying');
     assert.match(site.output(), /SITESYNC_ERR_BROKER_UNREACHABLE: RabbitMQ at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:1\/ is unreachable \(connect ECONNREFUSED 127\.0\.0\.1:1\); start it or fix broker\.url/);
     assert.doesNotMatch(site.output(), /guest:guest/, 'the password is never printed');

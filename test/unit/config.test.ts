@@ -68,7 +68,7 @@ describe('parseConfig', () => {
       heartbeatSeconds: 10,
       statusIntervalSeconds: 1,
     });
-    assert.deepEqual(config.apply, { prefetch: 64, replicaRole: true, retrySeconds: 5 });
+    assert.deepEqual(config.apply, { prefetch: 64, replicaRole: true, retrySeconds: 5, onDataError: 'halt' });
     assert.deepEqual(config.metrics, { port: 0 });
     assert.deepEqual(config.log, { level: 'info' });
     assert.equal(config.sites.paris?.tables, undefined, 'tables has no default: absent means every table');
