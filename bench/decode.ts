@@ -170,7 +170,7 @@ export function decodeReport(r: DecodeResult): ReportRow[] {
   const ss = valueOf(r.sitesync);
   const ratio = ref && ss ? ss.rowsPerSecond / ref.rowsPerSecond : null;
   const notes = [
-    `backlog ${describeBacklog(r.backlog)} written in ${formatSeconds(r.writeSeconds)}; ${(r.walBytes / 1024 / 1024).toFixed(0)} MiB of WAL; both slots created before the writes`,
+    `backlog ${describeBacklog(r.backlog)} written in ${formatSeconds(r.writeSeconds)}; ${(r.walBytes / 1024 / 1024).toFixed(0)} MiB of WAL; all four slots created before the writes`,
     'reference: pg_recvlogical --endpos, -f /dev/null, pgoutput proto_version=1, the same publication, messages=true (spawn to exit)',
     'sitesync: PostgresSource + pgoutput decoder + transaction assembler in the bench process, handler counting rows (open() to last row)',
     `each side read the backlog twice from slots of its own, in the order reference, sitesync, sitesync, reference; the faster run counts (s): pg_recvlogical ${r.runs.reference.map(fmtRun).join(' / ')}, sitesync ${r.runs.sitesync.map(fmtRun).join(' / ')}`,

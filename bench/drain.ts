@@ -95,13 +95,17 @@ export async function measureBacklogDrain(ctx: BenchContext, options: DrainOptio
 
     const reference = await attempt(async () => {
       const t0 = performance.now();
-      for (const s of subscribers) await enableSubscriber(server, s);
-      const seen = await Promise.all(
-        nativeDbs.map((db) => waitForRows(server.url(db), ROWS_TABLE, spec.rows, spec.rows, { timeoutMs: ctx.params.maxLimitSeconds * 1000 })),
-      );
-      const seconds = (Math.max(...seen) - t0) / 1000;
-      for (const s of subscribers) await disableSubscriber(server, s);
-      return { seconds, rowsPerSecond: spec.rows / seconds };
+      try {
+        for (const s of subscribers) await enableSubscriber(server, s);
+        const seen = await Promise.all(
+          nativeDbs.map((db) => waitForRows(server.url(db), ROWS_TABLE, spec.rows, spec.rows, { timeoutMs: ctx.params.maxLimitSeconds * 1000 })),
+        );
+        const seconds = (Math.max(...seen) - t0) / 1000;
+        return { seconds, rowsPerSecond: spec.rows / seconds };
+      } finally {
+        // Disabled whatever happened, so that they never run beside sitesync.
+        for (const s of subscribers) await disableSubscriber(server, s);
+      }
     });
     log(`  native (${targets.length} subscriber${targets.length > 1 ? 's' : ''}): ${reference.ok ? `${formatSeconds(reference.value.seconds)}, ${formatRate(reference.value.rowsPerSecond, 'rows')}` : reference.error}`);
 
@@ -121,7 +125,7 @@ export async function measureBacklogDrain(ctx: BenchContext, options: DrainOptio
         const ready = [...processes.values()].map((p) => (p.readyAt ?? performance.now()) - p.startedAt);
         return { seconds, rowsPerSecond: spec.rows / seconds, startupSeconds: Math.max(...ready) / 1000, limitSeconds: limit };
       } catch (error) {
-        if (error instanceof NotThereInTime) throw new Error(`not done within the limit of ${limit.toFixed(0)} s (${formatSeconds(limit)}): ${error.message}`);
+        if (error instanceof NotThereInTime) throw new Error(`not done within its limit of ${formatSeconds(limit)}: ${error.message}`);
         throw error;
       } finally {
         memory = sampler.stop();

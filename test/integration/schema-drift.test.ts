@@ -100,6 +100,9 @@ test('a column missing at the target halts that source with one line, keeps orde
   assert.equal(logLines(london).filter((l) => l.msg === 'source resumed').length, 1);
   assert.deepEqual(logLines(london).filter((l) => /parked/.test(l.msg)), [], 'a schema difference is never parked');
   assert.deepEqual(logLines(london).filter((l) => l.level >= 50).map((l) => l.msg), [halt()]);
+  // Let go of the site's queue: the next test starts its own process (a second one would only stand by).
+  london.child.kill('SIGTERM');
+  await london.exited;
 });
 
 test('a constraint at the target the source lacks halts that source, in order, until it is fixed; nothing is parked or lost', async () => {
