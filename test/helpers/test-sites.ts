@@ -30,6 +30,7 @@ export function dbUrl(database: string): string {
 
 export async function sql<T extends pg.QueryResultRow = Record<string, unknown>>(database: string, text: string, values?: unknown[]): Promise<T[]> {
   const client = new pg.Client({ connectionString: dbUrl(database) });
+  client.on('error', () => undefined); // the query's own promise reports a lost connection
   await client.connect();
   try {
     return (await client.query<T>(text, values)).rows;
