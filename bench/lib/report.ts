@@ -30,7 +30,8 @@ export function judge(ratio: number | null, meets: (ratio: number) => boolean): 
 export function formatRatio(ratio: number | null): string {
   if (ratio === null || !Number.isFinite(ratio)) return '—';
   if (ratio >= 10) return ratio.toFixed(1);
-  return ratio >= 0.1 ? ratio.toFixed(2) : ratio.toPrecision(2);
+  if (ratio >= 0.01) return ratio.toFixed(2);
+  return ratio.toExponential(1); // 8.2e-5: fits the column, keeps the order of magnitude
 }
 
 export function formatRate(perSecond: number, unit: string): string {

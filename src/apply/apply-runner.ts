@@ -15,10 +15,11 @@
  * instead); a message that cannot be decoded or comes from an unknown site is published to the site's
  * parking queue with its reason, counted, and skipped, so the rest goes on.
  */
+import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { Config } from '../config/config-schema.ts';
-import { parkingQueue, siteQueue } from '../config/names.ts';
+import { PARKED_ID_HEADER, parkingQueue, RETRY_HEADER, siteQueue } from '../config/names.ts';
 import { connectBroker } from '../bus/broker-connection.ts';
 import { SCHEMA_VERSION_HEADER, messageHeaders } from '../bus/message-headers.ts';
 import { declareTopology } from '../bus/topology.ts';
@@ -163,6 +164,24 @@ export class ApplyRunner {
     const { site, events } = this.options;
     const source = message.site;
     const applied = (p: Position): boolean => state.progress !== null && comparePositions(p, state.progress) <= 0;
+    if (delivery.properties.headers?.[RETRY_HEADER] === true && !message.part) {
+      // A parked transaction an operator sent back (`sitesync parked --retry`): its position is behind
+      // what was applied since, so it is applied as it is; the applied position never moves back.
+      try {
+        await state.session.apply(message.transactions);
+      } catch (error) {
+        if (this.options.sink.classify(error) !== 'data') throw error;
+        const { [RETRY_HEADER]: _retry, ...headers } = delivery.properties.headers ?? {};
+        await this.park(ctx, delivery.content, headers, source, error, message.transactions[0]);
+        ctx.channel.ack(delivery);
+        return;
+      }
+      ctx.channel.ack(delivery);
+      const last = message.transactions[message.transactions.length - 1];
+      if (last && !applied(last.position)) state.progress = last.position;
+      if (last) events.emit('apply:applied', { site, source, transactions: message.transactions.length, rows: message.transactions.reduce((n, tx) => n + tx.changes.length, 0), position: last.position, commitTimeMicros: last.commitTimeMicros });
+      return;
+    }
     if (message.part) {
       const tx = message.transactions[0]!;
       const part = message.part;
@@ -267,6 +286,7 @@ export class ApplyRunner {
         'sitesync-parked-code': code,
         'sitesync-parked-source': source,
         'sitesync-parked-at': microsToIso(BigInt(Date.now()) * 1000n),
+        [PARKED_ID_HEADER]: randomUUID(),
         ...(tx ? { 'sitesync-parked-transaction': tx.id } : {}),
       },
     });

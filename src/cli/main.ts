@@ -11,6 +11,7 @@ import { createPipeline } from '../pipeline.ts';
 import { collectStatus, formatStatus } from './status-command.ts';
 import { planReplay, runReplay, type ReplayCommandOptions } from './replay-command.ts';
 import { subscribe, unsubscribe, type SubscriptionOptions } from './subscribe-command.ts';
+import { parkedCommand } from './parked-command.ts';
 
 const EXIT_CONFIG = 2;
 const EXIT_FAILURE = 1;
@@ -163,6 +164,25 @@ Examples:
       process.exit(0);
     } catch (error) {
       logger?.flush();
+      fail(error);
+    }
+  });
+
+program
+  .command('parked')
+  .description("list a site's parked messages (with their reasons), send them back to be applied, or discard them")
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .requiredOption('-s, --site <name>', 'the site whose parking queue to look at')
+  .option('--retry <id>', "send the parked message with this id (or 'all') back to the site's queue, to be applied as it is")
+  .option('--discard <id>', "remove the parked message with this id (or 'all') for good")
+  .action(async (opts: { config: string; site: string; retry?: string; discard?: string }) => {
+    try {
+      if (opts.retry && opts.discard) throw new SitesyncError('SITESYNC_ERR_CONFIG', 'give --retry or --discard, not both');
+      const config = loadConfig(opts.config);
+      const action = opts.retry ? { kind: 'retry' as const, id: opts.retry } : opts.discard ? { kind: 'discard' as const, id: opts.discard } : { kind: 'list' as const };
+      await parkedCommand(config, opts.site, action, (line) => process.stdout.write(`${line}\n`));
+      process.exit(0);
+    } catch (error) {
       fail(error);
     }
   });

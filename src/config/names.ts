@@ -33,3 +33,8 @@ export const tableHeader = (site: string, table: string): string => `${TABLE_HEA
 export const allTablesHeader = (site: string): string => `${TABLE_HEADER_PREFIX}${site}/*`;
 /** The quorum queue of a selective subscriber (`sitesync subscribe --name NAME`). */
 export const subscriberQueue = (name: string): string => `sitesync.subscriber.${name}`;
+
+/** Header naming a parked message, for `sitesync parked --retry/--discard`. */
+export const PARKED_ID_HEADER = 'sitesync-parked-id';
+/** Header of a parked message an operator sent back to its site's queue: apply it as it is. */
+export const RETRY_HEADER = 'sitesync-retry';

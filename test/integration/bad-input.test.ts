@@ -4,6 +4,8 @@
  * target halts that source until it is created, then everything resumes in order.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
@@ -14,6 +16,7 @@ import { CURRENT_SCHEMA_VERSION, encodeMessage } from '../../src/events/avro-cod
 import { createMetrics, serveMetrics } from '../../src/observability/metrics.ts';
 import { BROKER, createTestSites, sql, waitFor, type RunningSite, type TestSites } from '../helpers/test-sites.ts';
 
+const run = promisify(execFile);
 let t: TestSites;
 let london: RunningSite;
 const parked: { reason: string; code: string }[] = [];
@@ -123,4 +126,26 @@ test('/metrics counts what happened', async () => {
   for (const name of ['sitesync_capture_lag_bytes', 'sitesync_apply_latency_seconds_bucket', 'sitesync_duplicates_skipped_total', 'sitesync_conflicts_total', 'sitesync_source_halted']) {
     assert.ok(text.includes(name), `${name} is exported`);
   }
+});
+
+test('sitesync parked lists the parked messages; --retry applies one once its cause is fixed; --discard removes', async () => {
+  const cli = async (...args: string[]) => {
+    const { stdout } = await run(process.execPath, [new URL('../../bin/sitesync.js', import.meta.url).pathname, 'parked', '--config', t.configFile, '--site', t.sites.london!, ...args]);
+    return stdout.trim().split('\n');
+  };
+  const listed = await cli();
+  assert.equal(listed.pop(), `5 parked message(s) in SITE_${t.sites.london!.toUpperCase()}.parked`);
+  const refused = listed.find((line) => line.includes('23514'));
+  assert.ok(refused, `the refused transaction is listed with its code: ${listed.join('\n')}`);
+  assert.match(refused, /violates check constraint "small"/);
+  const id = refused.split(/\s+/)[0]!;
+
+  await sql(t.db('london'), 'ALTER TABLE items DROP CONSTRAINT small'); // the cause, fixed
+  assert.deepEqual(await cli('--retry', id), [`sent back to SITE_${t.sites.london!.toUpperCase()}: ${id}`]);
+  await waitFor('the retried row at london', async () => (await sql(t.db('london'), 'SELECT v FROM items WHERE id = 2')).length === 1);
+  assert.deepEqual(await sql(t.db('london'), 'SELECT v FROM items WHERE id = 2'), [{ v: 500 }]);
+  assert.equal((await cli()).pop(), `4 parked message(s) in SITE_${t.sites.london!.toUpperCase()}.parked`);
+
+  assert.equal((await cli('--discard', 'all')).length, 4);
+  assert.equal((await cli()).pop(), `0 parked message(s) in SITE_${t.sites.london!.toUpperCase()}.parked`);
 });
