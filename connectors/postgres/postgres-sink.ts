@@ -151,14 +151,14 @@ class PostgresSourceSession implements SourceSession {
 
   /**
    * One target commit per source transaction, so that every row keeps its own source commit time (what
-   * conflict detection compares). All but the last commit without waiting for the WAL flush; the last
-   * waits, which flushes them all, before the runner acknowledges the message.
+   * conflict detection compares). Commits do not wait for the WAL flush, except the last one of a durable
+   * call: its flush covers every commit before it (group commit).
    */
-  async apply(transactions: readonly Transaction[]): Promise<void> {
+  async apply(transactions: readonly Transaction[], options: { readonly durable: boolean } = { durable: true }): Promise<void> {
     await this.inside(async () => {
       for (const [i, tx] of transactions.entries()) {
-        await this.begin();
-        if (i < transactions.length - 1) await this.client.query('SET LOCAL synchronous_commit = off');
+        const wait = options.durable && i === transactions.length - 1;
+        await this.begin(wait ? 'BEGIN' : 'BEGIN; SET LOCAL synchronous_commit = off');
         await this.applyChanges(tx);
         await this.commit(tx.position, tx.commitTimeMicros);
       }
@@ -226,8 +226,8 @@ class PostgresSourceSession implements SourceSession {
     }
   }
 
-  private async begin(): Promise<void> {
-    await this.client.query('BEGIN');
+  private async begin(statement = 'BEGIN'): Promise<void> {
+    await this.client.query(statement);
     this.inTransaction = true;
     this.pendingConflicts = [];
   }

@@ -84,7 +84,7 @@ export class ApplyRunner {
       channel.on('close', () => end(new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', 'the consuming channel closed; sitesync reconnects')));
       await declareTopology(channel, config);
       const parking = await connection.createConfirmChannel();
-      const ctx: Context = { channel, parking, sources, alive: () => broken === null && !this.loop.stopped };
+      const ctx: Context = { channel, parking, sources, deferred: [], waiting: () => backlog.length, alive: () => broken === null && !this.loop.stopped };
 
       // Deliveries are handled strictly one after another, in queue order.
       const backlog: ConsumeMessage[] = [];
@@ -176,6 +176,7 @@ export class ApplyRunner {
         ctx.channel.ack(delivery);
         return;
       }
+      this.ackDeferred(ctx);
       ctx.channel.ack(delivery);
       const last = message.transactions[message.transactions.length - 1];
       if (last && !applied(last.position)) state.progress = last.position;
@@ -192,6 +193,7 @@ export class ApplyRunner {
       }
       if (part.index === 0) this.checkGap(state, message);
       await state.session.applyPart(tx, part);
+      this.ackDeferred(ctx);
       ctx.channel.ack(delivery);
       if (part.last) {
         state.progress = tx.position;
@@ -206,11 +208,23 @@ export class ApplyRunner {
       return;
     }
     if (fresh[0] === message.transactions[0]) this.checkGap(state, message);
-    await state.session.apply(fresh);
+    // Group commit: while more messages wait, commit without waiting for the disk and hold the
+    // acknowledgement; the next durable commit (when the queue runs dry, or enough are held) covers them.
+    const durable = ctx.waiting() === 0 || ctx.deferred.length >= MAX_DEFERRED_ACKS;
+    await state.session.apply(fresh, { durable });
     const last = fresh[fresh.length - 1]!;
     state.progress = last.position;
-    ctx.channel.ack(delivery);
+    if (durable) {
+      this.ackDeferred(ctx);
+      ctx.channel.ack(delivery);
+    } else ctx.deferred.push(delivery);
     events.emit('apply:applied', { site, source, transactions: fresh.length, rows: fresh.reduce((n, tx) => n + tx.changes.length, 0), position: last.position, commitTimeMicros: last.commitTimeMicros });
+  }
+
+  /** Acknowledges what group commit held: called right after a durable commit, which covers them. */
+  private ackDeferred(ctx: Context): void {
+    for (const d of ctx.deferred) ctx.channel.ack(d);
+    ctx.deferred.length = 0;
   }
 
   private checkGap(state: SourceState, message: ChangeMessage): void {
@@ -238,6 +252,7 @@ export class ApplyRunner {
       }
       state.progress = tx.position;
     }
+    this.ackDeferred(ctx);
     ctx.channel.ack(delivery);
   }
 
@@ -296,8 +311,15 @@ export class ApplyRunner {
   }
 }
 
+/** Most acknowledgements group commit holds before it waits for the disk anyway. */
+const MAX_DEFERRED_ACKS = 256;
+
 interface Context {
   readonly channel: Channel;
+  /** Deliveries applied without waiting for the disk, acknowledged after the next durable commit. */
+  readonly deferred: ConsumeMessage[];
+  /** Deliveries received and not yet handled. */
+  waiting(): number;
   readonly parking: ConfirmChannel;
   readonly sources: Map<string, SourceState>;
   alive(): boolean;

@@ -13,8 +13,12 @@ import type { Position, Transaction, TransactionPart } from '../events/transacti
 export interface SourceSession {
   /** Last applied position of this source, or null if nothing was ever applied from it. */
   progress(): Promise<Position | null>;
-  /** Applies whole transactions in one atomic commit that also records the last one's position. */
-  apply(transactions: readonly Transaction[]): Promise<void>;
+  /**
+   * Applies whole transactions, each in its own commit that also records its position. With `durable`
+   * (the default) it returns once they and every earlier commit are on disk; without, the commits may still
+   * be in flight to disk (group commit): the caller must not acknowledge them until a durable call returns.
+   */
+  apply(transactions: readonly Transaction[], options?: { readonly durable: boolean }): Promise<void>;
   /**
    * Takes one part of a large transaction. Parts before the last are kept durably by the sink (so the
    * runner can acknowledge each at once, and a crash loses none); the last applies them all in one

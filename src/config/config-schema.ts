@@ -43,7 +43,8 @@ export interface Config {
     readonly statusIntervalSeconds: number;
   };
   readonly apply: {
-    /** Messages the broker may deliver ahead of the one being applied. Default 64. */
+    /** Messages the broker may deliver ahead of the one being applied (bounds memory: up to this many
+     *  message bodies are held). Default 16. */
     readonly prefetch: number;
     /** Apply with session_replication_role = replica, so that target triggers and FK checks do not
      *  fire again for rows the source already checked (as PostgreSQL's own subscriptions do). Needs a
@@ -130,7 +131,7 @@ export const configSchema = {
       additionalProperties: false,
       default: {},
       properties: {
-        prefetch: { type: 'integer', minimum: 1, maximum: 65535, default: 64 },
+        prefetch: { type: 'integer', minimum: 1, maximum: 65535, default: 16 },
         replicaRole: { type: 'boolean', default: true },
         retrySeconds: { type: 'number', exclusiveMinimum: 0, default: 5 },
         onDataError: { enum: ['halt', 'park'], default: 'halt' },

@@ -68,7 +68,7 @@ describe('parseConfig', () => {
       heartbeatSeconds: 10,
       statusIntervalSeconds: 1,
     });
-    assert.deepEqual(config.apply, { prefetch: 64, replicaRole: true, retrySeconds: 5, onDataError: 'halt' });
+    assert.deepEqual(config.apply, { prefetch: 16, replicaRole: true, retrySeconds: 5, onDataError: 'halt' });
     assert.deepEqual(config.metrics, { port: 0 });
     assert.deepEqual(config.log, { level: 'info' });
     assert.equal(config.sites.paris?.tables, undefined, 'tables has no default: absent means every table');
@@ -93,7 +93,7 @@ describe('parseConfig', () => {
     assert.equal(config.capture.maxMessageBytes, 8192);
     assert.equal(config.capture.maxTransactionsPerMessage, 200);
     assert.equal(config.apply.replicaRole, false);
-    assert.equal(config.apply.prefetch, 64);
+    assert.equal(config.apply.prefetch, 16);
   });
 
   test('the result is deeply frozen, and the input is left untouched', () => {
