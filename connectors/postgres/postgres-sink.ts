@@ -158,9 +158,9 @@ class PostgresSourceSession implements SourceSession {
     await this.inside(async () => {
       for (const [i, tx] of transactions.entries()) {
         const wait = options.durable && i === transactions.length - 1;
-        await this.begin(wait ? 'BEGIN' : 'BEGIN; SET LOCAL synchronous_commit = off');
+        await this.begin(tx.position, tx.commitTimeMicros, wait);
         await this.applyChanges(tx);
-        await this.commit(tx.position, tx.commitTimeMicros);
+        await this.commit();
       }
     });
   }
@@ -185,7 +185,7 @@ class PostgresSourceSession implements SourceSession {
         );
         return;
       }
-      await this.begin();
+      await this.begin(transaction.position, transaction.commitTimeMicros);
       for (let index = 0; index < part.index; index++) {
         const { rows } = await this.client.query<{ body: Buffer; schema_version: number }>(
           `SELECT body, schema_version FROM ${SPILL_TABLE} WHERE source = $1 AND position = $2 AND part = $3`,
@@ -197,14 +197,14 @@ class PostgresSourceSession implements SourceSession {
       }
       await this.applyChanges(transaction);
       await this.client.query(`DELETE FROM ${SPILL_TABLE} WHERE source = $1`, [this.source]);
-      await this.commit(transaction.position, transaction.commitTimeMicros);
+      await this.commit();
     });
   }
 
   async skip(position: Position, commitTimeMicros: bigint): Promise<void> {
     await this.inside(async () => {
-      await this.begin();
-      await this.commit(position, commitTimeMicros);
+      await this.begin(position, commitTimeMicros);
+      await this.commit();
     });
   }
 
@@ -226,8 +226,21 @@ class PostgresSourceSession implements SourceSession {
     }
   }
 
-  private async begin(statement = 'BEGIN'): Promise<void> {
-    await this.client.query(statement);
+  /**
+   * Opens the target transaction that will record `position` as applied: the origin's commit position and
+   * time are set up front, in the same round trip as BEGIN (they are sitesync's own formatted values,
+   * checked below, never row data). An xid makes the commit record carry the origin and its progress even
+   * when no row is written.
+   */
+  private async begin(position: Position, commitTimeMicros: bigint, waitForDisk = true): Promise<void> {
+    const lsn = formatLsn(positionToLsn(position));
+    const time = microsToIso(commitTimeMicros);
+    if (!/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/.test(lsn) || !/^-?\d{4,6}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(time)) {
+      throw new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `transaction position ${position} or commit time ${time} is not well formed`);
+    }
+    await this.client.query(
+      `BEGIN;${waitForDisk ? '' : ' SET LOCAL synchronous_commit = off;'} SELECT pg_current_xact_id(), pg_replication_origin_xact_setup('${lsn}', '${time}')`,
+    );
     this.inTransaction = true;
     this.pendingConflicts = [];
   }
@@ -238,12 +251,7 @@ class PostgresSourceSession implements SourceSession {
     await this.client.query('ROLLBACK');
   }
 
-  private async commit(position: Position, commitTimeMicros: bigint): Promise<void> {
-    // An xid makes the commit record carry the origin and its progress even when no row was written.
-    await this.client.query('SELECT pg_current_xact_id(), pg_replication_origin_xact_setup($1, $2)', [
-      formatLsn(positionToLsn(position)),
-      microsToIso(commitTimeMicros),
-    ]);
+  private async commit(): Promise<void> {
     this.inTransaction = false;
     await this.client.query('COMMIT');
     const conflicts = this.pendingConflicts;
