@@ -158,10 +158,11 @@ class PostgresSourceSession implements SourceSession {
     await this.inside(async () => {
       for (const [i, tx] of transactions.entries()) {
         const wait = options.durable && i === transactions.length - 1;
-        await this.begin(tx.position, tx.commitTimeMicros, wait);
+        // The previous transaction's COMMIT travels with this one's BEGIN: two round trips per transaction.
+        await this.begin(tx.position, tx.commitTimeMicros, wait, i > 0);
         await this.applyChanges(tx);
-        await this.commit();
       }
+      if (this.inTransaction) await this.commit();
     });
   }
 
@@ -232,28 +233,34 @@ class PostgresSourceSession implements SourceSession {
    * checked below, never row data). An xid makes the commit record carry the origin and its progress even
    * when no row is written.
    */
-  private async begin(position: Position, commitTimeMicros: bigint, waitForDisk = true): Promise<void> {
+  private async begin(position: Position, commitTimeMicros: bigint, waitForDisk = true, commitOpen = false): Promise<void> {
     const lsn = formatLsn(positionToLsn(position));
     const time = microsToIso(commitTimeMicros);
     if (!/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/.test(lsn) || !/^-?\d{4,6}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(time)) {
       throw new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `transaction position ${position} or commit time ${time} is not well formed`);
     }
+    const commit = commitOpen && this.inTransaction ? 'COMMIT; ' : '';
     await this.client.query(
-      `BEGIN;${waitForDisk ? '' : ' SET LOCAL synchronous_commit = off;'} SELECT pg_current_xact_id(), pg_replication_origin_xact_setup('${lsn}', '${time}')`,
+      `${commit}BEGIN;${waitForDisk ? '' : ' SET LOCAL synchronous_commit = off;'} SELECT pg_current_xact_id(), pg_replication_origin_xact_setup('${lsn}', '${time}')`,
     );
+    if (commit) this.reportConflicts();
     this.inTransaction = true;
-    this.pendingConflicts = [];
   }
 
   private async rollback(): Promise<void> {
     this.inTransaction = false;
-    this.pendingConflicts = [];
+    this.pendingConflicts = []; // rolled back with the transaction that recorded them
     await this.client.query('ROLLBACK');
   }
 
   private async commit(): Promise<void> {
     this.inTransaction = false;
     await this.client.query('COMMIT');
+    this.reportConflicts();
+  }
+
+  /** Conflicts are told once the transaction that recorded them has committed. */
+  private reportConflicts(): void {
     const conflicts = this.pendingConflicts;
     this.pendingConflicts = [];
     for (const conflict of conflicts) this.options.onConflict?.(conflict);
