@@ -154,6 +154,12 @@ export class ApplyRunner {
           await this.applyParkingFailures(ctx, state, message, delivery);
           return;
         }
+        if (kind === 'transient' && ctx.deferred.length > 0) {
+          // Commits that group commit has not seen reach the disk may be gone with the connection: end
+          // the session, so that every unacknowledged message comes again, in order, and the applied
+          // position (which rolled back with them) filters what did survive.
+          throw new SitesyncError('SITESYNC_ERR_POSTGRES_UNREACHABLE', `the connection to site ${this.options.site}'s PostgreSQL failed with commits not yet on disk (${describeError(error)}); their messages are delivered again`, { cause: error });
+        }
         await this.waitAndRecover(state, message.site, kind, error, attempt);
       }
     }
