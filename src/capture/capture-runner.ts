@@ -178,22 +178,26 @@ export class CaptureRunner {
       logger.info({ lastPublished: previous }, 'capture started');
 
       let confirmedCheckpoint: string | null = null;
-      let confirming = false;
-      const confirmFrontier = async (): Promise<void> => {
-        if (confirming) return;
-        confirming = true;
-        try {
+      // One confirmation at a time; a call during one waits for it and then confirms what is new since.
+      let confirming: Promise<void> = Promise.resolve();
+      let busy = false;
+      const confirmFrontier = (): Promise<void> => {
+        busy = true;
+        confirming = confirming.catch(() => undefined).then(async () => {
           const frontier = tracker.advance();
           if (frontier.checkpoint !== null && frontier.checkpoint !== confirmedCheckpoint) {
             await source.confirm(frontier.checkpoint, frontier);
             confirmedCheckpoint = frontier.checkpoint;
             events.emit('capture:slot-confirmed', { site: this.site, position: frontier.checkpoint });
           }
-        } finally {
-          confirming = false;
-        }
+        }).finally(() => (busy = false));
+        return confirming;
       };
-      timers.push(setInterval(() => confirmFrontier().catch((error: unknown) => failure?.(error)), capture.statusIntervalSeconds * 1000));
+      timers.push(
+        setInterval(() => {
+          if (!busy) confirmFrontier().catch((error: unknown) => failure?.(error));
+        }, capture.statusIntervalSeconds * 1000),
+      );
       if (capture.heartbeatSeconds > 0) {
         timers.push(
           setInterval(() => {
