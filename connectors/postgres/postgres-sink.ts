@@ -294,15 +294,13 @@ class PostgresSourceSession implements SourceSession {
     await this.loadTable(relation.schema, relation.table);
     const table = this.tables.get(`${relation.schema}.${relation.table}`)!;
     const result = await this.run(planInsertBatch(relation, inserts.map((c) => c.newRow), table));
-    const pk = table.primaryKey;
-    if (!pk || result.rowCount === inserts.length) return;
-    // Keys that were there already: each is a conflict, resolved as a single insert would be.
-    const keyOf = (values: readonly (string | null)[]): string => JSON.stringify(values);
-    const indexes = pk.map((name) => relation.columns.findIndex((c) => c.name === name));
-    const inserted = new Set(result.rows.map((r: Record<string, string | null>) => keyOf(pk.map((name) => r[name] ?? null))));
+    if (!table.primaryKey || result.rowCount === inserts.length) return;
+    // Some keys were there already: find them (a row this transaction just inserted says `mine`) and
+    // resolve each as a single insert's conflict would be.
     for (const change of inserts) {
-      if (inserted.has(keyOf(indexes.map((i) => change.newRow.values[i] ?? null)))) continue;
       const lookup = planRowLookup(relation, change.newRow, table);
+      const existing = (await this.run(lookup.statement)).rows[0] as { mine: boolean } | undefined;
+      if (!existing || existing.mine) continue;
       const decision = await this.resolve(tx, 'insert_exists', lookup, table);
       if (decision.resolution === 'apply') await this.run(planOverwrite(relation, change.newRow, table));
     }

@@ -115,6 +115,8 @@ test('concurrent writes to the same rows: resolved the same way at every site, a
   await write('london', `UPDATE accounts SET note = 'london' WHERE id = 5002`); // later: wins
   await write('paris', `INSERT INTO accounts VALUES (6001, 'paris', 1, 'paris')`);
   await write('madrid', `INSERT INTO accounts VALUES (6001, 'madrid', 2, 'madrid')`); // same new key, later: wins
+  await write('paris', `INSERT INTO accounts VALUES (7001, 'paris', 1, 'paris'), (7002, 'paris', 1, 'paris')`);
+  await write('madrid', `INSERT INTO accounts VALUES (7002, 'madrid', 2, 'madrid'), (7003, 'madrid', 2, 'madrid')`); // 7002 in both batches: madrid's is later
   await write('paris', `UPDATE accounts SET note = 'paris updated' WHERE id = 5003`);
   await write('london', `DELETE FROM accounts WHERE id = 5003`); // a delete racing an update: the delete wins
   await write('madrid', `UPDATE ranked SET v = 'madrid' WHERE id = 1`);
@@ -130,6 +132,9 @@ test('concurrent writes to the same rows: resolved the same way at every site, a
   assert.equal(get(5001), '(5001,seed,2,london)');
   assert.equal(get(5002), '(5002,seed,0,london)');
   assert.equal(get(6001), '(6001,madrid,2,madrid)');
+  assert.equal(get(7001), '(7001,paris,1,paris)');
+  assert.equal(get(7002), '(7002,madrid,2,madrid)');
+  assert.equal(get(7003), '(7003,madrid,2,madrid)');
   assert.equal(get(5003), undefined, 'the delete won');
   assert.deepEqual(await converged('ranked'), ['(1,paris)', '(2,paris)']);
 
@@ -140,7 +145,7 @@ test('concurrent writes to the same rows: resolved the same way at every site, a
   // Every site logged the same outcome for every row written on both sides of the partition.
   const logged = await waitFor('conflict logs complete', async () => {
     const all = await Promise.all(SITES.map(outcomes));
-    return all.every((m) => [...m.keys()].filter((k) => !k.startsWith('public.drafts')).length === 6) ? all : undefined;
+    return all.every((m) => [...m.keys()].filter((k) => !k.startsWith('public.drafts')).length === 7) ? all : undefined;
   });
   const shared = logged.map((m) => JSON.stringify([...m].filter(([k]) => !k.startsWith('public.drafts')).sort()));
   assert.equal(shared[0], shared[1]);
@@ -149,6 +154,7 @@ test('concurrent writes to the same rows: resolved the same way at every site, a
     ['public.accounts {"id":"5001"}', sites.london],
     ['public.accounts {"id":"5002"}', sites.london],
     ['public.accounts {"id":"6001"}', sites.madrid],
+    ['public.accounts {"id":"7002"}', sites.madrid],
     ['public.accounts {"id":"5003"}', 'deleted'],
     ['public.ranked {"id":"1"}', sites.paris],
     ['public.ranked {"id":"2"}', sites.paris],
