@@ -136,13 +136,15 @@ export function planOverwrite(relation: RelationInfo, newRow: RowImage, target: 
  * else the commit time and replication origin of the transaction that did (null when PostgreSQL no
  * longer knows: a frozen or very old row version).
  */
-export function planRowLookup(relation: RelationInfo, row: RowImage, target: TargetTable): RowLookup {
+export function planRowLookup(relation: RelationInfo, row: RowImage, target: TargetTable, commitTimestamps = true): RowLookup {
   const values: (string | null)[] = [];
   const { clause, keyNames } = rowMatch(relation, row, target, values);
-  const text =
-    `SELECT x.mine, (extract(epoch FROM c.timestamp) * 1000000)::int8::text AS committed_micros, c.roident FROM ` +
-    `(SELECT xmin, xmin = pg_current_xact_id()::xid AS mine FROM ${qualifiedName(target.schema, target.table)} WHERE ${clause} FOR UPDATE) x, ` +
-    `LATERAL pg_xact_commit_timestamp_origin(x.xmin) c`;
+  const locked = `(SELECT xmin, xmin = pg_current_xact_id()::xid AS mine FROM ${qualifiedName(target.schema, target.table)} WHERE ${clause} FOR UPDATE) x`;
+  // Without track_commit_timestamp the writer cannot be asked for (the function would fail): only whether
+  // the row is there, and whether this transaction wrote it.
+  const text = commitTimestamps
+    ? `SELECT x.mine, (extract(epoch FROM c.timestamp) * 1000000)::int8::text AS committed_micros, c.roident FROM ${locked}, LATERAL pg_xact_commit_timestamp_origin(x.xmin) c`
+    : `SELECT x.mine, NULL::text AS committed_micros, NULL::int AS roident FROM ${locked}`;
   return { statement: statement(text, values, false), key: Object.fromEntries(keyNames.map((name, i) => [name, values[i] ?? null])) };
 }
 

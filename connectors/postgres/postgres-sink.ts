@@ -298,7 +298,7 @@ class PostgresSourceSession implements SourceSession {
     // Some keys were there already: find them (a row this transaction just inserted says `mine`) and
     // resolve each as a single insert's conflict would be.
     for (const change of inserts) {
-      const lookup = planRowLookup(relation, change.newRow, table);
+      const lookup = planRowLookup(relation, change.newRow, table, this.commitTimestamps);
       const existing = (await this.run(lookup.statement)).rows[0] as { mine: boolean } | undefined;
       if (!existing || existing.mine) continue;
       const decision = await this.resolve(tx, 'insert_exists', lookup, table);
@@ -320,13 +320,13 @@ class PostgresSourceSession implements SourceSession {
     if (change.op === 'insert') {
       if ((await this.run(statement)).rowCount !== 0 || !statement.expectsRow) return;
       // The key is there already: two sites inserted it, or it came back some other way.
-      const lookup = planRowLookup(change.relation, change.newRow, table);
+      const lookup = planRowLookup(change.relation, change.newRow, table, this.commitTimestamps);
       const decision = await this.resolve(tx, 'insert_exists', lookup, table);
       if (decision.resolution === 'apply') await this.run(planOverwrite(change.relation, change.newRow, table));
       return;
     }
     const row = change.op === 'update' ? (change.oldRow ?? change.newRow) : change.oldRow;
-    const lookup = planRowLookup(change.relation, row, table);
+    const lookup = planRowLookup(change.relation, row, table, this.commitTimestamps);
     const found = await this.lastWriter(lookup);
     if (found === 'missing') {
       await this.resolve(tx, change.op === 'update' ? 'update_missing' : 'delete_missing', lookup, table, null);
@@ -345,10 +345,6 @@ class PostgresSourceSession implements SourceSession {
 
   /** Who wrote the row last: 'missing' when there is no such row, null when it cannot be known. */
   private async lastWriter(lookup: RowLookup): Promise<Writer | null | 'missing'> {
-    if (!this.commitTimestamps) {
-      const { rowCount } = await this.run(lookup.statement).catch(() => ({ rowCount: 1 }));
-      return rowCount === 0 ? 'missing' : null;
-    }
     const { rows } = await this.run(lookup.statement);
     const row = rows[0] as { mine: boolean; committed_micros: string | null; roident: number | null } | undefined;
     if (!row) return 'missing';

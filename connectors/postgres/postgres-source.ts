@@ -196,15 +196,21 @@ export class PostgresSource implements Source {
     );
     this.service = service;
     const assembler = this.assembler;
+    // After one message fails to decode, nothing more of this stream may reach the handler: the rest of
+    // the socket chunk (that transaction's COMMIT included) is still parsed synchronously, and a
+    // transaction missing a change must never be handed on.
+    let broken = false;
     service.on('data', (_lsn: string, payload: Buffer) => {
+      if (broken) return;
       try {
         assembler.accept(decodePgOutput(payload));
       } catch (error) {
-        // Our own decoder failed on what the server sent: stop the stream; nothing is confirmed past it.
+        broken = true;
         service.emit('error', error);
       }
     });
     service.on('heartbeat', (lsn: string, _time: number, replyRequested: boolean) => {
+      if (broken) return;
       if (!assembler.inTransaction) handler.idle(lsnToPosition(parseLsn(lsn)), assembler.seen);
       if (replyRequested) this.sendStatus(this.lastSentStatus);
     });

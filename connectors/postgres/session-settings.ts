@@ -3,11 +3,15 @@
  * and write them with the same settings. Every connection sitesync opens (the replication connection whose
  * walsender formats the values, and the applying connection that parses them) uses these.
  *
+ * synchronous_commit=on: a commit sitesync waits for must be on disk whatever the server's default
+ * (the applier acknowledges messages after it; capture moves the slot after its bookkeeping write).
+ *
  * TCP keepalives: when the network between sitesync and the server dies silently, the server would keep
  * the old backend (holding the replication origin or the slot) for the kernel default of about two hours,
  * and the restarted session could not take them back. With these, the server notices within a minute.
  */
 export const SESSION_OPTIONS = [
+  'synchronous_commit=on',
   'tcp_keepalives_idle=20',
   'tcp_keepalives_interval=10',
   'tcp_keepalives_count=3',

@@ -84,7 +84,8 @@ export class ApplyRunner {
       channel.on('close', () => end(new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', 'the consuming channel closed; sitesync reconnects')));
       await declareTopology(channel, config);
       const parking = await connection.createConfirmChannel();
-      const ctx: Context = { channel, parking, sources, deferred: [], waiting: () => backlog.length, alive: () => broken === null && !this.loop.stopped };
+      const ctx: Context = { channel, parking, sources, deferred: [], parkedReturned: false, waiting: () => backlog.length, alive: () => broken === null && !this.loop.stopped };
+      parking.on('return', () => (ctx.parkedReturned = true));
 
       // Deliveries are handled strictly one after another, in queue order.
       const backlog: ConsumeMessage[] = [];
@@ -299,8 +300,10 @@ export class ApplyRunner {
     const { site, logger, events } = this.options;
     const code: ErrorCode | string = (error as SitesyncError).code ?? 'SITESYNC_ERR_APPLY_DATA';
     const reason = describeError(error);
+    ctx.parkedReturned = false;
     ctx.parking.publish('', parkingQueue(site), body, {
       persistent: true,
+      mandatory: true,
       headers: {
         ...headers,
         'sitesync-parked-reason': reason.slice(0, 2000),
@@ -312,6 +315,10 @@ export class ApplyRunner {
       },
     });
     await ctx.parking.waitForConfirms();
+    if (ctx.parkedReturned) {
+      // The parking queue is gone: the message stays unacknowledged, and the next session declares it again.
+      throw new SitesyncError('SITESYNC_ERR_BROKER_REJECTED', `queue ${parkingQueue(site)} does not exist, so a message could not be parked; sitesync reconnects and declares it again`);
+    }
     logger.error({ source, code, tx: tx?.id, queue: parkingQueue(site) }, `message parked: ${reason}`);
     events.emit('apply:parked', { site, source, reason, code: String(code) });
   }
@@ -324,6 +331,8 @@ interface Context {
   readonly channel: Channel;
   /** Deliveries applied without waiting for the disk, acknowledged after the next durable commit. */
   readonly deferred: ConsumeMessage[];
+  /** Set when RabbitMQ returns a message published to the parking queue (the queue is missing). */
+  parkedReturned: boolean;
   /** Deliveries received and not yet handled. */
   waiting(): number;
   readonly parking: ConfirmChannel;

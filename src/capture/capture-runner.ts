@@ -70,8 +70,11 @@ export class CaptureRunner {
   private async session(onHealthy: () => void, onStop: (end: () => void) => void): Promise<void> {
     const { config, source, events, logger } = this.options;
     const connection = await connectBroker(config.broker.url, `sitesync capture ${this.site}`);
+    // Once the session fails, nothing more is published from it: what the source handed over after the
+    // failure may be incomplete, and the next session sends everything unconfirmed again anyway.
+    let dead = false;
     let failure: ((error: unknown) => void) | null = null;
-    const failed = new Promise<never>((_, reject) => (failure = reject));
+    const failed = new Promise<never>((_, reject) => (failure = (error) => ((dead = true), reject(error))));
     failed.catch(() => undefined);
     connection.on('error', (error: Error) => failure?.(error));
     connection.on('close', () => failure?.(new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', 'the connection to RabbitMQ closed; sitesync reconnects')));
@@ -96,6 +99,7 @@ export class CaptureRunner {
       let newestCommitMicros = 0n;
 
       const publish = (transactions: Transaction[], part: TransactionPart | null, checkpoint: string | null, seen: SeenSites): void => {
+        if (dead) return;
         const t = tracker;
         const message: ChangeMessage = { site: this.site, sourceKind: source.kind, previous, transactions, part };
         const body = encodeMessage(message);

@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { planChange, quoteIdent, type Statement, type TargetTable } from '../../connectors/postgres/apply-plan.ts';
+import { planChange, quoteIdent, type Statement, type TargetTable, planRowLookup } from '../../connectors/postgres/apply-plan.ts';
 import { SitesyncError } from '../../src/errors.ts';
 import type { Change, ColumnInfo, RelationInfo, RowImage } from '../../src/events/transaction.ts';
 
@@ -343,5 +343,20 @@ describe('planChange', () => {
     const s = only(planChange({ op: 'insert', relation: users, newRow: rowOf(['1', evil, '$1']) }, targetFor(users, ['id'])));
     assert.ok(!s.text.includes('DROP'));
     assert.deepEqual(s.values, ['1', evil, '$1']);
+  });
+});
+
+describe('planRowLookup', () => {
+  test('reads the last writer from the commit timestamp and origin of the row version', () => {
+    const lookup = planRowLookup(users, rowOf(['7', 'a', null]), targetFor(users, ['id'])('public', 'users'));
+    assert.match(lookup.statement.text, /pg_xact_commit_timestamp_origin\(x\.xmin\)/);
+    assert.match(lookup.statement.text, /FOR UPDATE/);
+    assert.deepEqual(lookup.key, { id: '7' });
+  });
+
+  test('without track_commit_timestamp it only locks the row and says whether this transaction wrote it', () => {
+    const lookup = planRowLookup(users, rowOf(['7', 'a', null]), targetFor(users, ['id'])('public', 'users'), false);
+    assert.doesNotMatch(lookup.statement.text, /commit_timestamp/);
+    assert.match(lookup.statement.text, /^SELECT x\.mine, NULL::text AS committed_micros, NULL::int AS roident FROM \(SELECT xmin, xmin = pg_current_xact_id\(\)::xid AS mine FROM "public"\."users" WHERE "id" = \$1 FOR UPDATE\) x$/);
   });
 });
