@@ -171,7 +171,7 @@ export async function runFaultSuite(options: SuiteOptions): Promise<SuiteReport>
       unexpectedExits: processes.flatMap((p) => p.unexpectedExits),
       seconds: Math.round((Date.now() - started) / 1000),
       passed: false,
-      diagnostics: converged ? '' : processes.map((p) => `--- ${p.site}\n${p.tail(30)}`).join('\n'),
+      diagnostics: converged ? '' : await diagnose(postgres, processes, [siteA, siteB]),
     };
     const passed = converged && report.lost === 0 && report.duplicated === 0 && report.notPublished === 0 && report.slotViolations === 0 && report.orderViolations === 0 && report.unexpectedExits.length === 0 && samples.get(siteA)!.length > 0;
     return { ...report, passed };
@@ -184,6 +184,20 @@ export async function runFaultSuite(options: SuiteOptions): Promise<SuiteReport>
     await postgres.destroy();
     await broker.destroy();
   }
+}
+
+/** What each site was doing when the sites did not converge: positions, origins, and every log line. */
+async function diagnose(postgres: ScratchPostgres, processes: readonly SiteProcess[], sites: readonly string[]): Promise<string> {
+  const lines: string[] = [];
+  const slots = await postgres.query<{ slot_name: string; active: boolean; confirmed: string }>('postgres', `SELECT slot_name, active, confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots`).catch(() => []);
+  const origins = await postgres.query<{ external_id: string; remote_lsn: string }>('postgres', `SELECT external_id, remote_lsn::text FROM pg_replication_origin_status`).catch(() => []);
+  const backends = await postgres.query<{ application_name: string; state: string; wait: string | null; query: string }>(
+    'postgres',
+    `SELECT application_name, state, wait_event AS wait, left(query, 120) AS query FROM pg_stat_activity WHERE application_name LIKE 'sitesync%'`,
+  ).catch(() => []);
+  lines.push(`slots: ${JSON.stringify(slots)}`, `origins: ${JSON.stringify(origins)}`, `sitesync backends: ${JSON.stringify(backends)}`, `sites: ${sites.join(', ')}`);
+  for (const p of processes) lines.push(`--- ${p.site} (running: ${p.running}), last lines of every level`, p.tail(60, true));
+  return lines.join('\n');
 }
 
 /** Polls until every compared table is the same at both sites. */

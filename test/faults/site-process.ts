@@ -77,7 +77,8 @@ export class SiteProcess {
     return code;
   }
 
-  tail(n: number): string {
-    return this.lines.filter((l) => !l.includes('"level":30')).slice(-n).join('\n');
+  /** The last lines the process wrote: warnings and errors only, or `everything`. */
+  tail(n: number, everything = false): string {
+    return this.lines.filter((l) => everything || !l.includes('"level":30')).slice(-n).join('\n');
   }
 }
