@@ -78,29 +78,22 @@ export class Workload {
     }
   }
 
-  private async mix(): Promise<void> {
+  /**
+   * A writer that outlives the faults: on any error it reopens its connection, asks where it stands
+   * (`resume`: after a lost connection the last commit may or may not have happened), and goes on.
+   */
+  private async writeLoop(url: string, pauseMs: number, resume: (client: pg.Client) => Promise<void>, step: (client: pg.Client) => Promise<void>): Promise<void> {
     let client: pg.Client | null = null;
-    let seq = 0;
-    const pause = 1000 / this.options.mixRate;
     while (this.running) {
       try {
         if (!client) {
-          client = new pg.Client({ connectionString: this.urlB });
+          client = new pg.Client({ connectionString: url });
           client.on('error', () => undefined);
           await client.connect();
-          seq = Number((await client.query<{ s: string }>('SELECT coalesce(max(seq), 0) AS s FROM mix_log')).rows[0]!.s);
+          await resume(client);
         }
-        seq++;
-        const id = 1 + Math.floor(Math.random() * 500);
-        const op = ['insert', 'update', 'delete'][seq % 3]!;
-        await client.query('BEGIN');
-        if (op === 'insert') await client.query('INSERT INTO mix_items VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET v = mix_items.v + 1', [id, seq, `row ${id}`]);
-        if (op === 'update') await client.query('UPDATE mix_items SET v = v + 1, note = $2 WHERE id = $1', [id, `seq ${seq}`]);
-        if (op === 'delete') await client.query('DELETE FROM mix_items WHERE id = $1', [id]);
-        await client.query('INSERT INTO mix_log VALUES ($1, $2)', [seq, op]);
-        await client.query('COMMIT');
-        this.counts.mix++;
-        await sleep(pause);
+        await step(client);
+        await sleep(pauseMs);
       } catch {
         this.counts.errors++;
         await client?.end().catch(() => undefined);
@@ -111,31 +104,45 @@ export class Workload {
     await client?.end().catch(() => undefined);
   }
 
-  /** One writer, one row per transaction, sequence numbers in commit order. */
-  private async probe(url: string, writer: string): Promise<void> {
-    let client: pg.Client | null = null;
+  private mix(): Promise<void> {
     let seq = 0;
-    while (this.running) {
-      try {
-        if (!client) {
-          client = new pg.Client({ connectionString: url });
-          client.on('error', () => undefined);
-          await client.connect();
-          // After a lost connection the last commit may or may not have happened: ask.
-          seq = Number((await client.query<{ s: string }>('SELECT coalesce(max(seq), 0) AS s FROM order_probe WHERE writer = $1', [writer])).rows[0]!.s);
-        }
+    return this.writeLoop(
+      this.urlB,
+      1000 / this.options.mixRate,
+      async (client) => {
+        seq = Number((await client.query<{ s: string }>('SELECT coalesce(max(seq), 0) AS s FROM mix_log')).rows[0]!.s);
+      },
+      async (client) => {
+        const next = seq + 1;
+        const id = 1 + Math.floor(Math.random() * 500);
+        const op = ['insert', 'update', 'delete'][next % 3]!;
+        await client.query('BEGIN');
+        if (op === 'insert') await client.query('INSERT INTO mix_items VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET v = mix_items.v + 1', [id, next, `row ${id}`]);
+        if (op === 'update') await client.query('UPDATE mix_items SET v = v + 1, note = $2 WHERE id = $1', [id, `seq ${next}`]);
+        if (op === 'delete') await client.query('DELETE FROM mix_items WHERE id = $1', [id]);
+        await client.query('INSERT INTO mix_log VALUES ($1, $2)', [next, op]);
+        await client.query('COMMIT');
+        seq = next;
+        this.counts.mix++;
+      },
+    );
+  }
+
+  /** One writer, one row per transaction, sequence numbers in commit order. */
+  private probe(url: string, writer: string): Promise<void> {
+    let seq = 0;
+    return this.writeLoop(
+      url,
+      20,
+      async (client) => {
+        seq = Number((await client.query<{ s: string }>('SELECT coalesce(max(seq), 0) AS s FROM order_probe WHERE writer = $1', [writer])).rows[0]!.s);
+      },
+      async (client) => {
         await client.query('INSERT INTO order_probe VALUES ($1, $2)', [writer, seq + 1]);
         seq++;
         this.counts.probes++;
-        await sleep(20);
-      } catch {
-        this.counts.errors++;
-        await client?.end().catch(() => undefined);
-        client = null;
-        await sleep(200);
-      }
-    }
-    await client?.end().catch(() => undefined);
+      },
+    );
   }
 }
 
