@@ -25,6 +25,8 @@ import { createNativePublication, createNativeSubscriber, disableSubscriber, ena
 import type { SitesyncProcess } from './lib/processes.ts';
 import { formatRate, formatSeconds, judge, type ReportRow } from './lib/report.ts';
 import { MemorySampler, readMemory, type MemoryPeak } from './lib/rss.ts';
+import { BROKER } from './lib/deployment.ts';
+import { CpuMeter, formatCpu, listenerPid, postgresCpuByRole, postmasterPid, processCpuSeconds } from './lib/cpu.ts';
 
 export const DRAIN_TARGET = 0.5;
 
@@ -51,6 +53,9 @@ export interface DrainResult {
   /** Per sitesync process, during its drain (also when it failed). */
   readonly memory: readonly ProcessMemory[];
   readonly cleanStops: Outcome<true>;
+  /** CPU seconds by component while each drained (see lib/cpu.ts). */
+  readonly referenceCpu: ReadonlyMap<string, number>;
+  readonly sitesyncCpu: ReadonlyMap<string, number>;
 }
 
 export interface DrainOptions {
@@ -93,7 +98,21 @@ export async function measureBacklogDrain(ctx: BenchContext, options: DrainOptio
     const written = await writeBacklog(server.url(deployment.db('a')), spec);
     log(`  written in ${formatSeconds(written.seconds)}, ${(written.walBytes / 1024 / 1024).toFixed(0)} MiB of WAL`);
 
+    const postmaster = postmasterPid((await server.query<{ data_directory: string }>('postgres', 'SHOW data_directory'))[0]!.data_directory);
+    const rabbitmq = listenerPid(Number(new URL(BROKER).port || 5672));
+    const infrastructure = (): [string, number | null][] => [
+      ...[...(postmaster === null ? [] : postgresCpuByRole(postmaster))].map(([role, s]): [string, number] => [`PostgreSQL ${role}`, s]),
+      ['RabbitMQ', rabbitmq === null ? null : processCpuSeconds(rabbitmq)],
+    ];
+    const referenceMeter = new CpuMeter(() => new Map(infrastructure()));
+    const sitesyncMeter = new CpuMeter(
+      () => new Map([...[...processes].map(([short, p]): [string, number | null] => [`sitesync ${short.toUpperCase()}`, p.pid === null ? null : processCpuSeconds(p.pid)]), ...infrastructure()]),
+    );
+    let referenceCpu = new Map<string, number>();
+    let sitesyncCpu = new Map<string, number>();
+
     const reference = await attempt(async () => {
+      referenceMeter.begin();
       const t0 = performance.now();
       try {
         for (const s of subscribers) await enableSubscriber(server, s);
@@ -101,6 +120,7 @@ export async function measureBacklogDrain(ctx: BenchContext, options: DrainOptio
           nativeDbs.map((db) => waitForRows(server.url(db), ROWS_TABLE, spec.rows, spec.rows, { timeoutMs: ctx.params.maxLimitSeconds * 1000 })),
         );
         const seconds = (Math.max(...seen) - t0) / 1000;
+        referenceCpu = referenceMeter.end();
         return { seconds, rowsPerSecond: spec.rows / seconds };
       } finally {
         // Disabled whatever happened, so that they never run beside sitesync.
@@ -114,6 +134,7 @@ export async function measureBacklogDrain(ctx: BenchContext, options: DrainOptio
     const crashed = (): string | null => [...processes.values()].map((p) => p.crashed).find((c) => c !== null) ?? null;
     let memory: Map<string, MemoryPeak> | null = null;
     const sitesync = await attempt(async () => {
+      sitesyncMeter.begin();
       const t0 = performance.now();
       for (const p of processes.values()) p.start();
       sampler.start();
@@ -122,6 +143,7 @@ export async function measureBacklogDrain(ctx: BenchContext, options: DrainOptio
           targets.map((t) => waitForRows(server.url(deployment.db(t)), ROWS_TABLE, spec.rows, spec.rows, { timeoutMs: limit * 1000, abort: crashed })),
         );
         const seconds = (Math.max(...seen) - t0) / 1000;
+        sitesyncCpu = sitesyncMeter.end();
         const ready = [...processes.values()].map((p) => (p.readyAt ?? performance.now()) - p.startedAt);
         return { seconds, rowsPerSecond: spec.rows / seconds, startupSeconds: Math.max(...ready) / 1000, limitSeconds: limit };
       } catch (error) {
@@ -131,6 +153,8 @@ export async function measureBacklogDrain(ctx: BenchContext, options: DrainOptio
         memory = sampler.stop();
       }
     });
+    if (referenceCpu.size > 0) log(`  CPU while native drained: ${formatCpu(referenceCpu)}`);
+    if (sitesyncCpu.size > 0) log(`  CPU while sitesync drained: ${formatCpu(sitesyncCpu)}`);
     log(`  sitesync (${shorts.length} processes): ${sitesync.ok ? `${formatSeconds(sitesync.value.seconds)}, ${formatRate(sitesync.value.rowsPerSecond, 'rows')} (startup ${formatSeconds(sitesync.value.startupSeconds)})` : sitesync.error}`);
 
     const cleanStops = await attempt(async () => {
@@ -148,7 +172,7 @@ export async function measureBacklogDrain(ctx: BenchContext, options: DrainOptio
       const peak = peaks?.get(short);
       return peak ? [{ site: short.toUpperCase(), restBytes: restBytes.get(short) ?? 0, ...peak }] : [];
     });
-    return { backlog: spec, sites: shorts.length, targets: targets.length, writeSeconds: written.seconds, walBytes: written.walBytes, reference, sitesync, memory: perProcess, cleanStops };
+    return { backlog: spec, sites: shorts.length, targets: targets.length, writeSeconds: written.seconds, walBytes: written.walBytes, reference, sitesync, memory: perProcess, cleanStops, referenceCpu, sitesyncCpu };
   });
 }
 
@@ -170,6 +194,8 @@ export function drainReport(r: DrainResult, id: string, figure: string): ReportR
   if (ss) {
     notes.push(`sitesync startup (spawn to streaming and consuming, slowest process): ${formatSeconds(ss.startupSeconds)}; after startup: ${formatRate(r.backlog.rows / Math.max(0.001, ss.seconds - ss.startupSeconds), 'rows')}`);
   }
+  if (r.referenceCpu.size > 0) notes.push(`CPU while native drained: ${formatCpu(r.referenceCpu)}`);
+  if (r.sitesyncCpu.size > 0) notes.push(`CPU while sitesync drained: ${formatCpu(r.sitesyncCpu)}`);
   if (ratio !== null) notes.push(`distance to 1.0 (as fast as native): ${(1 - ratio).toFixed(2)} — sitesync takes ${(1 / ratio).toFixed(2)}× native's time`);
   if (!r.cleanStops.ok) notes.push(`warning: ${r.cleanStops.error}`);
   if (!r.reference.ok) notes.push(`reference failed: ${r.reference.error}`);

@@ -12,7 +12,7 @@
  * decodeMessage throws DecodeError and nothing else. encodeMessage throws SitesyncError
  * SITESYNC_ERR_MESSAGE_INVALID for a message the model forbids (so nothing unreadable is ever published).
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import avro from 'avsc';
 import type { Type } from 'avsc';
 import { DecodeError, SitesyncError } from '../errors.ts';
@@ -30,7 +30,9 @@ import type {
 /** The schema version this code writes. Readers know it and every older version in `schemas/`. */
 export const CURRENT_SCHEMA_VERSION: number = 2;
 
-const SCHEMA_DIR = new URL('../../schemas/', import.meta.url);
+/** schemas/ at the package root: two levels up from src/events/, one from the bundle in dist/. */
+const SCHEMA_DIR = [new URL('../../schemas/', import.meta.url), new URL('../schemas/', import.meta.url)].find((dir) => existsSync(dir))
+  ?? new URL('../../schemas/', import.meta.url);
 const SCHEMA_FILE = /^change-message\.v([1-9][0-9]*)\.avsc$/;
 
 /**
