@@ -26,7 +26,7 @@ import type { SitesyncProcess } from './lib/processes.ts';
 import { formatRate, formatSeconds, judge, type ReportRow } from './lib/report.ts';
 import { MemorySampler, readMemory, type MemoryPeak } from './lib/rss.ts';
 import { BROKER } from './lib/deployment.ts';
-import { CpuMeter, formatCpu, listenerPid, postgresCpuByRole, postmasterPid, processCpuSeconds } from './lib/cpu.ts';
+import { CpuMeter, formatCpu, listenerPid, postmasterPid } from './lib/cpu.ts';
 
 export const DRAIN_TARGET = 0.5;
 
@@ -100,13 +100,10 @@ export async function measureBacklogDrain(ctx: BenchContext, options: DrainOptio
 
     const postmaster = postmasterPid((await server.query<{ data_directory: string }>('postgres', 'SHOW data_directory'))[0]!.data_directory);
     const rabbitmq = listenerPid(Number(new URL(BROKER).port || 5672));
-    const infrastructure = (): [string, number | null][] => [
-      ...[...(postmaster === null ? [] : postgresCpuByRole(postmaster))].map(([role, s]): [string, number] => [`PostgreSQL ${role}`, s]),
-      ['RabbitMQ', rabbitmq === null ? null : processCpuSeconds(rabbitmq)],
-    ];
-    const referenceMeter = new CpuMeter(() => new Map(infrastructure()));
+    const referenceMeter = new CpuMeter(() => new Map([['RabbitMQ', rabbitmq]]), postmaster);
     const sitesyncMeter = new CpuMeter(
-      () => new Map([...[...processes].map(([short, p]): [string, number | null] => [`sitesync ${short.toUpperCase()}`, p.pid === null ? null : processCpuSeconds(p.pid)]), ...infrastructure()]),
+      () => new Map([...[...processes].map(([short, p]): [string, number | null] => [`sitesync ${short.toUpperCase()}`, p.pid]), ['RabbitMQ', rabbitmq]]),
+      postmaster,
     );
     let referenceCpu = new Map<string, number>();
     let sitesyncCpu = new Map<string, number>();

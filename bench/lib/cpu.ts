@@ -37,18 +37,15 @@ export function processCpuSeconds(pid: number): number | null {
 }
 
 /**
- * CPU seconds of a PostgreSQL server by role: each live child under its process title without the client
- * address and activity (`walsender postgres site_a`, `postgres site_b`, `walwriter`), and the postmaster
- * itself with every child that has exited under `exited backends`.
+ * CPU seconds of a PostgreSQL server's processes: each live child by pid, with its process title less the
+ * client address and activity (`walsender postgres`, `postgres site_b`, `walwriter`); under pid 0, the
+ * postmaster itself with every child it has reaped.
  */
-export function postgresCpuByRole(postmasterPid: number): Map<string, number> {
-  const byRole = new Map<string, number>();
+function postgresProcesses(postmasterPid: number): Map<number, { role: string; seconds: number }> {
+  const processes = new Map<number, { role: string; seconds: number }>();
   const root = readStat(postmasterPid);
-  if (!root) return byRole;
-  const add = (role: string, ticks: number): void => {
-    byRole.set(role, (byRole.get(role) ?? 0) + ticks / TICKS_PER_SECOND);
-  };
-  add('exited backends', root.own + root.reaped);
+  if (!root) return processes;
+  processes.set(0, { role: 'exited backends', seconds: (root.own + root.reaped) / TICKS_PER_SECOND });
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
     if (!Number.isInteger(pid)) continue;
@@ -60,9 +57,10 @@ export function postgresCpuByRole(postmasterPid: number): Map<string, number> {
     } catch {
       continue;
     }
-    add(title.replace(/^postgres:\s*/, '').replace(/\s+\d+\.\d+\.\d+\.\d+\(\d+\).*$/, ''), stat.own + stat.reaped);
+    const role = title.replace(/^postgres:\s*/, '').replace(/\s+\d+\.\d+\.\d+\.\d+\(\d+\).*$/, '');
+    processes.set(pid, { role, seconds: (stat.own + stat.reaped) / TICKS_PER_SECOND });
   }
-  return byRole;
+  return processes;
 }
 
 /** The pid of the process listening on a local TCP port (the RabbitMQ node), or null. */
@@ -91,26 +89,46 @@ export function total(used: ReadonlyMap<string, number>): number {
   return [...used.values()].reduce((a, b) => a + b, 0);
 }
 
-/** Readings of named CPU counters at two moments, and their difference. */
+/**
+ * CPU used between begin() and end(): by each named process (the sitesync processes, the RabbitMQ node)
+ * and by each role of a PostgreSQL server's processes. A backend that exits in between moves its CPU into
+ * the postmaster's count of reaped children; what it had used before begin() is taken out again there.
+ */
 export class CpuMeter {
-  private start = new Map<string, number>();
+  private named = new Map<string, number>();
+  private postgres = new Map<number, { role: string; seconds: number }>();
 
-  constructor(private readonly sources: () => ReadonlyMap<string, number | null>) {}
+  constructor(
+    private readonly processes: () => ReadonlyMap<string, number | null>,
+    private readonly postmasterPid: number | null,
+  ) {}
 
   begin(): void {
-    this.start = this.read();
+    this.named = this.readNamed();
+    this.postgres = this.postmasterPid === null ? new Map() : postgresProcesses(this.postmasterPid);
   }
 
-  /** CPU seconds used by each source since begin(); sources that vanished are left out. */
   end(): Map<string, number> {
     const used = new Map<string, number>();
-    for (const [name, now] of this.read()) used.set(name, now - (this.start.get(name) ?? 0));
+    for (const [name, now] of this.readNamed()) used.set(name, now - (this.named.get(name) ?? 0));
+    if (this.postmasterPid === null) return used;
+    const now = postgresProcesses(this.postmasterPid);
+    const byRole = new Map<string, number>();
+    const add = (role: string, seconds: number): void => {
+      byRole.set(role, (byRole.get(role) ?? 0) + seconds);
+    };
+    for (const [pid, { role, seconds }] of now) add(role, seconds - (this.postgres.get(pid)?.seconds ?? 0));
+    for (const [pid, { seconds }] of this.postgres) if (pid !== 0 && !now.has(pid)) add('exited backends', -seconds);
+    for (const [role, seconds] of byRole) used.set(`PostgreSQL ${role}`, seconds);
     return used;
   }
 
-  private read(): Map<string, number> {
+  private readNamed(): Map<string, number> {
     const values = new Map<string, number>();
-    for (const [name, value] of this.sources()) if (value !== null) values.set(name, value);
+    for (const [name, pid] of this.processes()) {
+      const seconds = pid === null ? null : processCpuSeconds(pid);
+      if (seconds !== null) values.set(name, seconds);
+    }
     return values;
   }
 }

@@ -33,6 +33,12 @@ export function decodePgOutput(payload: Buffer): PgOutputMessage {
   return message;
 }
 
+/** An INSERT, UPDATE or DELETE message, told by its tag alone (the rows are not read). */
+export function isRowChangeMessage(payload: Buffer): boolean {
+  const tag = payload[0];
+  return tag === 0x49 /* I */ || tag === 0x55 /* U */ || tag === 0x44 /* D */;
+}
+
 function decodeBody(reader: BinaryReader): PgOutputMessage {
   const tag = reader.readUInt8('message tag');
   switch (tag) {

@@ -11,13 +11,14 @@
  * position. Memory stays at one part, whatever the transaction's size.
  */
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { ApplyErrorKind, Sink, SourceSession } from '../../src/apply/sink.ts';
 import { originName } from '../../src/config/names.ts';
 import { formatLsn, lsnToPosition, parseLsn, positionToLsn } from '../../src/events/position.ts';
 import { microsToIso } from '../../src/events/time.ts';
 import type { Change, Position, Transaction, TransactionPart } from '../../src/events/transaction.ts';
 import type { Logger } from '../../src/observability/logger.ts';
-import { planChange, planInsertBatch, planOverwrite, planRowLookup, type RowLookup, type Statement, type TargetTable } from './apply-plan.ts';
+import { planChange, planCopy, planInsertBatch, planOverwrite, planRowLookup, type CopyPlan, type RowLookup, type Statement, type TargetTable } from './apply-plan.ts';
 import { decide, DEFAULT_POLICY, isConcurrent, type ConflictKind, type ConflictPolicy, type Decision, type Writer } from '../../src/apply/conflict-policy.ts';
 import { ORIGIN_PREFIX } from '../../src/config/names.ts';
 import { classifyApplyError, describePostgresError } from './postgres-errors.ts';
@@ -52,6 +53,9 @@ const CONFLICT_LOG = `${BOOKKEEPING_SCHEMA}.conflicts`;
 const MAX_BATCH_ROWS = 1000;
 
 type InsertChange = Extract<Change, { op: 'insert' }>;
+
+/** COPY met a key that was already there: the transaction is redone without COPY, which resolves it. */
+class KeyAlreadyPresent extends Error {}
 
 export class PostgresSink implements Sink {
   readonly site: string;
@@ -158,9 +162,11 @@ class PostgresSourceSession implements SourceSession {
     await this.inside(async () => {
       for (const [i, tx] of transactions.entries()) {
         const wait = options.durable && i === transactions.length - 1;
-        // The previous transaction's COMMIT travels with this one's BEGIN: two round trips per transaction.
-        await this.begin(tx.position, tx.commitTimeMicros, wait, i > 0);
-        await this.applyChanges(tx);
+        await this.copyOrRedo(async (copy, redo) => {
+          // The previous transaction's COMMIT travels with this one's BEGIN: two round trips per transaction.
+          await this.begin(tx.position, tx.commitTimeMicros, wait, i > 0 && !redo);
+          await this.applyChanges(tx, copy);
+        });
       }
       if (this.inTransaction) await this.commit();
     });
@@ -186,18 +192,20 @@ class PostgresSourceSession implements SourceSession {
         );
         return;
       }
-      await this.begin(transaction.position, transaction.commitTimeMicros);
-      for (let index = 0; index < part.index; index++) {
-        const { rows } = await this.client.query<{ body: Buffer; schema_version: number }>(
-          `SELECT body, schema_version FROM ${SPILL_TABLE} WHERE source = $1 AND position = $2 AND part = $3`,
-          [...key, index],
-        );
-        const spilled = rows[0];
-        if (!spilled) throw new SitesyncError('SITESYNC_ERR_GAP', `part ${index} of transaction ${transaction.id} is missing from ${SPILL_TABLE}`);
-        await this.applyChanges(decodeMessage(spilled.body, spilled.schema_version).transactions[0]!);
-      }
-      await this.applyChanges(transaction);
-      await this.client.query(`DELETE FROM ${SPILL_TABLE} WHERE source = $1`, [this.source]);
+      await this.copyOrRedo(async (copy) => {
+        await this.begin(transaction.position, transaction.commitTimeMicros);
+        for (let index = 0; index < part.index; index++) {
+          const { rows } = await this.client.query<{ body: Buffer; schema_version: number }>(
+            `SELECT body, schema_version FROM ${SPILL_TABLE} WHERE source = $1 AND position = $2 AND part = $3`,
+            [...key, index],
+          );
+          const spilled = rows[0];
+          if (!spilled) throw new SitesyncError('SITESYNC_ERR_GAP', `part ${index} of transaction ${transaction.id} is missing from ${SPILL_TABLE}`);
+          await this.applyChanges(decodeMessage(spilled.body, spilled.schema_version).transactions[0]!, copy);
+        }
+        await this.applyChanges(transaction, copy);
+        await this.client.query(`DELETE FROM ${SPILL_TABLE} WHERE source = $1`, [this.source]);
+      });
       await this.commit();
     });
   }
@@ -224,6 +232,20 @@ class PostgresSourceSession implements SourceSession {
       if (this.inTransaction) await this.rollback().catch(() => undefined);
       if (classifyApplyError(error) === 'schema') this.tables.clear();
       throw error;
+    }
+  }
+
+  /**
+   * Runs one target transaction's work with COPY for runs of inserts; when COPY meets a key that is already
+   * there (a conflict, rare), rolls it back and does it again without COPY, resolving the conflict.
+   */
+  private async copyOrRedo(work: (copy: boolean, redo: boolean) => Promise<void>): Promise<void> {
+    try {
+      await work(true, false);
+    } catch (error) {
+      if (!(error instanceof KeyAlreadyPresent)) throw error;
+      await this.rollback();
+      await work(false, true);
     }
   }
 
@@ -266,7 +288,7 @@ class PostgresSourceSession implements SourceSession {
     for (const conflict of conflicts) this.options.onConflict?.(conflict);
   }
 
-  private async applyChanges(tx: Transaction): Promise<void> {
+  private async applyChanges(tx: Transaction, copy: boolean): Promise<void> {
     const changes = tx.changes;
     for (let i = 0; i < changes.length; ) {
       const change = changes[i]!;
@@ -279,7 +301,7 @@ class PostgresSourceSession implements SourceSession {
           end++;
         }
         if (end - i > 1) {
-          await this.applyInsertBatch(tx, changes.slice(i, end) as InsertChange[]);
+          await this.applyInsertBatch(tx, changes.slice(i, end) as InsertChange[], copy);
           i = end;
           continue;
         }
@@ -289,10 +311,14 @@ class PostgresSourceSession implements SourceSession {
     }
   }
 
-  private async applyInsertBatch(tx: Transaction, inserts: readonly InsertChange[]): Promise<void> {
+  private async applyInsertBatch(tx: Transaction, inserts: readonly InsertChange[], copy: boolean): Promise<void> {
     const relation = inserts[0]!.relation;
     await this.loadTable(relation.schema, relation.table);
     const table = this.tables.get(`${relation.schema}.${relation.table}`)!;
+    if (copy && relation.columns.length > 0) {
+      await this.copy(planCopy(relation, inserts.map((c) => c.newRow), table), table.primaryKey !== null);
+      return;
+    }
     const result = await this.run(planInsertBatch(relation, inserts.map((c) => c.newRow), table));
     if (!table.primaryKey || result.rowCount === inserts.length) return;
     // Some keys were there already: find them (a row this transaction just inserted says `mine`) and
@@ -337,6 +363,21 @@ class PostgresSourceSession implements SourceSession {
       if (decision.resolution === 'skip') return;
     }
     await this.run(statement);
+  }
+
+  /** Runs a COPY; with a primary key, a duplicate key becomes KeyAlreadyPresent (the transaction is redone). */
+  private async copy(plan: CopyPlan, hasPrimaryKey: boolean): Promise<void> {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const stream = this.client.query(copyFrom(plan.text));
+        stream.on('finish', resolve);
+        stream.on('error', reject);
+        stream.end(plan.data);
+      });
+    } catch (error) {
+      if (hasPrimaryKey && (error as { code?: string }).code === '23505') throw new KeyAlreadyPresent();
+      throw error;
+    }
   }
 
   private run(statement: Statement): Promise<pg.QueryResult> {

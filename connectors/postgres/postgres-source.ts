@@ -18,7 +18,7 @@ import { formatLsn, lsnToPosition, parseLsn, positionToLsn } from '../../src/eve
 import type { Position, SeenSites } from '../../src/events/transaction.ts';
 import { describeError, SitesyncError } from '../../src/errors.ts';
 import type { Logger } from '../../src/observability/logger.ts';
-import { decodePgOutput } from './pgoutput-decoder.ts';
+import { decodePgOutput, isRowChangeMessage } from './pgoutput-decoder.ts';
 import { describePostgresError } from './postgres-errors.ts';
 import { encodeStandbyStatus } from './replication-frames.ts';
 import { SESSION_OPTIONS } from './session-settings.ts';
@@ -202,6 +202,8 @@ export class PostgresSource implements Source {
     let broken = false;
     service.on('data', (_lsn: string, payload: Buffer) => {
       if (broken) return;
+      // The rows of a relayed transaction are dropped; decoding them would cost as much as this site's own.
+      if (assembler.droppingChanges && isRowChangeMessage(payload)) return;
       try {
         assembler.accept(decodePgOutput(payload));
       } catch (error) {

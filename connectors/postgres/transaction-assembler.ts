@@ -67,6 +67,11 @@ export class TransactionAssembler {
     return this.seenSites;
   }
 
+  /** True inside a relayed transaction: its row changes will be dropped, so they need not be decoded. */
+  get droppingChanges(): boolean {
+    return this.open?.relayed ?? false;
+  }
+
   /** True between BEGIN and COMMIT: positions the server reports then are not safe to confirm. */
   get inTransaction(): boolean {
     return this.open !== null;

@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { planChange, quoteIdent, type Statement, type TargetTable, planRowLookup } from '../../connectors/postgres/apply-plan.ts';
+import { planChange, planCopy, quoteIdent, type Statement, type TargetTable, planRowLookup } from '../../connectors/postgres/apply-plan.ts';
 import { SitesyncError } from '../../src/errors.ts';
 import type { Change, ColumnInfo, RelationInfo, RowImage } from '../../src/events/transaction.ts';
 
@@ -358,5 +358,39 @@ describe('planRowLookup', () => {
     const lookup = planRowLookup(users, rowOf(['7', 'a', null]), targetFor(users, ['id'])('public', 'users'), false);
     assert.doesNotMatch(lookup.statement.text, /commit_timestamp/);
     assert.match(lookup.statement.text, /^SELECT x\.mine, NULL::text AS committed_micros, NULL::int AS roident FROM \(SELECT xmin, xmin = pg_current_xact_id\(\)::xid AS mine FROM "public"\."users" WHERE "id" = \$1 FOR UPDATE\) x$/);
+  });
+});
+
+describe('planCopy (runs of inserts)', () => {
+  const relation = rel('public', 'We"ird', 'd', [col('id', true), col('note')]);
+  const target = targetFor(relation, ['id'])('public', 'We"ird');
+
+  test('quoted names, one line per row, \\N for null', () => {
+    const plan = planCopy(relation, [rowOf(['1', 'a']), rowOf(['2', null])], target);
+    assert.equal(plan.text, 'COPY "public"."We""ird" ("id", "note") FROM STDIN');
+    assert.equal(plan.data, '1\ta\n2\t\\N\n');
+  });
+
+  /** COPY's text format read back as PostgreSQL reads it: the escapes planCopy writes, and \N. */
+  function readCopyField(field: string): string | null {
+    if (field === '\\N') return null;
+    return field.replace(/\\(.)/g, (_, c: string) => ({ t: '\t', n: '\n', r: '\r' } as Record<string, string>)[c] ?? c);
+  }
+
+  test('property: every value, with tabs, newlines, carriage returns, backslashes and the text "\\N", comes back as it was', () => {
+    const value = fc.option(fc.string({ unit: fc.constantFrom('a', '\\', '\t', '\n', '\r', 'N', '.', 'é') }), { nil: null });
+    fc.assert(
+      fc.property(fc.array(fc.tuple(value, value), { minLength: 1, maxLength: 5 }), (rows) => {
+        const plan = planCopy(relation, rows.map((r) => rowOf(r)), target);
+        assert.ok(plan.data.endsWith('\n'));
+        const lines = plan.data.slice(0, -1).split('\n');
+        assert.deepEqual(lines.map((line) => line.split('\t').map(readCopyField)), rows);
+      }),
+    );
+  });
+
+  test('a column missing at the target is a schema error naming it', () => {
+    const narrow = targetFor(relation, ['id'], ['id'])('public', 'We"ird');
+    assert.throws(() => planCopy(relation, [rowOf(['1', 'a'])], narrow), schemaError('note'));
   });
 });

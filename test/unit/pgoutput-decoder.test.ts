@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { DecodeError } from '../../src/errors.ts';
-import { decodePgOutput } from '../../connectors/postgres/pgoutput-decoder.ts';
+import { decodePgOutput, isRowChangeMessage } from '../../connectors/postgres/pgoutput-decoder.ts';
 import {
   POSTGRES_EPOCH_OFFSET_MICROS,
   type PgOutputMessage,
@@ -382,5 +382,13 @@ test('property: standby status update carries exactly the LSN given', () => {
       assert.equal(frame.readBigInt64BE(25) + POSTGRES_EPOCH_OFFSET_MICROS, now);
     }),
     { numRuns: 200 },
+  );
+});
+
+test('property: isRowChangeMessage is true exactly for INSERT, UPDATE and DELETE (what a relayed transaction skips)', () => {
+  fc.assert(
+    fc.property(message, (m) => {
+      assert.equal(isRowChangeMessage(encodePgOutput(m)), m.tag === 'insert' || m.tag === 'update' || m.tag === 'delete');
+    }),
   );
 });

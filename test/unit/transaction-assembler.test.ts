@@ -160,9 +160,14 @@ describe('TransactionAssembler', () => {
   });
 
   test('the relayed flag does not leak into the next transaction', () => {
-    const { recorder, feed } = setup();
-    feed(begin(0x10n), { tag: 'origin', originLsn: 1n, name: 'sitesync_a_to_b' }, usersRelation, insert(16_384, '1', 'a', null), commit(0x10n, 0x20n));
-    feed(begin(0x30n), insert(16_384, '2', 'b', null), commit(0x30n, 0x40n));
+    const { recorder, assembler, feed } = setup();
+    feed(begin(0x10n), { tag: 'origin', originLsn: 1n, name: 'sitesync_a_to_b' });
+    assert.equal(assembler.droppingChanges, true); // the source skips decoding its rows
+    feed(usersRelation, insert(16_384, '1', 'a', null), commit(0x10n, 0x20n));
+    assert.equal(assembler.droppingChanges, false);
+    feed(begin(0x30n));
+    assert.equal(assembler.droppingChanges, false);
+    feed(insert(16_384, '2', 'b', null), commit(0x30n, 0x40n));
     assert.equal(recorder.events.length, 2);
     assert.equal(recorder.events[0]!.kind, 'skipped');
     const second = recorder.events[1]!;
