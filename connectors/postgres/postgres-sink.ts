@@ -11,10 +11,9 @@
  * position. Memory stays at one part, whatever the transaction's size.
  */
 import pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import type { ApplyErrorKind, Sink, SourceSession } from '../../src/apply/sink.ts';
 import { originName } from '../../src/config/names.ts';
-import { formatLsn, lsnToPosition, parseLsn, positionToLsn } from '../../src/events/position.ts';
+import { comparePositions, formatLsn, lsnToPosition, parseLsn, positionToLsn } from '../../src/events/position.ts';
 import { microsToIso } from '../../src/events/time.ts';
 import type { Change, Position, Transaction, TransactionPart } from '../../src/events/transaction.ts';
 import type { Logger } from '../../src/observability/logger.ts';
@@ -22,6 +21,7 @@ import { planChange, planCopy, planInsertBatch, planOverwrite, planRowLookup, ty
 import { decide, DEFAULT_POLICY, isConcurrent, type ConflictKind, type ConflictPolicy, type Decision, type Writer } from '../../src/apply/conflict-policy.ts';
 import { ORIGIN_PREFIX } from '../../src/config/names.ts';
 import { classifyApplyError, describePostgresError } from './postgres-errors.ts';
+import { PipelinedCopy } from './pipelined-copy.ts';
 import { SESSION_OPTIONS } from './session-settings.ts';
 import { SitesyncError } from '../../src/errors.ts';
 import { BOOKKEEPING_SCHEMA } from '../../src/config/names.ts';
@@ -51,11 +51,21 @@ export interface ConflictRecord {
 const CONFLICT_LOG = `${BOOKKEEPING_SCHEMA}.conflicts`;
 /** Most consecutive inserts into one table sent as one statement. */
 const MAX_BATCH_ROWS = 1000;
+/** Most consecutive inserts into one table sent as one COPY (a few MB at most: parts bound the rest). */
+const MAX_COPY_ROWS = 10_000;
 
 type InsertChange = Extract<Change, { op: 'insert' }>;
 
-/** COPY met a key that was already there: the transaction is redone without COPY, which resolves it. */
+/** COPY met a key that was already there: the work is redone without COPY, which resolves the conflict. */
 class KeyAlreadyPresent extends Error {}
+
+/** A run of inserts into one table that goes as one COPY. */
+interface InsertRun {
+  readonly plan: CopyPlan;
+  readonly hasPrimaryKey: boolean;
+  /** Index of the first change after the run. */
+  readonly end: number;
+}
 
 export class PostgresSink implements Sink {
   readonly site: string;
@@ -96,8 +106,8 @@ class PostgresSourceSession implements SourceSession {
   private commitTimestamps = true;
   /** Replication origin ids to the site they apply from (0 is this site's own writes). */
   private readonly originSites = new Map<number, string>();
-  /** Conflicts recorded in the open transaction, reported once it commits. */
-  private pendingConflicts: ConflictRecord[] = [];
+  /** Conflicts recorded in the open transaction, reported once it commits; `position` is that transaction's. */
+  private pendingConflicts: { readonly position: Position; readonly record: ConflictRecord }[] = [];
 
   constructor(
     private readonly options: PostgresSinkOptions,
@@ -157,19 +167,38 @@ class PostgresSourceSession implements SourceSession {
    * One target commit per source transaction, so that every row keeps its own source commit time (what
    * conflict detection compares). Commits do not wait for the WAL flush, except the last one of a durable
    * call: its flush covers every commit before it (group commit).
+   *
+   * Runs of inserts go as COPY. When COPY meets a key already there (a conflict, rare), everything not yet
+   * committed is rolled back and done again without COPY, from the position the origin recorded.
    */
   async apply(transactions: readonly Transaction[], options: { readonly durable: boolean } = { durable: true }): Promise<void> {
     await this.inside(async () => {
-      for (const [i, tx] of transactions.entries()) {
-        const wait = options.durable && i === transactions.length - 1;
-        await this.copyOrRedo(async (copy, redo) => {
-          // The previous transaction's COMMIT travels with this one's BEGIN: two round trips per transaction.
-          await this.begin(tx.position, tx.commitTimeMicros, wait, i > 0 && !redo);
-          await this.applyChanges(tx, copy);
-        });
+      try {
+        await this.applyEach(transactions, options.durable, true);
+      } catch (error) {
+        if (!(error instanceof KeyAlreadyPresent)) throw error;
+        const uncertain = this.pendingConflicts;
+        await this.rollback();
+        const done = await this.progress();
+        // What the rollback undid was never committed; what the origin records was (a COMMIT travels with
+        // the next BEGIN, so the failed query may have committed the transaction before).
+        const committed = (position: Position): boolean => done !== null && comparePositions(position, done) <= 0;
+        this.report(uncertain.filter((c) => committed(c.position)));
+        await this.applyEach(transactions.filter((tx) => !committed(tx.position)), options.durable, false);
       }
-      if (this.inTransaction) await this.commit();
     });
+  }
+
+  private async applyEach(transactions: readonly Transaction[], durable: boolean, copy: boolean): Promise<void> {
+    for (const [i, tx] of transactions.entries()) {
+      const wait = durable && i === transactions.length - 1;
+      // The previous transaction's COMMIT travels with this one's BEGIN, and so does a leading run of
+      // inserts: one round trip for a transaction of inserts into one table, two for most others.
+      const leading = copy ? await this.insertRunAt(tx, 0) : null;
+      await this.begin(tx.position, tx.commitTimeMicros, wait, i > 0, leading);
+      await this.applyChanges(tx, copy, leading?.end ?? 0);
+    }
+    if (this.inTransaction) await this.commit();
   }
 
   async applyPart(transaction: Transaction, part: TransactionPart): Promise<void> {
@@ -236,16 +265,16 @@ class PostgresSourceSession implements SourceSession {
   }
 
   /**
-   * Runs one target transaction's work with COPY for runs of inserts; when COPY meets a key that is already
-   * there (a conflict, rare), rolls it back and does it again without COPY, resolving the conflict.
+   * Runs one target transaction's work (that commits nothing before it) with COPY for runs of inserts;
+   * when COPY meets a key that is already there, rolls it back and does it again without COPY.
    */
-  private async copyOrRedo(work: (copy: boolean, redo: boolean) => Promise<void>): Promise<void> {
+  private async copyOrRedo(work: (copy: boolean) => Promise<void>): Promise<void> {
     try {
-      await work(true, false);
+      await work(true);
     } catch (error) {
       if (!(error instanceof KeyAlreadyPresent)) throw error;
       await this.rollback();
-      await work(false, true);
+      await work(false);
     }
   }
 
@@ -255,18 +284,19 @@ class PostgresSourceSession implements SourceSession {
    * checked below, never row data). An xid makes the commit record carry the origin and its progress even
    * when no row is written.
    */
-  private async begin(position: Position, commitTimeMicros: bigint, waitForDisk = true, commitOpen = false): Promise<void> {
+  private async begin(position: Position, commitTimeMicros: bigint, waitForDisk = true, commitOpen = false, leading: InsertRun | null = null): Promise<void> {
     const lsn = formatLsn(positionToLsn(position));
     const time = microsToIso(commitTimeMicros);
     if (!/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/.test(lsn) || !/^-?\d{4,6}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(time)) {
       throw new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `transaction position ${position} or commit time ${time} is not well formed`);
     }
     const commit = commitOpen && this.inTransaction ? 'COMMIT; ' : '';
-    await this.client.query(
-      `${commit}BEGIN;${waitForDisk ? '' : ' SET LOCAL synchronous_commit = off;'} SELECT pg_current_xact_id(), pg_replication_origin_xact_setup('${lsn}', '${time}')`,
-    );
-    if (commit) this.reportConflicts();
+    const text = `${commit}BEGIN;${waitForDisk ? '' : ' SET LOCAL synchronous_commit = off;'} SELECT pg_current_xact_id(), pg_replication_origin_xact_setup('${lsn}', '${time}')`;
+    // Open from here on, even if the query fails part way: a ROLLBACK then ends whatever it began.
     this.inTransaction = true;
+    if (leading) await this.copy(`${text}; ${leading.plan.text}`, leading);
+    else await this.client.query(text);
+    if (commit) this.reportConflicts();
   }
 
   private async rollback(): Promise<void> {
@@ -285,13 +315,23 @@ class PostgresSourceSession implements SourceSession {
   private reportConflicts(): void {
     const conflicts = this.pendingConflicts;
     this.pendingConflicts = [];
-    for (const conflict of conflicts) this.options.onConflict?.(conflict);
+    this.report(conflicts);
   }
 
-  private async applyChanges(tx: Transaction, copy: boolean): Promise<void> {
+  private report(conflicts: readonly { readonly record: ConflictRecord }[]): void {
+    for (const { record } of conflicts) this.options.onConflict?.(record);
+  }
+
+  private async applyChanges(tx: Transaction, copy: boolean, from = 0): Promise<void> {
     const changes = tx.changes;
-    for (let i = 0; i < changes.length; ) {
+    for (let i = from; i < changes.length; ) {
       const change = changes[i]!;
+      const run = copy ? await this.insertRunAt(tx, i) : null;
+      if (run) {
+        await this.copy(run.plan.text, run);
+        i = run.end;
+        continue;
+      }
       // Consecutive inserts into one table go as one statement.
       if (change.op === 'insert') {
         let end = i + 1;
@@ -301,7 +341,7 @@ class PostgresSourceSession implements SourceSession {
           end++;
         }
         if (end - i > 1) {
-          await this.applyInsertBatch(tx, changes.slice(i, end) as InsertChange[], copy);
+          await this.applyInsertBatch(tx, changes.slice(i, end) as InsertChange[]);
           i = end;
           continue;
         }
@@ -311,14 +351,28 @@ class PostgresSourceSession implements SourceSession {
     }
   }
 
-  private async applyInsertBatch(tx: Transaction, inserts: readonly InsertChange[], copy: boolean): Promise<void> {
+  /** The run of inserts into one table that starts at change `start`, as a COPY; null when there is none. */
+  private async insertRunAt(tx: Transaction, start: number): Promise<InsertRun | null> {
+    const changes = tx.changes;
+    const first = changes[start];
+    if (first?.op !== 'insert' || first.relation.columns.length === 0) return null;
+    let end = start + 1;
+    while (end < changes.length && end - start < MAX_COPY_ROWS) {
+      const next = changes[end]!;
+      if (next.op !== 'insert' || next.relation !== first.relation) break;
+      end++;
+    }
+    if (end - start < 2) return null; // one row: an INSERT costs the same, and resolves a conflict itself
+    await this.loadTable(first.relation.schema, first.relation.table);
+    const table = this.tables.get(`${first.relation.schema}.${first.relation.table}`)!;
+    const rows = (changes.slice(start, end) as InsertChange[]).map((c) => c.newRow);
+    return { plan: planCopy(first.relation, rows, table), hasPrimaryKey: table.primaryKey !== null, end };
+  }
+
+  private async applyInsertBatch(tx: Transaction, inserts: readonly InsertChange[]): Promise<void> {
     const relation = inserts[0]!.relation;
     await this.loadTable(relation.schema, relation.table);
     const table = this.tables.get(`${relation.schema}.${relation.table}`)!;
-    if (copy && relation.columns.length > 0) {
-      await this.copy(planCopy(relation, inserts.map((c) => c.newRow), table), table.primaryKey !== null);
-      return;
-    }
     const result = await this.run(planInsertBatch(relation, inserts.map((c) => c.newRow), table));
     if (!table.primaryKey || result.rowCount === inserts.length) return;
     // Some keys were there already: find them (a row this transaction just inserted says `mine`) and
@@ -365,17 +419,15 @@ class PostgresSourceSession implements SourceSession {
     await this.run(statement);
   }
 
-  /** Runs a COPY; with a primary key, a duplicate key becomes KeyAlreadyPresent (the transaction is redone). */
-  private async copy(plan: CopyPlan, hasPrimaryKey: boolean): Promise<void> {
+  /**
+   * Runs `text` (ending with the run's COPY) with the run's rows; with a primary key, a duplicate key
+   * becomes KeyAlreadyPresent, and the work is redone without COPY.
+   */
+  private async copy(text: string, run: InsertRun): Promise<void> {
     try {
-      await new Promise<void>((resolve, reject) => {
-        const stream = this.client.query(copyFrom(plan.text));
-        stream.on('finish', resolve);
-        stream.on('error', reject);
-        stream.end(plan.data);
-      });
+      await PipelinedCopy.run(this.client, text, run.plan.data);
     } catch (error) {
-      if (hasPrimaryKey && (error as { code?: string }).code === '23505') throw new KeyAlreadyPresent();
+      if (run.hasPrimaryKey && (error as { code?: string }).code === '23505') throw new KeyAlreadyPresent();
       throw error;
     }
   }
@@ -404,7 +456,7 @@ class PostgresSourceSession implements SourceSession {
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
       [kind, tableName, JSON.stringify(lookup.key), tx.site, tx.id, microsToIso(tx.commitTimeMicros), local?.site ?? null, local ? microsToIso(local.commitTimeMicros) : null, policy.policy, decision.winner, decision.resolution === 'apply' ? 'applied' : 'skipped'],
     );
-    this.pendingConflicts.push({ source: this.source, kind, table: tableName, resolution: decision.resolution });
+    this.pendingConflicts.push({ position: tx.position, record: { source: this.source, kind, table: tableName, resolution: decision.resolution } });
     this.logger.info({ tx: tx.id, kind, table: tableName, key: lookup.key, local: local?.site, winner: decision.winner }, 'conflict resolved');
     return decision;
   }

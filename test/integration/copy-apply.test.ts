@@ -1,0 +1,108 @@
+/**
+ * The PostgreSQL sink's COPY path, against a real server: runs of inserts go as one pipelined COPY (merged
+ * with the transaction's BEGIN and the previous COMMIT); a key already there makes the sink roll back and
+ * redo, without COPY, whatever the origin has not recorded as committed — each transaction once, each
+ * conflict resolved, logged and reported once.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PostgresSink, type ConflictRecord } from '../../connectors/postgres/postgres-sink.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { lsnToPosition } from '../../src/events/position.ts';
+import { transactionId, type RelationInfo, type Transaction } from '../../src/events/transaction.ts';
+import type { SourceSession } from '../../src/apply/sink.ts';
+import { dbUrl, sql } from '../helpers/test-sites.ts';
+
+const DB = `sitesync_test_copy_${process.pid}`;
+const HOUR_MICROS = 3_600_000_000n;
+const items: RelationInfo = {
+  schema: 'public',
+  table: 'items',
+  replicaIdentity: 'd',
+  columns: [
+    { name: 'id', type: 'int4', typeOid: 23, typeModifier: -1, key: true },
+    { name: 'note', type: 'text', typeOid: 25, typeModifier: -1, key: false },
+  ],
+};
+const loose: RelationInfo = { ...items, table: 'loose', replicaIdentity: 'f', columns: items.columns.map((c) => ({ ...c, key: false })) };
+
+let lsn = 0x1000n;
+/** A London transaction inserting `rows`, committed an hour from now (it wins last-writer-wins). */
+function inserts(rows: [number | string, string | null][], relation = items): Transaction {
+  lsn += 0x100n;
+  const position = lsnToPosition(lsn);
+  return {
+    id: transactionId('london', position),
+    site: 'london',
+    position,
+    commitTimeMicros: BigInt(Date.now()) * 1000n + HOUR_MICROS,
+    sourceTxId: String(lsn),
+    seen: {},
+    changes: rows.map(([id, note]) => ({ op: 'insert' as const, relation, newRow: { values: [String(id), note], unchanged: [] } })),
+  };
+}
+
+const conflicts: ConflictRecord[] = [];
+let sink: PostgresSink;
+let session: SourceSession;
+
+before(async () => {
+  await sql('postgres', `DROP DATABASE IF EXISTS ${DB}`);
+  await sql('postgres', `CREATE DATABASE ${DB}`);
+  await sql(DB, `CREATE TABLE items (id int PRIMARY KEY, note text CHECK (note <> 'refused'))`);
+  await sql(DB, `CREATE TABLE loose (id int, note text)`);
+  sink = new PostgresSink({ site: 'paris', url: dbUrl(DB), replicaRole: true, logger: createLogger('silent'), onConflict: (c) => conflicts.push(c) });
+  session = await sink.openSession('london');
+});
+
+after(async () => {
+  await sink.close();
+  await sql('postgres', `DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
+});
+
+async function rows(table = 'items'): Promise<string[]> {
+  return (await sql<{ r: string }>(DB, `SELECT (id, note)::text AS r FROM ${table} ORDER BY id, note`)).map((x) => x.r);
+}
+
+test('transactions of inserts arrive whole, once, with the position of the last', async () => {
+  const txs = [inserts([[1, 'a'], [2, 'tab\there\nnewline \\ backslash']]), inserts([[3, null], [4, 'd']]), inserts([[5, 'e'], [6, 'f']])];
+  await session.apply(txs.slice(0, 2), { durable: false });
+  await session.apply(txs.slice(2), { durable: true });
+  assert.deepEqual(await rows(), ['(1,a)', '(2,"tab\there\nnewline \\\\ backslash")', '(3,)', '(4,d)', '(5,e)', '(6,f)']);
+  assert.equal(await session.progress(), txs[2]!.position);
+});
+
+test('a key already there: the conflicts of the committed transaction before and of the redone one are each reported once', async () => {
+  await sql(DB, `INSERT INTO items VALUES (10, 'local ten'), (21, 'local twenty-one')`);
+  conflicts.length = 0;
+  // A single insert (no COPY) conflicts on 10; B's COPY meets 21. B's query also carries A's COMMIT, so A
+  // is committed when B fails: B and C are redone without COPY, A is not.
+  const a = inserts([[10, 'london ten']]);
+  const b = inserts([[20, 'b'], [21, 'london twenty-one'], [22, 'b']]);
+  const c = inserts([[30, 'c'], [31, 'c']]);
+  await session.apply([a, b, c], { durable: true });
+  assert.deepEqual((await rows()).filter((r) => /^\([123][0-9],/.test(r)), ['(10,"london ten")', '(20,b)', '(21,"london twenty-one")', '(22,b)', '(30,c)', '(31,c)']);
+  assert.deepEqual(conflicts.map((x) => x.kind), ['insert_exists', 'insert_exists']);
+  const logged = await sql<{ key: { id: string }; remote_transaction: string }>(DB, `SELECT key, remote_transaction FROM sitesync.conflicts ORDER BY id`);
+  assert.deepEqual(logged.map((l) => [l.key.id, l.remote_transaction]), [['10', a.id], ['21', b.id]]);
+  assert.equal(await session.progress(), c.position);
+});
+
+test('a row the target refuses inside a COPY fails the transaction alone; the session goes on', async () => {
+  const before = await session.progress();
+  const good = inserts([[40, 'g'], [41, 'g']]);
+  const refused = inserts([[42, 'x'], [43, 'refused']]);
+  await assert.rejects(session.apply([good, refused], { durable: true }), (error: { code?: string }) => error.code === '23514');
+  assert.equal(sink.classify(await session.apply([refused]).catch((e: unknown) => e)), 'data');
+  // The merged COMMIT made `good` durable before the refusal; nothing of `refused` is there.
+  assert.equal(await session.progress(), good.position);
+  assert.notEqual(before, good.position);
+  assert.deepEqual((await rows()).filter((r) => /^\(4[0-9],/.test(r)), ['(40,g)', '(41,g)']);
+  await session.apply([inserts([[44, 'after'], [45, 'after']])]);
+  assert.deepEqual((await rows()).filter((r) => /^\(4[4-5],/.test(r)), ['(44,after)', '(45,after)']);
+});
+
+test('a table without a primary key takes duplicate rows as the source had them', async () => {
+  await session.apply([inserts([[1, 'same'], [1, 'same'], [2, null]], loose)]);
+  assert.deepEqual(await rows('loose'), ['(1,same)', '(1,same)', '(2,)']);
+});
