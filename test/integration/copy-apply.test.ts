@@ -11,9 +11,13 @@ import { createLogger } from '../../src/observability/logger.ts';
 import { lsnToPosition } from '../../src/events/position.ts';
 import { transactionId, type RelationInfo, type Transaction } from '../../src/events/transaction.ts';
 import type { SourceSession } from '../../src/apply/sink.ts';
+import { originName } from '../../src/config/names.ts';
 import { dbUrl, sql } from '../helpers/test-sites.ts';
 
 const DB = `sitesync_test_copy_${process.pid}`;
+// Replication origins belong to the whole server, not to a database: names of this run's own.
+const SOURCE = `london${process.pid}`;
+const TARGET = `paris${process.pid}`;
 const HOUR_MICROS = 3_600_000_000n;
 const items: RelationInfo = {
   schema: 'public',
@@ -32,8 +36,8 @@ function inserts(rows: [number | string, string | null][], relation = items): Tr
   lsn += 0x100n;
   const position = lsnToPosition(lsn);
   return {
-    id: transactionId('london', position),
-    site: 'london',
+    id: transactionId(SOURCE, position),
+    site: SOURCE,
     position,
     commitTimeMicros: BigInt(Date.now()) * 1000n + HOUR_MICROS,
     sourceTxId: String(lsn),
@@ -51,13 +55,14 @@ before(async () => {
   await sql('postgres', `CREATE DATABASE ${DB}`);
   await sql(DB, `CREATE TABLE items (id int PRIMARY KEY, note text CHECK (note <> 'refused'))`);
   await sql(DB, `CREATE TABLE loose (id int, note text)`);
-  sink = new PostgresSink({ site: 'paris', url: dbUrl(DB), replicaRole: true, logger: createLogger('silent'), onConflict: (c) => conflicts.push(c) });
-  session = await sink.openSession('london');
+  sink = new PostgresSink({ site: TARGET, url: dbUrl(DB), replicaRole: true, logger: createLogger('silent'), onConflict: (c) => conflicts.push(c) });
+  session = await sink.openSession(SOURCE);
 });
 
 after(async () => {
   await sink.close();
   await sql('postgres', `DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
+  await sql('postgres', `SELECT pg_replication_origin_drop($1)`, [originName(SOURCE, TARGET)]);
 });
 
 async function rows(table = 'items'): Promise<string[]> {
