@@ -48,6 +48,8 @@ export interface SuiteReport {
   readonly restarts: Record<string, number>;
   readonly unexpectedExits: string[];
   readonly seconds: number;
+  /** From the end of the faults until both sites held the same rows; null when they never did. */
+  readonly convergedAfterSeconds: number | null;
   readonly passed: boolean;
   readonly diagnostics: string;
 }
@@ -143,7 +145,8 @@ export async function runFaultSuite(options: SuiteOptions): Promise<SuiteReport>
 
     // Everything heals: both processes run, and the sites converge.
     for (const p of processes) if (!p.running) p.start();
-    const converged = await waitForConvergence(postgres, dbA, dbB, 180_000);
+    const convergedAfterMs = await waitForConvergence(postgres, dbA, dbB, 120_000, 30 * 60_000);
+    const converged = convergedAfterMs !== null;
     sampling = false;
     await sampler;
 
@@ -170,6 +173,7 @@ export async function runFaultSuite(options: SuiteOptions): Promise<SuiteReport>
       restarts: Object.fromEntries(processes.map((p) => [p.site, p.starts - 1])),
       unexpectedExits: processes.flatMap((p) => p.unexpectedExits),
       seconds: Math.round((Date.now() - started) / 1000),
+      convergedAfterSeconds: convergedAfterMs === null ? null : Math.round(convergedAfterMs / 1000),
       passed: false,
       diagnostics: converged ? '' : await diagnose(postgres, processes, [siteA, siteB]),
     };
@@ -200,19 +204,31 @@ async function diagnose(postgres: ScratchPostgres, processes: readonly SiteProce
   return lines.join('\n');
 }
 
-/** Polls until every compared table is the same at both sites. */
-async function waitForConvergence(postgres: ScratchPostgres, dbA: string, dbB: string, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+/**
+ * Polls until every compared table is the same at both sites. A site that is still catching up after the
+ * faults (a backlog built while it was down or backing off) is given time as long as it makes progress:
+ * the wait ends in failure only after `stuckMs` without the number of differing rows going down, or at
+ * `capMs` in all. Returns how long convergence took, or null.
+ */
+async function waitForConvergence(postgres: ScratchPostgres, dbA: string, dbB: string, stuckMs: number, capMs: number): Promise<number | null> {
+  const started = Date.now();
+  let fewest = Number.POSITIVE_INFINITY;
+  let lastProgress = started;
+  while (Date.now() - started < capMs && Date.now() - lastProgress < stuckMs) {
     try {
       const diffs = await Promise.all(TABLES.map((t) => compareTable(postgres, dbA, dbB, t)));
-      if (diffs.every((d) => d.onlyAtSource === 0 && d.onlyAtTarget === 0)) return true;
+      const differing = diffs.reduce((n, d) => n + d.onlyAtSource + d.onlyAtTarget, 0);
+      if (differing === 0) return Date.now() - started;
+      if (differing < fewest) {
+        fewest = differing;
+        lastProgress = Date.now();
+      }
     } catch {
       // keep polling
     }
     await sleep(1000);
   }
-  return false;
+  return null;
 }
 
 function shuffle<T>(items: T[]): T[] {
@@ -235,6 +251,7 @@ export function formatReport(r: SuiteReport): string {
     `lost rows: ${r.lost}; duplicated rows: ${r.duplicated}; committed transactions missing from the broker: ${r.notPublished}`,
     `order violations: ${r.orderViolations}; slot confirmed past a transaction the broker did not hold: ${r.slotViolations}`,
     ...r.tables.filter((t) => t.onlyAtSource || t.onlyAtTarget).map((t) => `  ${t.table}: ${t.onlyAtSource} only at source, ${t.onlyAtTarget} only at target`),
+    `sites converged: ${r.convergedAfterSeconds === null ? 'NO (no progress for 120 s, or 30 min in all)' : `${r.convergedAfterSeconds} s after the faults stopped`}`,
     `duration: ${r.seconds} s`,
     `verdict: ${r.passed ? 'PASS' : 'FAIL'}`,
   ];
