@@ -51,8 +51,16 @@ export interface ConflictRecord {
 const CONFLICT_LOG = `${BOOKKEEPING_SCHEMA}.conflicts`;
 /** Most consecutive inserts into one table sent as one statement. */
 const MAX_BATCH_ROWS = 1000;
-/** Most consecutive inserts into one table sent as one COPY (a few MB at most: parts bound the rest). */
+/** Most consecutive inserts into one table sent as one COPY, in rows and in bytes of values. */
 const MAX_COPY_ROWS = 10_000;
+const MAX_COPY_BYTES = 8 * 1024 * 1024;
+
+/** Characters of a row's values: a row's size in a COPY, near enough. */
+function rowBytes(row: { readonly values: readonly (string | null)[] }): number {
+  let n = 0;
+  for (const v of row.values) n += v === null ? 2 : v.length + 1;
+  return n;
+}
 
 type InsertChange = Extract<Change, { op: 'insert' }>;
 
@@ -357,9 +365,11 @@ class PostgresSourceSession implements SourceSession {
     const first = changes[start];
     if (first?.op !== 'insert' || first.relation.columns.length === 0) return null;
     let end = start + 1;
-    while (end < changes.length && end - start < MAX_COPY_ROWS) {
+    let bytes = rowBytes(first.newRow);
+    while (end < changes.length && end - start < MAX_COPY_ROWS && bytes < MAX_COPY_BYTES) {
       const next = changes[end]!;
       if (next.op !== 'insert' || next.relation !== first.relation) break;
+      bytes += rowBytes(next.newRow);
       end++;
     }
     if (end - start < 2) return null; // one row: an INSERT costs the same, and resolves a conflict itself
