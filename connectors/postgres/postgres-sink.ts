@@ -22,7 +22,7 @@ import { decide, DEFAULT_POLICY, isConcurrent, type ConflictKind, type ConflictP
 import { ORIGIN_PREFIX } from '../../src/config/names.ts';
 import { classifyApplyError, describePostgresError } from './postgres-errors.ts';
 import { PipelinedCopy } from './pipelined-copy.ts';
-import { SESSION_OPTIONS } from './session-settings.ts';
+import { CONNECTION_OPTIONS } from './session-settings.ts';
 import { SitesyncError } from '../../src/errors.ts';
 import { BOOKKEEPING_SCHEMA } from '../../src/config/names.ts';
 import { CURRENT_SCHEMA_VERSION, decodeMessage, encodeMessage } from '../../src/events/avro-codec.ts';
@@ -124,7 +124,7 @@ class PostgresSourceSession implements SourceSession {
   ) {
     this.origin = originName(source, options.site);
     this.logger = options.logger.child({ source });
-    this.client = new pg.Client({ connectionString: options.url, options: SESSION_OPTIONS, keepAlive: true, keepAliveInitialDelayMillis: 10_000, application_name: `sitesync apply ${source}->${options.site}` });
+    this.client = new pg.Client({ connectionString: options.url, ...CONNECTION_OPTIONS, application_name: `sitesync apply ${source}->${options.site}` });
     this.client.on('error', (error) => this.logger.warn({ reason: error.message }, 'apply connection lost'));
   }
 

@@ -21,7 +21,7 @@ import type { Logger } from '../../src/observability/logger.ts';
 import { decodePgOutput, isRowChangeMessage } from './pgoutput-decoder.ts';
 import { describePostgresError } from './postgres-errors.ts';
 import { encodeStandbyStatus } from './replication-frames.ts';
-import { SESSION_OPTIONS } from './session-settings.ts';
+import { CONNECTION_OPTIONS } from './session-settings.ts';
 import { startReplicationCommand } from './start-replication.ts';
 import { TransactionAssembler } from './transaction-assembler.ts';
 
@@ -66,7 +66,7 @@ export class PostgresSource implements Source {
     this.site = options.site;
     this.slot = slotName(options.site);
     this.publication = publicationName(options.site);
-    this.pool = new pg.Pool({ connectionString: options.url, max: 2, options: SESSION_OPTIONS, keepAlive: true, keepAliveInitialDelayMillis: 10_000, application_name: `sitesync capture ${options.site}` });
+    this.pool = new pg.Pool({ connectionString: options.url, max: 2, ...CONNECTION_OPTIONS, application_name: `sitesync capture ${options.site}` });
     // One line with the code, not the error object: pg attaches the whole client to it.
     this.pool.on('error', (error) => options.logger.warn({ code: (error as { code?: string }).code }, describeError(describePostgresError(error, options.url, options.site))));
   }
@@ -191,7 +191,7 @@ export class PostgresSource implements Source {
   async open(handler: SourceHandler): Promise<void> {
     this.assembler = new TransactionAssembler({ site: this.site, maxPartBytes: this.options.maxPartBytes, typeNames: this.typeNames, seen: this.persisted.seen }, handler);
     const service = new LogicalReplicationService(
-      { connectionString: this.options.url, options: SESSION_OPTIONS, keepAlive: true, keepAliveInitialDelayMillis: 10_000, application_name: `sitesync capture ${this.site}` },
+      { connectionString: this.options.url, ...CONNECTION_OPTIONS, application_name: `sitesync capture ${this.site}` },
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
     );
     this.service = service;

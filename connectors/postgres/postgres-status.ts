@@ -24,7 +24,7 @@ export interface OriginStatus {
 }
 
 export async function readPostgresStatus(url: string, site: string, sources: readonly string[]): Promise<{ slot: SlotStatus; origins: OriginStatus[] }> {
-  const client = new pg.Client({ connectionString: url, application_name: 'sitesync status' });
+  const client = new pg.Client({ connectionString: url, application_name: 'sitesync status', connectionTimeoutMillis: 10_000 });
   try {
     await client.connect();
     const slot = slotName(site);

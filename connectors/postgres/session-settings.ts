@@ -25,3 +25,16 @@ export const SESSION_OPTIONS = [
 ]
   .map((setting) => `-c ${setting}`)
   .join(' ');
+
+/**
+ * What every sitesync connection to PostgreSQL is opened with: the session settings above, TCP keepalives
+ * from the client's side too, and a bound on connecting, so that a server that accepts the connection but
+ * never answers (a hung network, a server stuck starting) fails the session, which is then retried,
+ * instead of waiting forever.
+ */
+export const CONNECTION_OPTIONS = {
+  options: SESSION_OPTIONS,
+  keepAlive: true,
+  keepAliveInitialDelayMillis: 10_000,
+  connectionTimeoutMillis: 30_000,
+} as const;
