@@ -1,7 +1,8 @@
 /**
- * A COPY … FROM STDIN sent in one write, without waiting for the server: the Query message, then the rows
- * as one CopyData message, then CopyDone. One round trip where COPY usually takes two; and the query may
- * start with other statements (the transaction's BEGIN and origin set-up), whose results are ignored.
+ * COPY … FROM STDIN sent in one write, without waiting for the server: the Query message, then for each
+ * COPY statement in it, in order, its rows as one CopyData message and a CopyDone. One round trip where
+ * each COPY usually takes two. The query may hold other statements (transactions' BEGIN, origin set-up
+ * and COMMIT), whose results are ignored; the server reads each COPY's data when it reaches that COPY.
  *
  * Sending the rows ahead is safe: when a statement of the query fails, COPY included, the server discards
  * the rest of the query string, and it drops CopyData and CopyDone messages that arrive outside copy mode
@@ -23,10 +24,10 @@ export class PipelinedCopy {
   private settle!: (error: Error | null) => void;
 
   constructor(
-    /** Statements, the last of which is COPY … FROM STDIN. */
+    /** Statements, among them as many COPY … FROM STDIN as `data` has entries. */
     private readonly text: string,
-    /** The rows in COPY's text format. */
-    private readonly data: string,
+    /** The rows of each COPY, in COPY's text format. */
+    private readonly data: readonly string[],
   ) {
     this.done = new Promise<void>((resolve, reject) => {
       this.settle = (error) => (error ? reject(error) : resolve());
@@ -34,7 +35,7 @@ export class PipelinedCopy {
   }
 
   /** Sends the query on `client` and waits for it. */
-  static run(client: pg.Client, text: string, data: string): Promise<void> {
+  static run(client: pg.Client, text: string, data: readonly string[]): Promise<void> {
     const copy = new PipelinedCopy(text, data);
     (client as unknown as { query(submittable: PipelinedCopy): void }).query(copy);
     return copy.done;
@@ -42,17 +43,18 @@ export class PipelinedCopy {
 
   submit(connection: Connection): void {
     const text = Buffer.from(`${this.text}\0`, 'utf8');
-    const data = Buffer.from(this.data, 'utf8');
-    const message = Buffer.allocUnsafe(5 + text.length + 5 + data.length + 5);
-    let at = 0;
-    at = message.writeUInt8(0x51 /* Q */, at);
+    const rows = this.data.map((d) => Buffer.from(d, 'utf8'));
+    const message = Buffer.allocUnsafe(5 + text.length + rows.reduce((n, r) => n + 10 + r.length, 0));
+    let at = message.writeUInt8(0x51 /* Q */, 0);
     at = message.writeUInt32BE(4 + text.length, at);
     at += text.copy(message, at);
-    at = message.writeUInt8(0x64 /* d: CopyData */, at);
-    at = message.writeUInt32BE(4 + data.length, at);
-    at += data.copy(message, at);
-    at = message.writeUInt8(0x63 /* c: CopyDone */, at);
-    message.writeUInt32BE(4, at);
+    for (const r of rows) {
+      at = message.writeUInt8(0x64 /* d: CopyData */, at);
+      at = message.writeUInt32BE(4 + r.length, at);
+      at += r.copy(message, at);
+      at = message.writeUInt8(0x63 /* c: CopyDone */, at);
+      at = message.writeUInt32BE(4, at);
+    }
     connection.stream.write(message);
   }
 

@@ -54,6 +54,8 @@ const MAX_BATCH_ROWS = 1000;
 /** Most consecutive inserts into one table sent as one COPY, in rows and in bytes of values. */
 const MAX_COPY_ROWS = 10_000;
 const MAX_COPY_BYTES = 8 * 1024 * 1024;
+/** Most transactions of inserts sent in one query (and MAX_COPY_BYTES of rows). */
+const MAX_BATCH_TRANSACTIONS = 1000;
 
 /** Characters of a row's values: a row's size in a COPY, near enough. */
 function rowBytes(row: { readonly values: readonly (string | null)[] }): number {
@@ -66,6 +68,16 @@ type InsertChange = Extract<Change, { op: 'insert' }>;
 
 /** COPY met a key that was already there: the work is redone without COPY, which resolves the conflict. */
 class KeyAlreadyPresent extends Error {}
+
+/** A target transaction to open: the source position and commit time it records, and what goes with it. */
+interface TransactionStart {
+  readonly position: Position;
+  readonly commitTimeMicros: bigint;
+  /** Whether its commit waits for the WAL flush (group commit: only the last of a durable call). */
+  readonly waitForDisk: boolean;
+  /** A run of inserts sent with the BEGIN, as COPY. */
+  readonly run: InsertRun | null;
+}
 
 /** A run of inserts into one table that goes as one COPY. */
 interface InsertRun {
@@ -198,15 +210,39 @@ class PostgresSourceSession implements SourceSession {
   }
 
   private async applyEach(transactions: readonly Transaction[], durable: boolean, copy: boolean): Promise<void> {
-    for (const [i, tx] of transactions.entries()) {
-      const wait = durable && i === transactions.length - 1;
-      // The previous transaction's COMMIT travels with this one's BEGIN, and so does a leading run of
-      // inserts: one round trip for a transaction of inserts into one table, two for most others.
-      const leading = copy ? await this.insertRunAt(tx, 0) : null;
-      await this.begin(tx.position, tx.commitTimeMicros, wait, i > 0, leading);
+    const waitFor = (i: number): boolean => durable && i === transactions.length - 1;
+    for (let i = 0; i < transactions.length; ) {
+      // Transactions that are each one run of inserts go out together: one write and one round trip for
+      // all of them, each still its own target commit.
+      const batch = copy ? await this.insertOnlyTransactionsFrom(transactions, i) : [];
+      if (batch.length > 0) {
+        await this.begin(batch.map((run, k) => ({ ...transactions[i + k]!, waitForDisk: waitFor(i + k), run })), i > 0);
+        i += batch.length;
+        continue;
+      }
+      // Otherwise the previous transaction's COMMIT travels with this one's BEGIN, and so does a leading
+      // run of inserts.
+      const tx = transactions[i]!;
+      const leading = copy ? await this.insertRunAt(tx, 0, 2) : null;
+      await this.begin([{ ...tx, waitForDisk: waitFor(i), run: leading }], i > 0);
       await this.applyChanges(tx, copy, leading?.end ?? 0);
+      i++;
     }
     if (this.inTransaction) await this.commit();
+  }
+
+  /** The transactions from `start` on that are each nothing but one run of inserts into one table. */
+  private async insertOnlyTransactionsFrom(transactions: readonly Transaction[], start: number): Promise<InsertRun[]> {
+    const runs: InsertRun[] = [];
+    let bytes = 0;
+    for (let i = start; i < transactions.length && runs.length < MAX_BATCH_TRANSACTIONS && bytes < MAX_COPY_BYTES; i++) {
+      const tx = transactions[i]!;
+      const run = await this.insertRunAt(tx, 0, 1);
+      if (!run || run.end !== tx.changes.length) break;
+      runs.push(run);
+      bytes += run.plan.data.length;
+    }
+    return runs;
   }
 
   async applyPart(transaction: Transaction, part: TransactionPart): Promise<void> {
@@ -230,7 +266,7 @@ class PostgresSourceSession implements SourceSession {
         return;
       }
       await this.copyOrRedo(async (copy) => {
-        await this.begin(transaction.position, transaction.commitTimeMicros);
+        await this.begin([{ ...transaction, waitForDisk: true, run: null }]);
         for (let index = 0; index < part.index; index++) {
           const { rows } = await this.client.query<{ body: Buffer; schema_version: number }>(
             `SELECT body, schema_version FROM ${SPILL_TABLE} WHERE source = $1 AND position = $2 AND part = $3`,
@@ -249,7 +285,7 @@ class PostgresSourceSession implements SourceSession {
 
   async skip(position: Position, commitTimeMicros: bigint): Promise<void> {
     await this.inside(async () => {
-      await this.begin(position, commitTimeMicros);
+      await this.begin([{ position, commitTimeMicros, waitForDisk: true, run: null }]);
       await this.commit();
     });
   }
@@ -287,22 +323,29 @@ class PostgresSourceSession implements SourceSession {
   }
 
   /**
-   * Opens the target transaction that will record `position` as applied: the origin's commit position and
-   * time are set up front, in the same round trip as BEGIN (they are sitesync's own formatted values,
-   * checked below, never row data). An xid makes the commit record carry the origin and its progress even
-   * when no row is written.
+   * Opens the target transactions that record each `tx.position` as applied, in one query: the origin's
+   * commit position and time are set up front (they are sitesync's own formatted values, checked below,
+   * never row data), and an xid makes the commit record carry the origin and its progress even when no row
+   * is written. Each segment may carry a COPY of a run of inserts; every segment but the last is committed
+   * by the query itself, the last stays open. With `commitOpen`, the transaction open before is committed
+   * first, in the same query.
    */
-  private async begin(position: Position, commitTimeMicros: bigint, waitForDisk = true, commitOpen = false, leading: InsertRun | null = null): Promise<void> {
-    const lsn = formatLsn(positionToLsn(position));
-    const time = microsToIso(commitTimeMicros);
-    if (!/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/.test(lsn) || !/^-?\d{4,6}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(time)) {
-      throw new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `transaction position ${position} or commit time ${time} is not well formed`);
-    }
+  private async begin(segments: readonly TransactionStart[], commitOpen = false): Promise<void> {
+    const statements = segments.map(({ position, commitTimeMicros, waitForDisk, run }) => {
+      const lsn = formatLsn(positionToLsn(position));
+      const time = microsToIso(commitTimeMicros);
+      if (!/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/.test(lsn) || !/^-?\d{4,6}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(time)) {
+        throw new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `transaction position ${position} or commit time ${time} is not well formed`);
+      }
+      const setup = `BEGIN;${waitForDisk ? '' : ' SET LOCAL synchronous_commit = off;'} SELECT pg_current_xact_id(), pg_replication_origin_xact_setup('${lsn}', '${time}')`;
+      return run ? `${setup}; ${run.plan.text}` : setup;
+    });
     const commit = commitOpen && this.inTransaction ? 'COMMIT; ' : '';
-    const text = `${commit}BEGIN;${waitForDisk ? '' : ' SET LOCAL synchronous_commit = off;'} SELECT pg_current_xact_id(), pg_replication_origin_xact_setup('${lsn}', '${time}')`;
+    const text = commit + statements.join('; COMMIT; ');
     // Open from here on, even if the query fails part way: a ROLLBACK then ends whatever it began.
     this.inTransaction = true;
-    if (leading) await this.copy(`${text}; ${leading.plan.text}`, leading);
+    const runs = segments.flatMap((s) => (s.run ? [s.run] : []));
+    if (runs.length > 0) await this.copy(text, runs);
     else await this.client.query(text);
     if (commit) this.reportConflicts();
   }
@@ -334,9 +377,10 @@ class PostgresSourceSession implements SourceSession {
     const changes = tx.changes;
     for (let i = from; i < changes.length; ) {
       const change = changes[i]!;
-      const run = copy ? await this.insertRunAt(tx, i) : null;
+      // A single insert inside a transaction stays an INSERT: it costs the same, and resolves a conflict itself.
+      const run = copy ? await this.insertRunAt(tx, i, 2) : null;
       if (run) {
-        await this.copy(run.plan.text, run);
+        await this.copy(run.plan.text, [run]);
         i = run.end;
         continue;
       }
@@ -359,8 +403,8 @@ class PostgresSourceSession implements SourceSession {
     }
   }
 
-  /** The run of inserts into one table that starts at change `start`, as a COPY; null when there is none. */
-  private async insertRunAt(tx: Transaction, start: number): Promise<InsertRun | null> {
+  /** The run of inserts into one table that starts at change `start`, as a COPY; null when shorter than `minRows`. */
+  private async insertRunAt(tx: Transaction, start: number, minRows: number): Promise<InsertRun | null> {
     const changes = tx.changes;
     const first = changes[start];
     if (first?.op !== 'insert' || first.relation.columns.length === 0) return null;
@@ -372,7 +416,7 @@ class PostgresSourceSession implements SourceSession {
       bytes += rowBytes(next.newRow);
       end++;
     }
-    if (end - start < 2) return null; // one row: an INSERT costs the same, and resolves a conflict itself
+    if (end - start < minRows) return null;
     await this.loadTable(first.relation.schema, first.relation.table);
     const table = this.tables.get(`${first.relation.schema}.${first.relation.table}`)!;
     const rows = (changes.slice(start, end) as InsertChange[]).map((c) => c.newRow);
@@ -430,14 +474,14 @@ class PostgresSourceSession implements SourceSession {
   }
 
   /**
-   * Runs `text` (ending with the run's COPY) with the run's rows; with a primary key, a duplicate key
+   * Runs `text`, whose COPY statements read the runs' rows in order; with a primary key, a duplicate key
    * becomes KeyAlreadyPresent, and the work is redone without COPY.
    */
-  private async copy(text: string, run: InsertRun): Promise<void> {
+  private async copy(text: string, runs: readonly InsertRun[]): Promise<void> {
     try {
-      await PipelinedCopy.run(this.client, text, run.plan.data);
+      await PipelinedCopy.run(this.client, text, runs.map((r) => r.plan.data));
     } catch (error) {
-      if (run.hasPrimaryKey && (error as { code?: string }).code === '23505') throw new KeyAlreadyPresent();
+      if (runs.some((r) => r.hasPrimaryKey) && (error as { code?: string }).code === '23505') throw new KeyAlreadyPresent();
       throw error;
     }
   }

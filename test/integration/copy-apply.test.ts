@@ -80,17 +80,29 @@ test('transactions of inserts arrive whole, once, with the position of the last'
 test('a key already there: the conflicts of the committed transaction before and of the redone one are each reported once', async () => {
   await sql(DB, `INSERT INTO items VALUES (10, 'local ten'), (21, 'local twenty-one')`);
   conflicts.length = 0;
-  // A single insert (no COPY) conflicts on 10; B's COPY meets 21. B's query also carries A's COMMIT, so A
-  // is committed when B fails: B and C are redone without COPY, A is not.
+  // A is not only inserts, so it goes on its own: its insert conflicts on 10, its delete finds nothing.
+  // B and C, inserts only, go as one query that starts with A's COMMIT; B's COPY meets 21. So A is
+  // committed when B fails: B and C are redone without COPY, A is not, and A's conflicts are still told.
   const a = inserts([[10, 'london ten']]);
+  const withDelete: Transaction = { ...a, changes: [...a.changes, { op: 'delete', relation: items, oldRow: { values: ['99', null], unchanged: [] } }] };
   const b = inserts([[20, 'b'], [21, 'london twenty-one'], [22, 'b']]);
   const c = inserts([[30, 'c'], [31, 'c']]);
-  await session.apply([a, b, c], { durable: true });
+  await session.apply([withDelete, b, c], { durable: true });
   assert.deepEqual((await rows()).filter((r) => /^\([123][0-9],/.test(r)), ['(10,"london ten")', '(20,b)', '(21,"london twenty-one")', '(22,b)', '(30,c)', '(31,c)']);
-  assert.deepEqual(conflicts.map((x) => x.kind), ['insert_exists', 'insert_exists']);
-  const logged = await sql<{ key: { id: string }; remote_transaction: string }>(DB, `SELECT key, remote_transaction FROM sitesync.conflicts ORDER BY id`);
-  assert.deepEqual(logged.map((l) => [l.key.id, l.remote_transaction]), [['10', a.id], ['21', b.id]]);
+  assert.deepEqual(conflicts.map((x) => x.kind), ['insert_exists', 'delete_missing', 'insert_exists']);
+  const logged = await sql<{ kind: string; remote_transaction: string }>(DB, `SELECT kind, remote_transaction FROM sitesync.conflicts ORDER BY id`);
+  assert.deepEqual(logged.map((l) => [l.kind, l.remote_transaction]), [['insert_exists', a.id], ['delete_missing', a.id], ['insert_exists', b.id]]);
   assert.equal(await session.progress(), c.position);
+});
+
+test('transactions of inserts only go as one query; a conflict in the middle redoes them all, each once', async () => {
+  await sql(DB, `INSERT INTO items VALUES (51, 'local')`);
+  conflicts.length = 0;
+  const txs = [inserts([[50, 'x']]), inserts([[51, 'london']]), inserts([[52, 'y'], [53, 'y']])];
+  await session.apply(txs, { durable: true });
+  assert.deepEqual((await rows()).filter((r) => /^\(5[0-9],/.test(r)), ['(50,x)', '(51,london)', '(52,y)', '(53,y)']);
+  assert.deepEqual(conflicts.map((x) => x.kind), ['insert_exists']);
+  assert.equal(await session.progress(), txs[2]!.position);
 });
 
 test('a row the target refuses inside a COPY fails the transaction alone; the session goes on', async () => {
