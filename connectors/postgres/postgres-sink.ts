@@ -216,7 +216,9 @@ class PostgresSourceSession implements SourceSession {
       // all of them, each still its own target commit.
       const batch = copy ? await this.insertOnlyTransactionsFrom(transactions, i) : [];
       if (batch.length > 0) {
-        await this.begin(batch.map((run, k) => ({ ...transactions[i + k]!, waitForDisk: waitFor(i + k), run })), i > 0);
+        // When the batch ends the call, its last COMMIT goes in the same query too.
+        const last = i + batch.length === transactions.length;
+        await this.begin(batch.map((run, k) => ({ ...transactions[i + k]!, waitForDisk: waitFor(i + k), run })), i > 0, last);
         i += batch.length;
         continue;
       }
@@ -327,10 +329,10 @@ class PostgresSourceSession implements SourceSession {
    * commit position and time are set up front (they are sitesync's own formatted values, checked below,
    * never row data), and an xid makes the commit record carry the origin and its progress even when no row
    * is written. Each segment may carry a COPY of a run of inserts; every segment but the last is committed
-   * by the query itself, the last stays open. With `commitOpen`, the transaction open before is committed
-   * first, in the same query.
+   * by the query itself, and the last too with `commitLast`, else it stays open. With `commitOpen`, the
+   * transaction open before is committed first, in the same query.
    */
-  private async begin(segments: readonly TransactionStart[], commitOpen = false): Promise<void> {
+  private async begin(segments: readonly TransactionStart[], commitOpen = false, commitLast = false): Promise<void> {
     const statements = segments.map(({ position, commitTimeMicros, waitForDisk, run }) => {
       const lsn = formatLsn(positionToLsn(position));
       const time = microsToIso(commitTimeMicros);
@@ -341,13 +343,14 @@ class PostgresSourceSession implements SourceSession {
       return run ? `${setup}; ${run.plan.text}` : setup;
     });
     const commit = commitOpen && this.inTransaction ? 'COMMIT; ' : '';
-    const text = commit + statements.join('; COMMIT; ');
+    const text = commit + statements.join('; COMMIT; ') + (commitLast ? '; COMMIT' : '');
     // Open from here on, even if the query fails part way: a ROLLBACK then ends whatever it began.
     this.inTransaction = true;
     const runs = segments.flatMap((s) => (s.run ? [s.run] : []));
     if (runs.length > 0) await this.copy(text, runs);
     else await this.client.query(text);
-    if (commit) this.reportConflicts();
+    if (commitLast) this.inTransaction = false;
+    if (commit || commitLast) this.reportConflicts();
   }
 
   private async rollback(): Promise<void> {
