@@ -45,6 +45,8 @@ const CAUGHT_UP_SECONDS = 5;
 const APPLIED_SHARE = 0.95;
 /** Below this share of the requested rate, the report says the writer itself fell short. */
 const WRITER_SHARE = 0.9;
+/** The target for p99 commit-to-applied lag (the issue: under 250 ms at 10k rows/s). */
+const P99_TARGET_MS = 250;
 
 export interface SteadyPhase {
   readonly transactions: number;
@@ -258,8 +260,9 @@ export function steadyReport(r: SteadyResult): ReportRow[] {
   if (!r.sitesync.ok) notes.push(`sitesync failed: ${r.sitesync.error}`);
   const failed = `FAILED: ${r.sitesync.ok ? '' : r.sitesync.error}`;
   const refError = `error: ${r.reference.ok ? '' : r.reference.error}`;
-  const lagRow = (label: string, pick: (d: Distribution) => number): ReportRow => {
+  const lagRow = (label: string, pick: (d: Distribution) => number, limitMs?: number): ReportRow => {
     const ratio = ref && ss ? pick(ref.latencyMs) / pick(ss.latencyMs) : null;
+    const judged = limitMs !== undefined && ss !== null && ss !== undefined;
     return {
       id: 'c',
       figure: `steady-state lag ${label}`,
@@ -268,8 +271,10 @@ export function steadyReport(r: SteadyResult): ReportRow[] {
       reference: ref ? `native ${ref.censored ? '≥ ' : ''}${formatMs(pick(ref.latencyMs))}` : refError,
       ratio,
       ratioMeaning: 'native lag ÷ sitesync lag (1.0 = as low as native; higher is better)',
-      target: '— (none set)',
-      verdict: r.sitesync.ok ? (ratio === null ? 'error' : 'info') : 'FAIL',
+      // The issue's target is absolute (p99 under 250 ms at 10k rows/s, the full run's load); it is judged
+      // on sitesync's own figure, in both sizes, with the conditions printed beside it.
+      target: limitMs !== undefined ? `sitesync < ${limitMs} ms` : '— (none set)',
+      verdict: !r.sitesync.ok ? 'FAIL' : judged ? (pick(ss.latencyMs) < limitMs! && !ss.censored ? 'pass' : 'FAIL') : ratio === null ? 'error' : 'info',
       notes: [],
     };
   };
@@ -280,7 +285,7 @@ export function steadyReport(r: SteadyResult): ReportRow[] {
   return [
     lagRow('p50', (d) => d.p50),
     lagRow('p95', (d) => d.p95),
-    lagRow('p99', (d) => d.p99),
+    lagRow('p99', (d) => d.p99, P99_TARGET_MS),
     lagRow('max', (d) => d.max),
     {
       id: 'c',
