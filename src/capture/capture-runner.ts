@@ -27,8 +27,12 @@ import type { PipelineEvents } from '../observability/pipeline-events.ts';
 import { CheckpointTracker, type Entry } from './checkpoint-tracker.ts';
 import type { Source, SourceHandler } from './source.ts';
 
-/** Unconfirmed bytes above which the source is paused, whatever the message count. */
-const MAX_UNCONFIRMED_BYTES = 64 * 1024 * 1024;
+/**
+ * Unconfirmed bytes above which the source is paused, whatever the message count. Each is held twice for a
+ * while (the encoded body until its confirm, and amqplib's frame until the socket takes it): at 64 MB a 2 GB
+ * transaction took the capture process to 273 MiB of its 300 MB budget; 32 MB still keeps confirms flowing.
+ */
+const MAX_UNCONFIRMED_BYTES = 32 * 1024 * 1024;
 const LAG_INTERVAL_MS = 5000;
 
 export interface CaptureRunnerOptions {
