@@ -98,7 +98,14 @@ export class BinaryReader {
     return start;
   }
 
+  /**
+   * Decoding is the hot path of capture. Node's own slice decoder is the fast one, but it replaces invalid
+   * sequences with U+FFFD instead of failing; invalid input always leaves a U+FFFD, so only a text that
+   * holds one (rare: a real U+FFFD in the data, or invalid bytes) is checked again strictly.
+   */
   #decodeUtf8(start: number, end: number, what: string): string {
+    const text = this.#buffer.toString('utf8', start, end);
+    if (!text.includes('\uFFFD')) return text;
     try {
       return BinaryReader.#utf8.decode(this.#buffer.subarray(start, end));
     } catch (cause) {

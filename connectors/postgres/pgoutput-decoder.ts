@@ -180,25 +180,31 @@ function readTuple(reader: BinaryReader, what: string): TupleData {
   const count = reader.readUInt16(`${what} column count`);
   const values: (string | null)[] = [];
   const unchanged: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const kindOffset = reader.offset;
-    const kind = reader.readUInt8(`${what} column ${i} kind`);
-    switch (kind) {
-      case 0x6e /* n: SQL NULL */:
-        values.push(null);
-        break;
-      case 0x75 /* u: unchanged TOASTed value, not sent */:
-        values.push(null);
-        unchanged.push(i);
-        break;
-      case 0x74 /* t: text */: {
-        const length = reader.readUInt32(`${what} column ${i} length`);
-        values.push(reader.readUtf8(length, `${what} column ${i} text`));
-        break;
+  // The hot loop of decoding: its reads carry fixed labels, and a failure gets the tuple and the column
+  // added here, so that no message text is built for the millions of values that are fine.
+  let i = 0;
+  try {
+    for (; i < count; i++) {
+      const kindOffset = reader.offset;
+      const kind = reader.readUInt8('kind');
+      switch (kind) {
+        case 0x6e /* n: SQL NULL */:
+          values.push(null);
+          break;
+        case 0x75 /* u: unchanged TOASTed value, not sent */:
+          values.push(null);
+          unchanged.push(i);
+          break;
+        case 0x74 /* t: text */:
+          values.push(reader.readUtf8(reader.readUInt32('length'), 'text'));
+          break;
+        default:
+          throw new DecodeError(`unsupported kind ${describeByte(kind)} at offset ${kindOffset}`);
       }
-      default:
-        throw new DecodeError(`unsupported ${what} column ${i} kind ${describeByte(kind)} at offset ${kindOffset}`);
     }
+  } catch (error) {
+    if (error instanceof DecodeError) throw new DecodeError(`${what} column ${i}: ${error.message}`, { cause: error });
+    throw error;
   }
   return { values, unchanged };
 }

@@ -177,6 +177,16 @@ test('malformed input is a DecodeError', () => {
   }
 });
 
+test('UTF-8: a real U+FFFD is a value; invalid sequences of every kind are errors naming the column', () => {
+  const insertOf = (...values: string[]) => hex('49', '00004000', '4e', (values.length).toString(16).padStart(4, '0'), ...values.map((v) => `74 ${(v.length / 2).toString(16).padStart(8, '0')} ${v}`));
+  const ok = decodePgOutput(insertOf('41', Buffer.from('a\uFFFDb').toString('hex')));
+  assert.deepEqual(ok.tag === 'insert' && ok.newTuple.values, ['A', 'a\uFFFDb']);
+  // an encoded surrogate, an overlong '/', a code point above U+10FFFF, a cut sequence, a lone continuation byte
+  for (const bad of ['eda080', 'c0af', 'f4908080', 'e282', '80']) {
+    assert.throws(() => decodePgOutput(insertOf('41', bad)), (e: unknown) => e instanceof DecodeError && /new tuple column 1: invalid UTF-8/.test(e.message), bad);
+  }
+});
+
 test('a leading byte-order mark is kept as part of the value', () => {
   const message = decodePgOutput(hex('4f', '0000000000000001', cstr('\uFEFFx')));
   assert.equal(message.tag === 'origin' && message.name, '\uFEFFx');
