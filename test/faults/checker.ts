@@ -93,6 +93,16 @@ export async function compareTable(postgres: ScratchPostgres, source: string, ta
   return { table, onlyAtSource, onlyAtTarget };
 }
 
+/**
+ * A table's rows as a multiset digest (the count, and the sum of a 64-bit hash of each row's text), computed
+ * by the server in one scan: cheap enough to poll while the sites catch up, unlike compareTable, which brings
+ * every row over.
+ */
+export async function tableDigest(postgres: ScratchPostgres, db: string, table: string): Promise<string> {
+  const [row] = await postgres.query<{ n: string; h: string }>(db, `SELECT count(*)::text AS n, coalesce(sum(hashtextextended((x.*)::text, 0)::numeric), 0)::text AS h FROM ${table} x`);
+  return `${row!.n}:${row!.h}`;
+}
+
 /** Sequence numbers of one writer in the order the target committed them; counts the steps backwards. */
 export async function orderViolations(postgres: ScratchPostgres, target: string, query: string): Promise<number> {
   const rows = await postgres.query<{ seq: string }>(target, query);
