@@ -25,6 +25,9 @@ export interface OriginStatus {
 
 export async function readPostgresStatus(url: string, site: string, sources: readonly string[]): Promise<{ slot: SlotStatus; origins: OriginStatus[] }> {
   const client = new pg.Client({ connectionString: url, application_name: 'sitesync status', connectionTimeoutMillis: 10_000 });
+  // node-postgres also emits a lost connection as an 'error' event on the client, besides failing the
+  // query: unheard, that event ends the process (the soak caught a server crash during a WAL watch read).
+  client.on('error', () => undefined);
   try {
     await client.connect();
     const slot = slotName(site);
