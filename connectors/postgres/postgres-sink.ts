@@ -57,6 +57,26 @@ const MAX_COPY_BYTES = 8 * 1024 * 1024;
 /** Most transactions of inserts sent in one query (and MAX_COPY_BYTES of rows). */
 const MAX_BATCH_TRANSACTIONS = 1000;
 
+/**
+ * Where the run of inserts into one table that starts at change `start` ends (exclusive), within
+ * MAX_COPY_ROWS and MAX_COPY_BYTES; `start` itself when there is none (not an insert, or a table without
+ * columns, which COPY cannot name).
+ */
+function insertRunEnd(tx: Transaction, start: number): number {
+  const changes = tx.changes;
+  const first = changes[start];
+  if (first?.op !== 'insert' || first.relation.columns.length === 0) return start;
+  let end = start + 1;
+  let bytes = rowBytes(first.newRow);
+  while (end < changes.length && end - start < MAX_COPY_ROWS && bytes < MAX_COPY_BYTES) {
+    const next = changes[end]!;
+    if (next.op !== 'insert' || next.relation !== first.relation) break;
+    bytes += rowBytes(next.newRow);
+    end++;
+  }
+  return end;
+}
+
 /** Characters of a row's values: a row's size in a COPY, near enough. */
 function rowBytes(row: { readonly values: readonly (string | null)[] }): number {
   let n = 0;
@@ -239,8 +259,9 @@ class PostgresSourceSession implements SourceSession {
     let bytes = 0;
     for (let i = start; i < transactions.length && runs.length < MAX_BATCH_TRANSACTIONS && bytes < MAX_COPY_BYTES; i++) {
       const tx = transactions[i]!;
-      const run = await this.insertRunAt(tx, 0, 1);
-      if (!run || run.end !== tx.changes.length) break;
+      // The run's extent first: a transaction that is more than one run is not planned as one.
+      if (tx.changes.length === 0 || insertRunEnd(tx, 0) !== tx.changes.length) break;
+      const run = await this.planInsertRun(tx, 0, tx.changes.length);
       runs.push(run);
       bytes += run.plan.data.length;
     }
@@ -408,22 +429,16 @@ class PostgresSourceSession implements SourceSession {
 
   /** The run of inserts into one table that starts at change `start`, as a COPY; null when shorter than `minRows`. */
   private async insertRunAt(tx: Transaction, start: number, minRows: number): Promise<InsertRun | null> {
-    const changes = tx.changes;
-    const first = changes[start];
-    if (first?.op !== 'insert' || first.relation.columns.length === 0) return null;
-    let end = start + 1;
-    let bytes = rowBytes(first.newRow);
-    while (end < changes.length && end - start < MAX_COPY_ROWS && bytes < MAX_COPY_BYTES) {
-      const next = changes[end]!;
-      if (next.op !== 'insert' || next.relation !== first.relation) break;
-      bytes += rowBytes(next.newRow);
-      end++;
-    }
-    if (end - start < minRows) return null;
-    await this.loadTable(first.relation.schema, first.relation.table);
-    const table = this.tables.get(`${first.relation.schema}.${first.relation.table}`)!;
-    const rows = (changes.slice(start, end) as InsertChange[]).map((c) => c.newRow);
-    return { plan: planCopy(first.relation, rows, table), hasPrimaryKey: table.primaryKey !== null, end };
+    const end = insertRunEnd(tx, start);
+    return end - start >= minRows ? this.planInsertRun(tx, start, end) : null;
+  }
+
+  private async planInsertRun(tx: Transaction, start: number, end: number): Promise<InsertRun> {
+    const { relation } = tx.changes[start] as InsertChange;
+    await this.loadTable(relation.schema, relation.table);
+    const table = this.tables.get(`${relation.schema}.${relation.table}`)!;
+    const rows = (tx.changes.slice(start, end) as InsertChange[]).map((c) => c.newRow);
+    return { plan: planCopy(relation, rows, table), hasPrimaryKey: table.primaryKey !== null, end };
   }
 
   private async applyInsertBatch(tx: Transaction, inserts: readonly InsertChange[]): Promise<void> {
