@@ -29,7 +29,8 @@ async function readArchive(count: number): Promise<amqp.ConsumeMessage[]> {
   const channel = await connection.createChannel();
   await channel.prefetch(100); // streams require a prefetch
   const messages: amqp.ConsumeMessage[] = [];
-  await new Promise<void>((resolve) => {
+  await new Promise<void>((resolve, reject) => {
+    setTimeout(() => reject(new Error(`the archive held ${messages.length} messages, not ${count}`)), 10_000).unref();
     void channel.consume(
       t.config.broker.archiveStream,
       (m) => {
@@ -80,11 +81,14 @@ test('messages delivered again are skipped as duplicates', async () => {
 test('a message whose predecessor never arrived halts the source with SITESYNC_ERR_GAP', async () => {
   const halted: string[] = [];
   london.events.on('apply:halted', (e) => halted.push(e.reason));
-  const [last] = (await readArchive(4)).slice(-1);
-  const message = decodeMessage(last!.content, CURRENT_SCHEMA_VERSION);
-  const tx = message.transactions[0]!;
-  // A transaction after a position london never saw: as if a message between them were lost.
-  const bump = (p: string, by: bigint) => (BigInt(`0x${p}`) + by).toString(16).toUpperCase().padStart(16, '0');
+  // The archive holds the three first messages, the three sent again above, and the fourth: seven.
+  const archived = (await readArchive(7)).map((m) => decodeMessage(m.content, CURRENT_SCHEMA_VERSION));
+  const position = (p: string) => BigInt(`0x${p}`);
+  const tx = archived.flatMap((m) => m.transactions).reduce((a, b) => (position(b.position) > position(a.position) ? b : a));
+  const message = archived[0]!;
+  // A transaction after a position london never saw, built on the newest one it applied: as if a message
+  // between them were lost. (Built on an older one, it could fall inside what london applied: a duplicate.)
+  const bump = (p: string, by: bigint) => (position(p) + by).toString(16).toUpperCase().padStart(16, '0');
   const orphan = { ...message, previous: bump(tx.position, 0x100n), transactions: [{ ...tx, position: bump(tx.position, 0x200n), id: `${tx.site}:${bump(tx.position, 0x200n)}` }] };
   await publish(encodeMessage(orphan), { [SCHEMA_VERSION_HEADER]: CURRENT_SCHEMA_VERSION });
   await waitFor('halt', async () => halted.length > 0);
