@@ -126,13 +126,17 @@ export function countOperations(transactions: readonly Transaction[]): Record<Ch
 
 /** Every `schema.table` a set of transactions touches, in first-seen order. */
 export function tablesTouched(transactions: readonly Transaction[]): string[] {
-  const seen = new Set<string>();
+  // Changes of one relation share its object: distinct objects first, names once each (this runs for
+  // every message, over every row).
+  const relations = new Set<RelationInfo>();
   for (const tx of transactions) {
     for (const change of tx.changes) {
       if (change.op === 'message') continue;
-      const relations = change.op === 'truncate' ? change.relations : [change.relation];
-      for (const r of relations) seen.add(`${r.schema}.${r.table}`);
+      if (change.op === 'truncate') for (const r of change.relations) relations.add(r);
+      else relations.add(change.relation);
     }
   }
-  return [...seen];
+  const names = new Set<string>();
+  for (const r of relations) names.add(`${r.schema}.${r.table}`);
+  return [...names];
 }
