@@ -23,6 +23,7 @@ import { PostgresSource } from '../connectors/postgres/postgres-source.ts';
 import { attempt, limitSeconds, valueOf, type BenchContext, type Outcome } from './lib/context.ts';
 import { createRowsTable, describeBacklog, writeBacklog, type BacklogSpec } from './lib/db.ts';
 import { uniqueSuffix } from './lib/deployment.ts';
+import { CpuMeter, postmasterPid, total } from './lib/cpu.ts';
 import { runTool } from './lib/processes.ts';
 import { formatRate, formatSeconds, judge, type ReportRow } from './lib/report.ts';
 import { pgTool } from './lib/server.ts';
@@ -43,6 +44,8 @@ export interface DecodeResult {
   readonly sitesync: Outcome<DecodeFigure & { readonly transactions: number; readonly parts: number }>;
   /** Every run, in the order run (seconds, or why it failed). */
   readonly runs: { readonly reference: readonly (number | string)[]; readonly sitesync: readonly (number | string)[] };
+  /** CPU seconds of the PostgreSQL server (its walsender, mostly) during each run, in the same order. */
+  readonly serverCpu: { readonly reference: readonly number[]; readonly sitesync: readonly number[] };
 }
 
 export async function measureDecode(ctx: BenchContext): Promise<DecodeResult> {
@@ -83,20 +86,43 @@ export async function measureDecode(ctx: BenchContext): Promise<DecodeResult> {
       const confirmed = await ctx.server.query<{ lsn: string }>(db, `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
       return { seconds: result.seconds, rowsPerSecond: spec.rows / result.seconds, confirmedToEnd: parseLsn(confirmed[0]?.lsn ?? '0/0') >= written.endLsn };
     };
-    const show = (what: string, o: Outcome<DecodeFigure>): void =>
-      ctx.log(`  ${what}: ${o.ok ? `${formatSeconds(o.value.seconds)}, ${formatRate(o.value.rowsPerSecond, 'rows')}` : o.error}`);
+    // The server's CPU during each run says whether a reader makes the walsender work harder (a client that
+    // reads in small pieces or answers too often costs the server, not only itself).
+    const postmaster = postmasterPid((await ctx.server.query<{ data_directory: string }>('postgres', 'SHOW data_directory'))[0]!.data_directory);
+    const serverCpu = { reference: [] as number[], sitesync: [] as number[] };
+    // Each run's walsender is gone (exited and reaped) before the meter starts and before it stops: the
+    // CPU of a server process that exits while measured is counted when its parent reaps it.
+    const walsendersGone = async (): Promise<void> => {
+      for (let i = 0; i < 100; i++) {
+        const active = await ctx.server.query(db, `SELECT 1 FROM pg_stat_replication WHERE pid IN (SELECT active_pid FROM pg_replication_slots WHERE database = current_database())`);
+        if (active.length === 0) break;
+        await sleep(50);
+      }
+      await sleep(200);
+    };
+    const metered = async <T>(into: number[], run: () => Promise<Outcome<T>>): Promise<Outcome<T>> => {
+      await walsendersGone();
+      const meter = new CpuMeter(() => new Map(), postmaster);
+      meter.begin();
+      const outcome = await run();
+      await walsendersGone();
+      into.push(total(meter.end()));
+      return outcome;
+    };
+    const show = (what: string, o: Outcome<DecodeFigure>, cpu: number[]): void =>
+      ctx.log(`  ${what}: ${o.ok ? `${formatSeconds(o.value.seconds)}, ${formatRate(o.value.rowsPerSecond, 'rows')}` : o.error}; PostgreSQL CPU ${cpu.at(-1)!.toFixed(2)} s`);
 
     const referenceRuns: Outcome<DecodeFigure & { readonly confirmedToEnd: boolean }>[] = [];
     const sitesyncRuns: Outcome<DecodeFigure & { readonly transactions: number; readonly parts: number }>[] = [];
-    referenceRuns.push(await attempt(() => recvlogical(recvSlots[0]!)));
-    show('pg_recvlogical, run 1', referenceRuns[0]!);
+    referenceRuns.push(await metered(serverCpu.reference, () => attempt(() => recvlogical(recvSlots[0]!))));
+    show('pg_recvlogical, run 1', referenceRuns[0]!, serverCpu.reference);
     const limit = limitSeconds(ctx.params, valueOf(referenceRuns[0]!)?.seconds ?? null);
     for (const [i, source] of sources.entries()) {
-      sitesyncRuns.push(await attempt(() => decodeWithSitesync(source, spec.rows, written.endLsn, limit)));
-      show(`sitesync decoding, run ${i + 1}`, sitesyncRuns[i]!);
+      sitesyncRuns.push(await metered(serverCpu.sitesync, () => attempt(() => decodeWithSitesync(source, spec.rows, written.endLsn, limit))));
+      show(`sitesync decoding, run ${i + 1}`, sitesyncRuns[i]!, serverCpu.sitesync);
     }
-    referenceRuns.push(await attempt(() => recvlogical(recvSlots[1]!)));
-    show('pg_recvlogical, run 2', referenceRuns[1]!);
+    referenceRuns.push(await metered(serverCpu.reference, () => attempt(() => recvlogical(recvSlots[1]!))));
+    show('pg_recvlogical, run 2', referenceRuns[1]!, serverCpu.reference);
     return {
       backlog: spec,
       walBytes: written.walBytes,
@@ -104,6 +130,7 @@ export async function measureDecode(ctx: BenchContext): Promise<DecodeResult> {
       reference: best(referenceRuns),
       sitesync: best(sitesyncRuns),
       runs: { reference: referenceRuns.map(secondsOrError), sitesync: sitesyncRuns.map(secondsOrError) },
+      serverCpu,
     };
   });
 }
@@ -175,6 +202,8 @@ export function decodeReport(r: DecodeResult): ReportRow[] {
     'sitesync: PostgresSource + pgoutput decoder + transaction assembler in the bench process, handler counting rows (open() to last row)',
     `each side read the backlog twice from slots of its own, in the order reference, sitesync, sitesync, reference; the faster run counts (s): pg_recvlogical ${r.runs.reference.map(fmtRun).join(' / ')}, sitesync ${r.runs.sitesync.map(fmtRun).join(' / ')}`,
   ];
+  const cpu = (xs: readonly number[]): string => xs.map((x) => x.toFixed(2)).join(' / ');
+  notes.push(`PostgreSQL CPU during each run (s): pg_recvlogical ${cpu(r.serverCpu.reference)}, sitesync ${cpu(r.serverCpu.sitesync)}`);
   if (ref && !ref.confirmedToEnd) notes.push('warning: pg_recvlogical did not confirm its slot up to the end position');
   if (ss) notes.push(`sitesync delivered ${ss.transactions} transactions${ss.parts ? ` and ${ss.parts} parts` : ''}`);
   if (!r.reference.ok) notes.push(`reference failed: ${r.reference.error}`);

@@ -29,9 +29,10 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { attempt, valueOf, type BenchContext, type Outcome } from './lib/context.ts';
 import { withClient, waitForRows, NotThereInTime } from './lib/db.ts';
-import { createDeployment } from './lib/deployment.ts';
+import { BROKER, createDeployment } from './lib/deployment.ts';
 import { createNativePublication, createNativeSubscriber, dropSubscriber, waitStreaming } from './lib/native.ts';
 import { runTool } from './lib/processes.ts';
+import { CpuMeter, formatCpu, listenerPid, postmasterPid, walsenderLabels } from './lib/cpu.ts';
 import { formatMs, type ReportRow } from './lib/report.ts';
 import { pgTool, type BenchServer } from './lib/server.ts';
 import { distribution, type Distribution } from './lib/stats.ts';
@@ -48,7 +49,13 @@ const WRITER_SHARE = 0.9;
 /** The target for p99 commit-to-applied lag (the issue: under 250 ms at 10k rows/s). */
 const P99_TARGET_MS = 250;
 
-export interface SteadyPhase {
+export interface SteadyPhase extends PhaseLatencies {
+  readonly caughtUpSeconds: number | null;
+  /** CPU seconds by component from the writer's start until caught up (lib/cpu.ts). */
+  readonly cpu: Readonly<Record<string, number>>;
+}
+
+export interface PhaseLatencies {
   readonly transactions: number;
   /** Transactions per second between the first and the last commit at A. */
   readonly achievedRate: number;
@@ -67,7 +74,6 @@ export interface SteadyPhase {
   readonly missing: number;
   /** Transactions whose commit time recorded at the target differs from A's. */
   readonly commitTimeMismatches: number;
-  readonly caughtUpSeconds: number | null;
 }
 
 export interface SteadyResult {
@@ -97,7 +103,13 @@ export async function measureSteady(ctx: BenchContext): Promise<SteadyResult> {
     writeFileSync(script, `INSERT INTO ${TABLE} (tx, i, note) SELECT t.tx, g, md5(random()::text) FROM (SELECT nextval('${TABLE}_tx') AS tx) t, generate_series(1, ${rowsPerTransaction}) g;\n`);
     const catchUpMs = ctx.params.minLimitSeconds * 1000;
 
-    const phase = async (targetDb: string, label: string): Promise<SteadyPhase> => {
+    // CPU by component during each phase (pgbench's own backends included in both): the steady state is
+    // where a reader that is woken for every row costs the server most (connectors/postgres/coalesced-reads.ts).
+    const postmaster = postmasterPid((await server.query<{ data_directory: string }>('postgres', 'SHOW data_directory'))[0]!.data_directory);
+    const rabbitmq = listenerPid(Number(new URL(BROKER).port || 5672));
+    const phase = async (targetDb: string, label: string, processes: ReadonlyMap<string, number | null> = new Map()): Promise<SteadyPhase> => {
+      const meter = new CpuMeter(() => new Map([...processes, ['RabbitMQ', rabbitmq]]), postmaster);
+      meter.begin();
       const before = await lastTx(server, dbA);
       log(`  ${label}: pgbench at ${rate} tx/s × ${rowsPerTransaction} rows for ${seconds} s`);
       const bench = await runTool(
@@ -119,10 +131,12 @@ export async function measureSteady(ctx: BenchContext): Promise<SteadyResult> {
         if (!(error instanceof NotThereInTime)) throw error;
         notCaughtUp = error.message;
       }
+      const cpu = meter.end(await walsenderLabels((sql) => server.query('postgres', sql)));
+      log(`  ${label}: CPU ${formatCpu(cpu)}`);
       const result = await latencies(server, dbA, targetDb, before, after, bench.stdout);
       if (notCaughtUp) log(`  ${label}: not caught up ${catchUpMs / 1000} s after the writer stopped (${notCaughtUp})`);
       log(`  ${label}: ${result.transactions} tx at ${result.achievedRate.toFixed(0)} tx/s; lag p50 ${formatMs(result.latencyMs.p50)}, p95 ${formatMs(result.latencyMs.p95)}, p99 ${formatMs(result.latencyMs.p99)}, max ${formatMs(result.latencyMs.max)}${result.missing ? `; ${result.missing} tx missing` : ''}`);
-      return { ...result, caughtUpSeconds };
+      return { ...result, caughtUpSeconds, cpu: Object.fromEntries(cpu) };
     };
     let phaseAbort: (() => string | null) | null = null;
 
@@ -149,7 +163,7 @@ export async function measureSteady(ctx: BenchContext): Promise<SteadyResult> {
       await b.ready();
       phaseAbort = () => a.crashed ?? b.crashed;
       await sleep(2000);
-      const result = await phase(deployment.db('b'), 'sitesync');
+      const result = await phase(deployment.db('b'), 'sitesync', new Map([['sitesync A', a.pid], ['sitesync B', b.pid]]));
       const crash = a.crashed ?? b.crashed;
       if (crash) throw new Error(crash);
       await a.stop();
@@ -165,7 +179,7 @@ async function lastTx(server: BenchServer, db: string): Promise<number> {
   return Number(rows[0]?.tx ?? 0);
 }
 
-async function latencies(server: BenchServer, dbA: string, targetDb: string, before: number, after: number, pgbenchOutput: string): Promise<Omit<SteadyPhase, 'caughtUpSeconds'>> {
+async function latencies(server: BenchServer, dbA: string, targetDb: string, before: number, after: number, pgbenchOutput: string): Promise<PhaseLatencies> {
   const committed = await withClient(server.url(dbA), async (c) =>
     (
       await c.query<{ tx: string; micros: string }>(
@@ -255,6 +269,7 @@ export function steadyReport(r: SteadyResult): ReportRow[] {
         `${p.caughtUpSeconds === null ? 'NOT caught up within the limit' : `every row at the target ${formatMs(p.caughtUpSeconds * 1000)} after the writer stopped`}` +
         `${p.missing ? `; ${p.missing} tx not applied (counted with their lag so far: the figures are lower bounds)` : ''}${p.commitTimeMismatches ? `; ${p.commitTimeMismatches} tx recorded at the target with a commit time other than A's` : '; commit times recorded at the target equal A\'s'}`,
     );
+    notes.push(`${name}: CPU from the writer's start until caught up: ${formatCpu(new Map(Object.entries(p.cpu)))}`);
   }
   if (!r.reference.ok) notes.push(`reference failed: ${r.reference.error}`);
   if (!r.sitesync.ok) notes.push(`sitesync failed: ${r.sitesync.error}`);

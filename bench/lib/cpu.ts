@@ -108,7 +108,11 @@ export class CpuMeter {
     this.postgres = this.postmasterPid === null ? new Map() : postgresProcesses(this.postmasterPid);
   }
 
-  end(): Map<string, number> {
+  /**
+   * `labels` names some PostgreSQL processes by pid instead of by title: walsenders all read `walsender
+   * postgres`, so a caller passes the slot each one serves (see walsenderLabels).
+   */
+  end(labels: ReadonlyMap<number, string> = new Map()): Map<string, number> {
     const used = new Map<string, number>();
     for (const [name, now] of this.readNamed()) used.set(name, now - (this.named.get(name) ?? 0));
     if (this.postmasterPid === null) return used;
@@ -117,7 +121,7 @@ export class CpuMeter {
     const add = (role: string, seconds: number): void => {
       byRole.set(role, (byRole.get(role) ?? 0) + seconds);
     };
-    for (const [pid, { role, seconds }] of now) add(role, seconds - (this.postgres.get(pid)?.seconds ?? 0));
+    for (const [pid, { role, seconds }] of now) add(labels.get(pid) ?? role, seconds - (this.postgres.get(pid)?.seconds ?? 0));
     for (const [pid, { seconds }] of this.postgres) if (pid !== 0 && !now.has(pid)) add('exited backends', -seconds);
     for (const [role, seconds] of byRole) used.set(`PostgreSQL ${role}`, seconds);
     return used;
@@ -131,6 +135,12 @@ export class CpuMeter {
     }
     return values;
   }
+}
+
+/** The walsender of each active slot, by pid, labelled `walsender for slot <name>`; the query runs the SQL given. */
+export async function walsenderLabels(query: (sql: string) => Promise<readonly { active_pid: number; slot_name: string }[]>): Promise<Map<number, string>> {
+  const rows = await query('SELECT active_pid, slot_name FROM pg_replication_slots WHERE active_pid IS NOT NULL');
+  return new Map(rows.map((r) => [r.active_pid, `walsender for slot ${r.slot_name}`]));
 }
 
 export function formatCpu(used: ReadonlyMap<string, number>): string {
