@@ -8,6 +8,7 @@
  * parser is replaced by ours (exact 64-bit LSNs, unsigned xids and OIDs, microsecond times), which runs
  * synchronously on each message before the driver reuses its buffer.
  */
+import type { Socket } from 'node:net';
 import pg from 'pg';
 import { LogicalReplicationService } from 'pg-logical-replication';
 import type { Client } from 'pg';
@@ -21,6 +22,7 @@ import type { Logger } from '../../src/observability/logger.ts';
 import { decodePgOutput, isRowChangeMessage } from './pgoutput-decoder.ts';
 import { describePostgresError } from './postgres-errors.ts';
 import { encodeStandbyStatus } from './replication-frames.ts';
+import { CoalescedReads } from './coalesced-reads.ts';
 import { CONNECTION_OPTIONS } from './session-settings.ts';
 import { startReplicationCommand } from './start-replication.ts';
 import { TransactionAssembler } from './transaction-assembler.ts';
@@ -57,6 +59,7 @@ export class PostgresSource implements Source {
   private readonly typeNames = new Map<number, string>();
   private service: LogicalReplicationService | null = null;
   private client: Client | null = null;
+  private reads: CoalescedReads | null = null;
   private assembler: TransactionAssembler | null = null;
   private lastSentStatus = 0n;
   private persisted: ResumePoint = { lastPublished: null, seen: {} };
@@ -219,7 +222,14 @@ export class PostgresSource implements Source {
     const started = new Promise<void>((resolve) => service.once('start', () => resolve()));
     const version = await this.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`);
     const command = startReplicationCommand(this.slot, this.publication, Number(version.rows[0]?.v ?? 0));
-    const plugin = new RawPgOutput({ command, onStart: (client) => (this.client = client) });
+    const plugin = new RawPgOutput({
+      command,
+      onStart: (client) => {
+        this.client = client;
+        const socket = (client as unknown as { connection?: { stream?: Socket } }).connection?.stream;
+        this.reads = socket ? new CoalescedReads(socket) : null;
+      },
+    });
     const failed = new Promise<never>((_, reject) => service.once('error', (error: unknown) => reject(error)));
     this.ended = Promise.race([service.subscribe(plugin, this.slot).then(() => undefined), failed]).catch((error: unknown) => {
       throw describeStreamError(error, this.options.url, this.site, this.slot);
@@ -231,11 +241,11 @@ export class PostgresSource implements Source {
   }
 
   pause(): void {
-    (this.client as unknown as { connection?: { stream?: { pause(): void } } })?.connection?.stream?.pause();
+    this.reads?.pause();
   }
 
   resume(): void {
-    (this.client as unknown as { connection?: { stream?: { resume(): void } } })?.connection?.stream?.resume();
+    this.reads?.resume();
   }
 
   async confirm(checkpoint: string, resume: ResumePoint): Promise<void> {
@@ -280,6 +290,8 @@ export class PostgresSource implements Source {
     const service = this.service;
     this.service = null;
     this.client = null;
+    this.reads?.stop();
+    this.reads = null;
     if (service) await service.destroy().catch(() => undefined);
     await this.ended?.catch(() => undefined);
     this.ended = null;
