@@ -9,7 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { createTestSites, sql, waitFor } from '../helpers/test-sites.ts';
+import { randomBytes } from 'node:crypto';
+import amqp from 'amqplib';
+import { parkingQueue, siteQueue, tablesExchange } from '../../src/config/names.ts';
+import { BROKER, createTestSites, sql, waitFor } from '../helpers/test-sites.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const run = promisify(execFile);
@@ -92,11 +95,32 @@ test('a missing option names itself', async () => {
 });
 
 test('a database that does not exist: one line naming the fix, exit 2', async () => {
-  const result = await sitesync(['run', '--config', configFile(VALID.replace('/paris', '/no_such_db_xyz')), '--site', 'paris']);
-  assert.equal(result.code, 2);
-  const errorLines = result.stderr.split('\n').filter((l) => l.startsWith('sitesync:'));
-  assert.equal(errorLines.length, 1);
-  assert.match(errorLines[0]!, /database "no_such_db_xyz" does not exist; create the database or fix sites\.paris\.postgres/);
+  // sitesync declares its broker objects before it reaches the database: names of this test's own, removed after.
+  const suffix = randomBytes(3).toString('hex');
+  const [paris, london, exchange] = [`paris_${suffix}`, `london_${suffix}`, `sitesync.test.cli${suffix}`];
+  const config = `broker:
+  url: ${BROKER}
+  exchange: ${exchange}
+  archiveStream: ${exchange}.archive
+sites:
+  ${paris}:
+    postgres: postgres://postgres@127.0.0.1:5432/no_such_db_xyz
+  ${london}:
+    postgres: postgres://postgres@127.0.0.1:5432/london
+`;
+  try {
+    const result = await sitesync(['run', '--config', configFile(config), '--site', paris]);
+    assert.equal(result.code, 2);
+    const errorLines = result.stderr.split('\n').filter((l) => l.startsWith('sitesync:'));
+    assert.equal(errorLines.length, 1);
+    assert.match(errorLines[0]!, new RegExp(`database "no_such_db_xyz" does not exist; create the database or fix sites\\.${paris}\\.postgres`));
+  } finally {
+    const connection = await amqp.connect(BROKER);
+    const channel = await connection.createChannel();
+    for (const queue of [paris, london].flatMap((site) => [siteQueue(site), parkingQueue(site)]).concat(`${exchange}.archive`)) await channel.deleteQueue(queue);
+    for (const name of [tablesExchange(exchange), exchange]) await channel.deleteExchange(name);
+    await connection.close();
+  }
 });
 
 test('status shows each site: slot, lag, applied positions and queues', async () => {
