@@ -151,13 +151,19 @@ export async function createTestSites(
       return { child, output: () => output, exited };
     },
     async cleanup() {
-      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      const alive = children.filter((child) => child.exitCode === null && child.signalCode === null);
+      for (const child of alive) child.kill('SIGKILL');
+      await Promise.all(alive.map((child) => once(child, 'exit')));
       await Promise.all(running.map((r) => r.stop()));
-      await sleep(200);
-      for (const short of shortNames) {
-        await sql('postgres', `DROP DATABASE IF EXISTS ${db(short)} WITH (FORCE)`);
-        await sql('postgres', `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slotName(sites[short]!)]).catch(() => undefined);
-      }
+      // A killed process's walsender can hold its slot a moment longer, and DROP DATABASE … WITH (FORCE)
+      // refuses a database with an active slot: end those walsenders and wait until the slots are free.
+      const slots = shortNames.map((short) => slotName(sites[short]!));
+      await waitFor('the test slots to be released', async () => {
+        const active = await sql('postgres', `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = ANY($1) AND active_pid IS NOT NULL`, [slots]);
+        return active.length === 0;
+      });
+      await sql('postgres', `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ANY($1)`, [slots]);
+      for (const short of shortNames) await sql('postgres', `DROP DATABASE IF EXISTS ${db(short)} WITH (FORCE)`);
       await sql('postgres', `SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname LIKE $1`, [`${ORIGIN_PREFIX}%${suffix}`]);
       const connection = await amqp.connect(BROKER);
       const channel = await connection.createChannel();

@@ -24,20 +24,23 @@ after(async () => {
   await t?.cleanup();
 });
 
+/** The archive's first messages, up to the one that brings the number of transactions they hold to `count`. */
 async function readArchive(count: number): Promise<amqp.ConsumeMessage[]> {
   const connection = await amqp.connect(BROKER);
   const channel = await connection.createChannel();
   await channel.prefetch(100); // streams require a prefetch
   const messages: amqp.ConsumeMessage[] = [];
+  let transactions = 0;
   await new Promise<void>((resolve, reject) => {
-    setTimeout(() => reject(new Error(`the archive held ${messages.length} messages, not ${count}`)), 10_000).unref();
+    setTimeout(() => reject(new Error(`the archive held ${transactions} transactions, not ${count}`)), 10_000).unref();
     void channel.consume(
       t.config.broker.archiveStream,
       (m) => {
         if (!m) return;
         messages.push(m);
         channel.ack(m);
-        if (messages.length === count) resolve();
+        transactions += decodeMessage(m.content, CURRENT_SCHEMA_VERSION).transactions.length;
+        if (transactions >= count) resolve();
       },
       { arguments: { 'x-stream-offset': 'first' } },
     );
@@ -55,8 +58,11 @@ async function publish(body: Buffer, headers: Record<string, unknown>): Promise<
 }
 
 test('the archive keeps every message, readable without decoding', async () => {
-  for (let n = 1; n <= 3; n++) await sql(t.db('paris'), `INSERT INTO notes VALUES ($1::int, 'note ' || $1::int)`, [n]);
-  await waitFor('3 rows at london', async () => (await tableRows(t.db('london'), 'notes')).length === 3);
+  // One at a time, so that each is a message of its own (capture puts what it has read at once in one message).
+  for (let n = 1; n <= 3; n++) {
+    await sql(t.db('paris'), `INSERT INTO notes VALUES ($1::int, 'note ' || $1::int)`, [n]);
+    await waitFor(`${n} rows at london`, async () => (await tableRows(t.db('london'), 'notes')).length === n);
+  }
   const archived = await readArchive(3);
   const headers = archived.map((m) => m.properties.headers ?? {});
   assert.equal(headers[0]![SCHEMA_VERSION_HEADER], CURRENT_SCHEMA_VERSION);
@@ -81,7 +87,7 @@ test('messages delivered again are skipped as duplicates', async () => {
 test('a message whose predecessor never arrived halts the source with SITESYNC_ERR_GAP', async () => {
   const halted: string[] = [];
   london.events.on('apply:halted', (e) => halted.push(e.reason));
-  // The archive holds the three first messages, the three sent again above, and the fourth: seven.
+  // The archive holds the three first transactions, the three sent again above, and the fourth: seven.
   const archived = (await readArchive(7)).map((m) => decodeMessage(m.content, CURRENT_SCHEMA_VERSION));
   const position = (p: string) => BigInt(`0x${p}`);
   const tx = archived.flatMap((m) => m.transactions).reduce((a, b) => (position(b.position) > position(a.position) ? b : a));

@@ -132,7 +132,7 @@ test('status shows each site: slot, lag, applied positions and queues', async ()
     let applied = 0;
     london.events.on('apply:applied', () => applied++);
     await sql(t.db('paris'), 'INSERT INTO x VALUES (1)');
-    while (applied === 0) await new Promise((r) => setTimeout(r, 50));
+    await waitFor('london applied the row', async () => applied > 0);
     const text = await sitesync(['status', '--config', t.configFile]);
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, new RegExp(`site ${t.sites.paris}\\n  slot sitesync_${t.sites.paris}: streaming, confirmed [0-9A-F]+/[0-9A-F]+`));

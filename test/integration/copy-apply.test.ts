@@ -4,6 +4,7 @@
  * redo, without COPY, whatever the origin has not recorded as committed — each transaction once, each
  * conflict resolved, logged and reported once.
  */
+import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PostgresSink, type ConflictRecord } from '../../connectors/postgres/postgres-sink.ts';
@@ -14,10 +15,12 @@ import type { SourceSession } from '../../src/apply/sink.ts';
 import { originName } from '../../src/config/names.ts';
 import { dbUrl, sql } from '../helpers/test-sites.ts';
 
-const DB = `sitesync_test_copy_${process.pid}`;
-// Replication origins belong to the whole server, not to a database: names of this run's own.
-const SOURCE = `london${process.pid}`;
-const TARGET = `paris${process.pid}`;
+// Replication origins belong to the whole server, not to a database: names of this run's own (random, not
+// the pid, which a container may reuse while an aborted run's origin is still there).
+const RUN = randomBytes(3).toString('hex');
+const DB = `sitesync_test_copy_${RUN}`;
+const SOURCE = `london${RUN}`;
+const TARGET = `paris${RUN}`;
 const HOUR_MICROS = 3_600_000_000n;
 const items: RelationInfo = {
   schema: 'public',

@@ -100,7 +100,7 @@ const range = (from: number, to: number): number[] => Array.from({ length: to - 
 
 test('wal_level not logical: one line naming the fix, exit status 1, nothing created; after the fix, changes flow', async (ctx) => {
   const defer = cleanups(ctx);
-  const server = await scratch(defer, 55440, { wal_level: 'replica' });
+  const server = await scratch(defer, 26441, { wal_level: 'replica' });
   const t = await sites(defer);
   const db = t.db('paris');
   await server.query('postgres', `CREATE DATABASE ${db}`);
@@ -213,7 +213,7 @@ test('PostgreSQL unreachable: the process keeps retrying and says so in one line
 
 test('PostgreSQL stopped and started again: retried, said in one line each time, every transaction arrives exactly once', async (ctx) => {
   const defer = cleanups(ctx);
-  const server = await scratch(defer, 55441);
+  const server = await scratch(defer, 26442);
   const t = await sites(defer);
   const db = t.db('paris');
   await server.query('postgres', `CREATE DATABASE ${db}`);

@@ -69,7 +69,10 @@ describe('selective subscribers', () => {
     if (messageCount === 0) return received;
     let taken = 0;
     let all!: () => void;
-    const done = new Promise<void>((resolve) => (all = resolve));
+    const done = new Promise<void>((resolve, reject) => {
+      all = resolve;
+      setTimeout(() => reject(new Error(`the subscriber queue delivered ${taken} of its ${messageCount} messages within 10 s`)), 10_000).unref();
+    });
     const { consumerTag } = await channel.consume(queue, (delivery) => {
       if (!delivery) return;
       const message = decodeMessage(delivery.content, Number(delivery.properties.headers?.['sitesync-schema-version']));

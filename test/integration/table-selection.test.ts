@@ -37,6 +37,8 @@ test('a site with a tables list sends only those tables', async () => {
 test("sitesync's bookkeeping is never replicated", async () => {
   // Each site's capture records its own progress; the other site's row must never arrive.
   for (const [here, other] of [['paris', 'london'], ['london', 'paris']] as const) {
+    // Written when capture confirms a published transaction (each status interval): wait for it.
+    await waitFor(`${here}'s own progress row`, async () => (await sql(t.db(here), 'SELECT 1 FROM sitesync.capture_progress WHERE site = $1', [t.sites[here]])).length === 1);
     const rows = await sql<{ site: string }>(t.db(here), 'SELECT site FROM sitesync.capture_progress');
     assert.deepEqual(rows.map((r) => r.site), [t.sites[here]], `${here} holds only its own progress, not ${other}'s`);
   }
