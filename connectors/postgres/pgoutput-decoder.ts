@@ -35,7 +35,11 @@ export function decodePgOutput(payload: Buffer): PgOutputMessage {
 
 /** An INSERT, UPDATE or DELETE message, told by its tag alone (the rows are not read). */
 export function isRowChangeMessage(payload: Buffer): boolean {
-  const tag = payload[0];
+  return isRowChangeTag(payload[0]);
+}
+
+/** The same, from the message's first byte (`undefined` for an empty message). */
+export function isRowChangeTag(tag: number | undefined): boolean {
   return tag === 0x49 /* I */ || tag === 0x55 /* U */ || tag === 0x44 /* D */;
 }
 

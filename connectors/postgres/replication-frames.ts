@@ -33,6 +33,22 @@ const PRIMARY_KEEPALIVE = 0x6b; // 'k'
 const STANDBY_STATUS_UPDATE = 0x72; // 'r'
 const STANDBY_STATUS_LENGTH = 1 + 8 * 4 + 1;
 
+/** Tag, WAL start, WAL end and send time: the bytes before an XLogData frame's pgoutput message. */
+export const XLOG_DATA_HEADER_LENGTH = 1 + 8 + 8 + 8;
+
+/**
+ * Whether a frame is XLogData, read from its tag alone. Capture takes every position from pgoutput's own
+ * messages (Begin, Commit), so the header of the frame that carries each row is never decoded: this runs
+ * once per row, and the header's three 64-bit numbers would cost three bigints each time.
+ */
+export function isXLogData(chunk: Buffer): boolean {
+  if (chunk[0] !== XLOG_DATA) return false;
+  if (chunk.length < XLOG_DATA_HEADER_LENGTH) {
+    throw new DecodeError(`XLogData frame of ${chunk.length} bytes is shorter than its ${XLOG_DATA_HEADER_LENGTH}-byte header`);
+  }
+  return true;
+}
+
 export function decodeReplicationFrame(chunk: Buffer): ReplicationFrame {
   const reader = new BinaryReader(chunk);
   const tag = reader.readUInt8('replication frame tag');

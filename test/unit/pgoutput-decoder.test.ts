@@ -8,7 +8,7 @@ import {
   type PgOutputMessage,
   type TupleData,
 } from '../../connectors/postgres/pgoutput-messages.ts';
-import { decodeReplicationFrame, encodeStandbyStatus } from '../../connectors/postgres/replication-frames.ts';
+import { decodeReplicationFrame, encodeStandbyStatus, isXLogData, XLOG_DATA_HEADER_LENGTH } from '../../connectors/postgres/replication-frames.ts';
 import { encodePgOutput } from '../helpers/pgoutput-encoder.ts';
 
 // ---------------------------------------------------------------------------------------------------
@@ -356,6 +356,16 @@ test('xlog frame decodes exactly and its payload is the pgoutput message', () =>
     payload: begin,
   });
   assert.equal(frame.kind === 'xlog' && decodePgOutput(frame.payload).tag, 'begin');
+});
+
+test('isXLogData tells an XLogData frame by its tag, its message starting after the 25-byte header', () => {
+  const begin = hex('42', '00000001a2b3c4d5', COMMIT_TIME_PG_HEX, 'fffffffe');
+  const xlog = Buffer.concat([hex('77', '00000001a2b3c400', '00000001a2b3c4d5', COMMIT_TIME_PG_HEX), begin]);
+  assert.equal(isXLogData(xlog), true);
+  assert.deepEqual(xlog.subarray(XLOG_DATA_HEADER_LENGTH), begin);
+  assert.equal(isXLogData(hex('6b', '0000000200000010', COMMIT_TIME_PG_HEX, '01')), false);
+  assert.equal(isXLogData(hex('')), false);
+  assert.throws(() => isXLogData(hex('77', '0000000000000001')), DecodeError);
 });
 
 test('malformed frames are DecodeError', () => {
