@@ -77,7 +77,7 @@ export async function measureDecode(ctx: BenchContext): Promise<DecodeResult> {
     const recvlogical = async (slot: string) => {
       const result = await runTool(
         pgTool('pg_recvlogical'),
-        ['-h', '127.0.0.1', '-p', String(ctx.server.port), '-U', 'postgres', '-d', db, '--slot', slot, '--start', `--endpos=${formatLsn(written.endLsn)}`, '--no-loop',
+        ['-h', ctx.server.host, '-p', String(ctx.server.port), '-U', 'postgres', '-d', db, '--slot', slot, '--start', `--endpos=${formatLsn(written.endLsn)}`, '--no-loop',
           '-f', '/dev/null', '-o', 'proto_version=1', '-o', `publication_names=${publication}`, '-o', 'messages=true'],
         ctx.params.maxLimitSeconds * 1000,
       );

@@ -80,9 +80,11 @@ const MEASUREMENTS: readonly Measurement[] = [
 ];
 
 function usage(): string {
-  return `usage: npm run bench [-- [--quick] [--only ${MEASUREMENTS.map((m) => m.id).join(',')}] [--profile]]
+  return `usage: npm run bench [-- [--quick] [--only ${MEASUREMENTS.map((m) => m.id).join(',')}] [--socket] [--profile]]
   --quick     small sizes, finishes within a few minutes
   --only      run these measurements (comma-separated letters)
+  --socket    every client (sitesync, native replication, pg_recvlogical) reaches PostgreSQL through its
+              Unix-domain socket instead of TCP on 127.0.0.1
   --profile   write CPU profiles of the sitesync processes (node --cpu-prof) and summarise where they spend time
 ${MEASUREMENTS.map((m) => `  ${m.id}  ${m.title}`).join('\n')}`;
 }
@@ -91,7 +93,7 @@ async function main(): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
-      options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, profile: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
+      options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, socket: { type: 'boolean', default: false }, profile: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
       strict: true,
     }));
   } catch (error) {
@@ -134,13 +136,14 @@ async function main(): Promise<number> {
 
   const started = performance.now();
   log(`sitesync benchmark, ${mode} mode, measurements ${wanted.join(', ')}`);
-  log(`machine: ${(await import('node:os')).cpus().length} CPUs, node ${process.version}; private PostgreSQL 15 on port ${process.env.SITESYNC_BENCH_PG_PORT ?? 26470}`);
+  const transport = values.socket ? 'socket' : 'tcp';
+  log(`machine: ${(await import('node:os')).cpus().length} CPUs, node ${process.version}; private PostgreSQL 15 on port ${process.env.SITESYNC_BENCH_PG_PORT ?? 26470}, every client through ${transport === 'socket' ? 'its Unix-domain socket' : 'TCP on 127.0.0.1'}`);
   log(`server settings (sitesync and native alike): ${Object.entries(SERVER_SETTINGS).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   const rows: ReportRow[] = [];
   const results: Record<string, unknown> = {};
   const cpuProfileDir = values.profile ? mkdtempSync(join(tmpdir(), 'sitesync-bench-prof-')) : null;
   try {
-    server = await startBenchServer();
+    server = await startBenchServer(transport);
     teardown.add('stop the private PostgreSQL server', async () => {
       await server?.destroy();
       server = null;
@@ -178,7 +181,7 @@ async function main(): Promise<number> {
   log(formatTable(rows));
   log(`\n${formatNotes(rows)}`);
   mkdirSync(RESULTS_DIR, { recursive: true });
-  const json = JSON.stringify({ mode, at: new Date().toISOString(), params, serverSettings: SERVER_SETTINGS, rows, results }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2);
+  const json = JSON.stringify({ mode, at: new Date().toISOString(), params, serverSettings: SERVER_SETTINGS, transport, rows, results }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2);
   const file = join(RESULTS_DIR, `results-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, json);
   writeFileSync(join(RESULTS_DIR, 'latest.json'), json);

@@ -114,7 +114,7 @@ export async function measureSteady(ctx: BenchContext): Promise<SteadyResult> {
       log(`  ${label}: pgbench at ${rate} tx/s × ${rowsPerTransaction} rows for ${seconds} s`);
       const bench = await runTool(
         pgTool('pgbench'),
-        ['-h', '127.0.0.1', '-p', String(server.port), '-U', 'postgres', '-n', '-M', 'prepared', '-c', String(clients), '-j', String(Math.min(clients, 2)), '-R', String(rate), '-T', String(seconds), '-f', script, dbA],
+        ['-h', server.host, '-p', String(server.port), '-U', 'postgres', '-n', '-M', 'prepared', '-c', String(clients), '-j', String(Math.min(clients, 2)), '-R', String(rate), '-T', String(seconds), '-f', script, dbA],
         (seconds + 60) * 1000,
       );
       if (bench.code !== 0) throw new Error(`pgbench failed (exit ${bench.code}): ${bench.stderr.trim().split('\n').slice(-3).join(' ')}`);

@@ -35,8 +35,17 @@ export const SERVER_SETTINGS: Readonly<Record<string, string>> = {
   wal_retrieve_retry_interval: '200ms',
 };
 
+/**
+ * How every client of the benchmark reaches the server, sitesync and the reference alike: TCP on loopback,
+ * or the server's Unix-domain socket (as a process on the database's own host can).
+ */
+export type Transport = 'tcp' | 'socket';
+
 export interface BenchServer {
   readonly port: number;
+  readonly transport: Transport;
+  /** 127.0.0.1, or the socket's folder: what `-h` and `host=` take. */
+  readonly host: string;
   url(database: string): string;
   /** libpq key/value form, for CREATE SUBSCRIPTION ... CONNECTION. */
   conninfo(database: string): string;
@@ -57,7 +66,7 @@ function portInUse(port: number): Promise<boolean> {
   });
 }
 
-export async function startBenchServer(): Promise<BenchServer> {
+export async function startBenchServer(transport: Transport): Promise<BenchServer> {
   if (await portInUse(BENCH_PG_PORT)) {
     throw new Error(
       `port ${BENCH_PG_PORT} is already in use: another benchmark is running, or one was killed and left its server ` +
@@ -66,10 +75,13 @@ export async function startBenchServer(): Promise<BenchServer> {
     );
   }
   const scratch: ScratchPostgres = await startScratchPostgres(BENCH_PG_PORT, { ...SERVER_SETTINGS });
+  const host = transport === 'socket' ? scratch.socketDir : '127.0.0.1';
   const server: BenchServer = {
     port: scratch.port,
-    url: (database) => scratch.url(database),
-    conninfo: (database) => `host=127.0.0.1 port=${scratch.port} user=postgres dbname=${database}`,
+    transport,
+    host,
+    url: (database) => (transport === 'socket' ? `postgres://postgres@/${database}?host=${encodeURIComponent(host)}&port=${scratch.port}` : scratch.url(database)),
+    conninfo: (database) => `host=${host} port=${scratch.port} user=postgres dbname=${database}`,
     query: (database, text, values) => scratch.query(database, text, values),
     async createDatabase(name, scope) {
       await scratch.query('postgres', `CREATE DATABASE ${name}`);

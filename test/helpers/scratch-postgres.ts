@@ -15,6 +15,8 @@ const BIN = process.env.TEST_SITESYNC_PG_BIN ?? '/usr/lib/postgresql/15/bin';
 
 export interface ScratchPostgres {
   readonly port: number;
+  /** The folder of the server's Unix-domain socket (for host=, as libpq and node-postgres take it). */
+  readonly socketDir: string;
   url(database: string): string;
   query<T extends pg.QueryResultRow = Record<string, unknown>>(database: string, text: string, values?: unknown[]): Promise<T[]>;
   /** Stop at once, as a crash would (no shutdown checkpoint), then start again. */
@@ -52,6 +54,7 @@ export async function startScratchPostgres(port: number, settings: Record<string
   const url = (database: string) => `postgres://postgres@127.0.0.1:${port}/${database}`;
   return {
     port,
+    socketDir: dir,
     url,
     async query(database, text, values) {
       const client = new pg.Client({ connectionString: url(database) });
