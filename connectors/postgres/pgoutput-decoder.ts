@@ -33,12 +33,10 @@ export function decodePgOutput(payload: Buffer): PgOutputMessage {
   return message;
 }
 
-/** An INSERT, UPDATE or DELETE message, told by its tag alone (the rows are not read). */
-export function isRowChangeMessage(payload: Buffer): boolean {
-  return isRowChangeTag(payload[0]);
-}
-
-/** The same, from the message's first byte (`undefined` for an empty message). */
+/**
+ * Whether a pgoutput message is an INSERT, UPDATE or DELETE, told by its first byte alone (the rows are not
+ * read; `undefined` for an empty message).
+ */
 export function isRowChangeTag(tag: number | undefined): boolean {
   return tag === 0x49 /* I */ || tag === 0x55 /* U */ || tag === 0x44 /* D */;
 }
