@@ -117,7 +117,7 @@ export async function measureBacklogDrain(ctx: BenchContext, options: DrainOptio
           nativeDbs.map((db) => waitForRows(server.url(db), ROWS_TABLE, spec.rows, spec.rows, { timeoutMs: ctx.params.maxLimitSeconds * 1000 })),
         );
         const seconds = (Math.max(...seen) - t0) / 1000;
-        referenceCpu = referenceMeter.end(await walsenderLabels((sql) => server.query('postgres', sql)));
+        referenceCpu = referenceMeter.end(await walsenderLabels(server));
         return { seconds, rowsPerSecond: spec.rows / seconds };
       } finally {
         // Disabled whatever happened, so that they never run beside sitesync.
@@ -140,7 +140,7 @@ export async function measureBacklogDrain(ctx: BenchContext, options: DrainOptio
           targets.map((t) => waitForRows(server.url(deployment.db(t)), ROWS_TABLE, spec.rows, spec.rows, { timeoutMs: limit * 1000, abort: crashed })),
         );
         const seconds = (Math.max(...seen) - t0) / 1000;
-        sitesyncCpu = sitesyncMeter.end(await walsenderLabels((sql) => server.query('postgres', sql)));
+        sitesyncCpu = sitesyncMeter.end(await walsenderLabels(server));
         const ready = [...processes.values()].map((p) => (p.readyAt ?? performance.now()) - p.startedAt);
         return { seconds, rowsPerSecond: spec.rows / seconds, startupSeconds: Math.max(...ready) / 1000, limitSeconds: limit };
       } catch (error) {

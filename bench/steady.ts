@@ -131,7 +131,7 @@ export async function measureSteady(ctx: BenchContext): Promise<SteadyResult> {
         if (!(error instanceof NotThereInTime)) throw error;
         notCaughtUp = error.message;
       }
-      const cpu = meter.end(await walsenderLabels((sql) => server.query('postgres', sql)));
+      const cpu = meter.end(await walsenderLabels(server));
       log(`  ${label}: CPU ${formatCpu(cpu)}`);
       const result = await latencies(server, dbA, targetDb, before, after, bench.stdout);
       if (notCaughtUp) log(`  ${label}: not caught up ${catchUpMs / 1000} s after the writer stopped (${notCaughtUp})`);

@@ -6,6 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import type { BenchServer } from './server.ts';
 
 const TICKS_PER_SECOND = 100; // CLK_TCK on Linux
 
@@ -137,9 +138,9 @@ export class CpuMeter {
   }
 }
 
-/** The walsender of each active slot, by pid, labelled `walsender for slot <name>`; the query runs the SQL given. */
-export async function walsenderLabels(query: (sql: string) => Promise<readonly { active_pid: number; slot_name: string }[]>): Promise<Map<number, string>> {
-  const rows = await query('SELECT active_pid, slot_name FROM pg_replication_slots WHERE active_pid IS NOT NULL');
+/** The walsender of each active slot on `server`, by pid, labelled `walsender for slot <name>`. */
+export async function walsenderLabels(server: Pick<BenchServer, 'query'>): Promise<Map<number, string>> {
+  const rows = await server.query<{ active_pid: number; slot_name: string }>('postgres', 'SELECT active_pid, slot_name FROM pg_replication_slots WHERE active_pid IS NOT NULL');
   return new Map(rows.map((r) => [r.active_pid, `walsender for slot ${r.slot_name}`]));
 }
 
