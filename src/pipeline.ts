@@ -6,8 +6,8 @@
 import { ApplyRunner } from './apply/apply-runner.ts';
 import { policyResolver } from './apply/conflict-policy.ts';
 import { CaptureRunner } from './capture/capture-runner.ts';
-import type { Config } from './config/config-schema.ts';
-import { SitesyncError } from './errors.ts';
+import { capturingSites, type Config } from './config/config-schema.ts';
+import { describeError, SitesyncError } from './errors.ts';
 import type { Logger } from './observability/logger.ts';
 import { PipelineEvents } from './observability/pipeline-events.ts';
 import { WalRetentionWatch } from './observability/wal-retention-watch.ts';
@@ -28,13 +28,6 @@ export function createPipeline(config: Config, site: string, logger: Logger, eve
   if (!siteConfig) {
     throw new SitesyncError('SITESYNC_ERR_CONFIG', `site ${JSON.stringify(site)} is not in the configuration (sites: ${Object.keys(config.sites).join(', ')}); pass one of them with --site`);
   }
-  const source = new PostgresSource({
-    site,
-    url: siteConfig.postgres,
-    tables: siteConfig.tables ?? null,
-    maxPartBytes: config.capture.maxMessageBytes,
-    logger: logger.child({ site, part: 'capture' }),
-  });
   const sink = new PostgresSink({
     site,
     url: siteConfig.postgres,
@@ -43,11 +36,21 @@ export function createPipeline(config: Config, site: string, logger: Logger, eve
     onConflict: (c) => events.emit('apply:conflict', { site, source: c.source, kind: c.kind, table: c.table, resolution: c.resolution }),
     logger: logger.child({ site, part: 'apply' }),
   });
-  const capture = new CaptureRunner({ config, source, events, logger: logger.child({ site, part: 'capture' }) });
+  // A site that only receives has no source at all: nothing at its database is decoded or published.
+  const source = siteConfig.capture
+    ? new PostgresSource({
+        site,
+        url: siteConfig.postgres,
+        tables: siteConfig.tables ?? null,
+        maxPartBytes: config.capture.maxMessageBytes,
+        logger: logger.child({ site, part: 'capture' }),
+      })
+    : null;
+  const capture = source ? new CaptureRunner({ config, source, events, logger: logger.child({ site, part: 'capture' }) }) : null;
   const apply = new ApplyRunner({ config, site, sink, events, logger: logger.child({ site, part: 'apply' }) });
   const watch = new WalRetentionWatch({
     site,
-    sites: Object.keys(config.sites),
+    sites: capturingSites(config),
     readSlot: async (slotSite) => (await readPostgresStatus(config.sites[slotSite]!.postgres, slotSite, [])).slot,
     intervalSeconds: config.watch.intervalSeconds,
     warnBytes: config.watch.walRetentionWarnBytes,
@@ -56,7 +59,7 @@ export function createPipeline(config: Config, site: string, logger: Logger, eve
   });
 
   const stop = (): void => {
-    capture.stop();
+    capture?.stop();
     apply.stop();
     void watch.stop();
   };
@@ -72,14 +75,34 @@ export function createPipeline(config: Config, site: string, logger: Logger, eve
         });
       watch.start();
       try {
-        const results = await Promise.allSettled([guard(capture.run()), guard(apply.run())]);
+        if (!capture) void announceCaptureOff(siteConfig.postgres, site, logger.child({ site, part: 'capture' }));
+        const results = await Promise.allSettled([capture ? guard(capture.run()) : Promise.resolve(), guard(apply.run())]);
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         if (failed) throw failed.reason;
       } finally {
         await watch.stop();
-        await source.end().catch(() => undefined);
+        await source?.end().catch(() => undefined);
         await sink.close().catch(() => undefined);
       }
     },
   };
+}
+
+/**
+ * Says that the site only receives, and warns if it still has a slot: a site whose capture was turned off
+ * keeps the slot it had, and PostgreSQL then keeps every WAL segment from the slot's position on, until its
+ * disk fills.
+ */
+async function announceCaptureOff(url: string, site: string, logger: Logger): Promise<void> {
+  logger.info('capture off: this site applies what the other sites send and sends nothing');
+  try {
+    const { slot } = await readPostgresStatus(url, site, []);
+    if (!slot.exists) return;
+    logger.warn(
+      { slot: slot.slot, retainedBytes: slot.retainedBytes },
+      `capture is off but slot ${slot.slot} still exists and keeps WAL on disk; drop it: SELECT pg_drop_replication_slot('${slot.slot}')`,
+    );
+  } catch (error) {
+    logger.warn(`capture off: could not check for a leftover slot: ${describeError(error)}`);
+  }
 }

@@ -2,7 +2,7 @@
  * `sitesync replay`: re-applies archived transactions to a site (see src/apply/replay.ts). This file reads
  * the options (pure, unit-tested) and wires the PostgreSQL sink; main.ts only declares the command.
  */
-import type { Config } from '../config/config-schema.ts';
+import { capturingSites, type Config } from '../config/config-schema.ts';
 import { policyResolver } from '../apply/conflict-policy.ts';
 import { replayArchive, formatReplaySummary, stopRunFirst, type ReplayPoint, type ReplayResult } from '../apply/replay.ts';
 import { comparePositions, lsnToPosition, parseLsn } from '../events/position.ts';
@@ -72,7 +72,11 @@ export function planReplay(config: Config, options: ReplayCommandOptions): Repla
   if (!(site in config.sites)) {
     throw configError(`site ${JSON.stringify(site)} is not in the configuration (sites: ${sites.join(', ')}); pass one of them with --site`);
   }
-  let sources = sites.filter((s) => s !== site);
+  // Sites with capture off send nothing, so they are replayed only when named (they may have sent before).
+  let sources = capturingSites(config).filter((s) => s !== site);
+  if (options.source === undefined && sources.length === 0) {
+    throw configError(`every site but ${site} has capture off, so there is nothing it receives to replay; name a site that sent before with --source`);
+  }
   if (options.source !== undefined) {
     const source = options.source;
     if (source === site) throw configError(`--source ${source} is the site being replayed into; give another site (${sources.join(', ')}), or leave --source out for all of them`);

@@ -1,7 +1,7 @@
 /**
  * `sitesync status`: every site's slot, how far each source is applied there, and the queues, at a glance.
  */
-import type { Config } from '../config/config-schema.ts';
+import { capturingSites, type Config } from '../config/config-schema.ts';
 import { parkingQueue, siteQueue } from '../config/names.ts';
 import { connectBroker } from '../bus/broker-connection.ts';
 import { describeError } from '../errors.ts';
@@ -9,6 +9,8 @@ import { readPostgresStatus, type OriginStatus, type SlotStatus } from '../../co
 
 export interface SiteStatus {
   readonly site: string;
+  /** False for a site that only receives (its slot is shown only if one is left over). */
+  readonly capture: boolean;
   readonly error?: string;
   readonly slot?: SlotStatus;
   readonly origins?: OriginStatus[];
@@ -17,15 +19,17 @@ export interface SiteStatus {
 
 export async function collectStatus(config: Config): Promise<SiteStatus[]> {
   const sites = Object.keys(config.sites);
+  const sources = capturingSites(config);
   const queues = await readQueues(config, sites);
   return Promise.all(
     sites.map(async (site): Promise<SiteStatus> => {
       const queue = queues.get(site);
+      const capture = config.sites[site]!.capture;
       try {
-        const pgStatus = await readPostgresStatus(config.sites[site]!.postgres, site, sites.filter((s) => s !== site));
-        return { site, ...pgStatus, ...(queue ? { queue } : {}) };
+        const pgStatus = await readPostgresStatus(config.sites[site]!.postgres, site, sources.filter((s) => s !== site));
+        return { site, capture, ...pgStatus, ...(queue ? { queue } : {}) };
       } catch (error) {
-        return { site, error: describeError(error), ...(queue ? { queue } : {}) };
+        return { site, capture, error: describeError(error), ...(queue ? { queue } : {}) };
       }
     }),
   );
@@ -65,7 +69,9 @@ export function formatStatus(statuses: SiteStatus[]): string {
   for (const s of statuses) {
     lines.push(`site ${s.site}`);
     if (s.error) lines.push(`  error: ${s.error}`);
-    if (s.slot) {
+    if (!s.capture && !s.slot?.exists) lines.push('  capture off: receives only');
+    if (!s.capture && s.slot?.exists) lines.push(`  capture off, but slot ${s.slot.slot} is left over and keeps ${formatBytes(s.slot.retainedBytes)} of WAL: drop it`);
+    else if (s.slot && s.capture) {
       const slot = s.slot;
       lines.push(
         slot.exists

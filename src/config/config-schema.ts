@@ -8,6 +8,12 @@ export interface SiteConfig {
   readonly postgres: string;
   /** Tables to replicate as `schema.table`; absent = every user table, including tables created later. */
   readonly tables?: readonly string[];
+  /**
+   * Whether this site's own writes are captured and sent to the others. Default true. False makes a site
+   * that only receives (a reporting copy, a standby): no slot or publication at its database, and none of
+   * the cost of decoding what it applied, which PostgreSQL 15 charges a capturing site in full.
+   */
+  readonly capture: boolean;
 }
 
 export interface ConflictsConfig {
@@ -60,8 +66,8 @@ export interface Config {
     readonly onDataError: 'halt' | 'park';
   };
   readonly watch: {
-    /** Seconds between reads of the WAL retained by every configured site's slot (each process watches
-     *  them all, so a stopped site is noticed by the others). Default 30. */
+    /** Seconds between reads of the WAL retained by the slot of every site that captures (each process
+     *  watches them all, so a stopped site is noticed by the others). Default 30. */
     readonly intervalSeconds: number;
     /** WAL a slot may retain, in bytes, before a warning is logged (once each time it crosses the
      *  amount). Default 1 GiB (1073741824); 0 turns the warning off (the metric stays). */
@@ -111,6 +117,7 @@ export const configSchema = {
             minItems: 1,
             items: { type: 'string', pattern: '^[^.]+\\.[^.]+$' },
           },
+          capture: { type: 'boolean', default: true },
         },
       },
     },
@@ -185,6 +192,11 @@ export const configSchema = {
     },
   },
 } as const;
+
+/** The sites whose writes are captured and sent, in configuration order. */
+export function capturingSites(config: Config): string[] {
+  return Object.entries(config.sites).flatMap(([site, c]) => (c.capture ? [site] : []));
+}
 
 /** What each schema pattern means, for error messages a person can act on. */
 export const PATTERN_HINTS: Readonly<Record<string, string>> = {

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { SitesyncError } from '../errors.ts';
-import { configSchema, PATTERN_HINTS, SITE_NAME, type Config } from './config-schema.ts';
+import { capturingSites, configSchema, PATTERN_HINTS, SITE_NAME, type Config } from './config-schema.ts';
 
 const ENV_PREFIX = 'SITESYNC_';
 
@@ -44,9 +44,12 @@ export function parseConfig(raw: unknown, origin = 'configuration'): Config {
   return deepFreeze(config);
 }
 
-/** What a schema cannot say: names that must refer to configured sites. */
+/** What a schema cannot say: names that must refer to configured sites, and what only some sites may set. */
 function crossCheck(config: Config): string | null {
   const sites = Object.keys(config.sites);
+  if (capturingSites(config).length === 0) return `no site captures, so nothing would be replicated; remove "capture: false" from the site whose writes the others should receive`;
+  const tablesWithoutCapture = sites.find((site) => !config.sites[site]!.capture && config.sites[site]!.tables !== undefined);
+  if (tablesWithoutCapture) return `sites.${tablesWithoutCapture}.tables lists the tables the site sends, but its capture is off; remove one of the two`;
   const policies = [
     { where: 'conflicts', policy: config.conflicts.policy, priority: config.conflicts.priority },
     ...Object.entries(config.conflicts.tables).map(([table, p]) => ({ where: `conflicts.tables.${table}`, policy: p.policy, priority: p.priority ?? config.conflicts.priority })),

@@ -121,7 +121,8 @@ export async function createTestSites(
     async start(short, events = new PipelineEvents()) {
       const logger = createLogger(config.log.level);
       const pipeline = createPipeline(config, sites[short]!, logger, events);
-      const ready = Promise.all([once(events, 'capture:streaming'), once(events, 'apply:consuming')]);
+      const capturing = config.sites[sites[short]!]!.capture;
+      const ready = Promise.all([capturing ? once(events, 'capture:streaming') : null, once(events, 'apply:consuming')]);
       const done = pipeline.run();
       done.catch(() => undefined);
       await Promise.race([ready, done]);

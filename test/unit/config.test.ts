@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { applyEnvironment, loadConfig, parseConfig } from '../../src/config/load-config.ts';
-import { configSchema } from '../../src/config/config-schema.ts';
+import { capturingSites, configSchema } from '../../src/config/config-schema.ts';
 import { SitesyncError } from '../../src/errors.ts';
 
 function minimal(): Record<string, unknown> {
@@ -196,6 +196,27 @@ describe('parseConfig', () => {
 
   test('the origin is named in the message', () => {
     assert.throws(() => parseConfig({}, 'sitesync.yaml'), configError('sitesync.yaml:', 'missing key'));
+  });
+
+  test('every site captures unless told otherwise; capture: false makes a site that only receives', () => {
+    assert.deepEqual(capturingSites(parseConfig(minimal())), ['paris', 'london']);
+    const raw = minimal();
+    (raw.sites as Record<string, Record<string, unknown>>).paris!.capture = false;
+    const config = parseConfig(raw);
+    assert.equal(config.sites.paris?.capture, false);
+    assert.deepEqual(capturingSites(config), ['london']);
+  });
+
+  test('capture off everywhere, or a tables list at a site that does not capture, is refused', () => {
+    const none = minimal();
+    for (const site of Object.values(none.sites as Record<string, Record<string, unknown>>)) {
+      site.capture = false;
+      delete site.tables;
+    }
+    assert.throws(() => parseConfig(none), configError('no site captures', 'capture: false'));
+    const listed = minimal();
+    (listed.sites as Record<string, Record<string, unknown>>).london!.capture = false;
+    assert.throws(() => parseConfig(listed), configError('sites.london.tables', 'capture is off'));
   });
 });
 
