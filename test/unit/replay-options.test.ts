@@ -84,3 +84,17 @@ test('the stream starts at a time in whole seconds, rounded down, or at the firs
   assert.deepEqual(streamStart({ kind: 'time', micros: 1_714_555_800_999_999n, text: '' }), { '!': 'timestamp', value: 1_714_555_800 });
   assert.deepEqual(streamStart({ kind: 'time', micros: -5n, text: '' }), { '!': 'timestamp', value: 0 });
 });
+
+test('sites with capture off are left out of the default sources, and replayed only when named', () => {
+  const oneSender = parseConfig({
+    broker: { url: 'amqp://guest:guest@127.0.0.1:5672/' },
+    sites: {
+      paris: { postgres: 'postgres://postgres@127.0.0.1:5432/paris' },
+      london: { postgres: 'postgres://postgres@127.0.0.1:5432/london', capture: false },
+      madrid: { postgres: 'postgres://postgres@127.0.0.1:5432/madrid', capture: false },
+    },
+  });
+  assert.deepEqual(planReplay(oneSender, { site: 'london', from: '0/1' }).sources, ['paris']);
+  assert.throws(() => planReplay(oneSender, { site: 'paris', from: '0/1' }), configError(/every site but paris has capture off.*--source/));
+  assert.deepEqual(planReplay(oneSender, { site: 'paris', source: 'madrid', from: '0/1' }).sources, ['madrid']);
+});
