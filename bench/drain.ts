@@ -46,6 +46,8 @@ export interface DrainResult {
   /** Sites written to (1) plus targets. */
   readonly sites: number;
   readonly targets: number;
+  /** Whether the targets also captured (and so their servers decoded what they applied). */
+  readonly targetsCapture: boolean;
   readonly writeSeconds: number;
   readonly walBytes: number;
   readonly reference: Outcome<DrainFigure>;
@@ -63,6 +65,12 @@ export interface DrainOptions {
   readonly label: string;
   /** Sites that apply the backlog (1 for b, 2 for d). */
   readonly targets: number;
+  /**
+   * Whether the targets also capture their own writes, as sites that write too do. Without it they only
+   * receive (`capture: false`), as native subscribers do; with it, on PostgreSQL 15, each target's
+   * walsender decodes every row applied there for its capture to drop.
+   */
+  readonly targetsCapture: boolean;
 }
 
 const TARGET_SHORTS = ['b', 'c', 'd', 'e'];
@@ -73,7 +81,7 @@ export async function measureBacklogDrain(ctx: BenchContext, options: DrainOptio
   return ctx.teardown.within(async (scope) => {
     const targets = TARGET_SHORTS.slice(0, options.targets);
     const shorts = ['a', ...targets];
-    const deployment = await createDeployment(server, shorts, scope, options.label);
+    const deployment = await createDeployment(server, shorts, scope, options.label, options.targetsCapture ? [] : targets);
     const nativeDbs = targets.map((t) => `bench_${options.label}_native_${t}_${deployment.suffix}`);
     for (const db of nativeDbs) await server.createDatabase(db, scope);
     for (const db of [...shorts.map(deployment.db), ...nativeDbs]) await createRowsTable(server.url(db));
@@ -169,12 +177,12 @@ export async function measureBacklogDrain(ctx: BenchContext, options: DrainOptio
       const peak = peaks?.get(short);
       return peak ? [{ site: short.toUpperCase(), restBytes: restBytes.get(short) ?? 0, ...peak }] : [];
     });
-    return { backlog: spec, sites: shorts.length, targets: targets.length, writeSeconds: written.seconds, walBytes: written.walBytes, reference, sitesync, memory: perProcess, cleanStops, referenceCpu, sitesyncCpu };
+    return { backlog: spec, sites: shorts.length, targets: targets.length, targetsCapture: options.targetsCapture, writeSeconds: written.seconds, walBytes: written.walBytes, reference, sitesync, memory: perProcess, cleanStops, referenceCpu, sitesyncCpu };
   });
 }
 
-export function measureDrain(ctx: BenchContext): Promise<DrainResult> {
-  return measureBacklogDrain(ctx, { label: 'drain', targets: 1 });
+export function measureDrain(ctx: BenchContext, targetsCapture: boolean): Promise<DrainResult> {
+  return measureBacklogDrain(ctx, { label: targetsCapture ? 'drain2' : 'drain', targets: 1, targetsCapture });
 }
 
 /** Report rows for (b) or (d). */
@@ -185,7 +193,7 @@ export function drainReport(r: DrainResult, id: string, figure: string): ReportR
   const nativeLabel = `native, ${r.targets} subscriber${r.targets > 1 ? 's' : ''}`;
   const notes = [
     `backlog ${describeBacklog(r.backlog)} written at A in ${formatSeconds(r.writeSeconds)} (${(r.walBytes / 1024 / 1024).toFixed(0)} MiB of WAL) while nothing replicated`,
-    `sitesync: ${r.sites} real \`sitesync run\` processes (A captures, ${r.targets === 1 ? 'B applies' : 'B and C apply'}; every process also captures its own site and drops the relayed writes), timed from spawn to the last row at the last target`,
+    `sitesync: ${r.sites} real \`sitesync run\` processes (A captures, ${r.targets === 1 ? 'B applies' : 'B and C apply'}; ${r.targetsCapture ? `${r.targets === 1 ? 'B also captures its' : 'B and C also capture their'} own site and drop${r.targets === 1 ? 's' : ''} the relayed writes, which ${r.targets === 1 ? 'its server decodes' : 'their servers decode'} in full on PostgreSQL 15` : `${r.targets === 1 ? 'B only receives' : 'B and C only receive'} (capture: false), as native subscribers do`}), timed from spawn to the last row at the last target`,
     `reference: native logical replication (${r.targets} subscription${r.targets > 1 ? 's' : ''}, each on its own slot created before the writes), timed from ENABLE to the last row at the last subscriber`,
   ];
   if (ss) {
@@ -201,7 +209,7 @@ export function drainReport(r: DrainResult, id: string, figure: string): ReportR
     {
       id,
       figure,
-      conditions: `${describeBacklog(r.backlog)}, ${r.sites} sites (1 writes, ${r.targets} appl${r.targets > 1 ? 'y' : 'ies'})`,
+      conditions: `${describeBacklog(r.backlog)}, ${r.sites} sites (1 writes, ${r.targets} appl${r.targets > 1 ? 'y' : 'ies'}${r.targetsCapture ? ' and capture' : ' only'})`,
       sitesync: ss ? `${formatSeconds(ss.seconds)} (${formatRate(ss.rowsPerSecond, 'rows')})` : `FAILED: ${r.sitesync.ok ? '' : r.sitesync.error}`,
       reference: ref ? `${nativeLabel}: ${formatSeconds(ref.seconds)} (${formatRate(ref.rowsPerSecond, 'rows')})` : `error: ${r.reference.ok ? '' : r.reference.error}`,
       ratio,

@@ -9,10 +9,10 @@ import type { BenchContext } from './lib/context.ts';
 import type { ReportRow } from './lib/report.ts';
 import { drainReport, measureBacklogDrain, type DrainResult } from './drain.ts';
 
-export function measureFanout(ctx: BenchContext): Promise<DrainResult> {
-  return measureBacklogDrain(ctx, { label: 'fanout', targets: 2 });
+export function measureFanout(ctx: BenchContext, targetsCapture: boolean): Promise<DrainResult> {
+  return measureBacklogDrain(ctx, { label: targetsCapture ? 'fanout2' : 'fanout', targets: 2, targetsCapture });
 }
 
-export function fanoutReport(r: DrainResult): ReportRow[] {
-  return drainReport(r, 'd', 'fan-out drain (2 targets)');
+export function fanoutReport(r: DrainResult, id: string): ReportRow[] {
+  return drainReport(r, id, `fan-out drain (2 targets${r.targetsCapture ? ' that also capture' : ' that only receive'})`);
 }

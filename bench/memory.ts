@@ -1,6 +1,6 @@
 /**
  * (e) Peak memory (RSS) of each real `sitesync run` process:
- * - during the backlog drain of (b) (its figures are taken from (b) when it ran, else a drain is run here);
+ * - during the backlog drain of (b2), where every process captures (its figures are taken from (b2) when it ran, else a drain is run here);
  * - during one very large transaction written at A while A and B run: 200 MB of rows (--quick) or 2 GB,
  *   rows of 1 KiB of text (below the TOAST threshold, so not compressed), in one INSERT … SELECT
  *   generate_series; until B holds every row (sitesync splits it into parts, B spills them and applies
@@ -43,8 +43,8 @@ export async function measureMemory(ctx: BenchContext, drainFromB: DrainResult |
   const drain = await attempt(async () => {
     let result = drainFromB;
     if (result === null) {
-      ctx.log('  (b) did not run: running a backlog drain for its memory figures');
-      result = await measureBacklogDrain(ctx, { label: 'memdrain', targets: 1 });
+      ctx.log('  (b2) did not run: running a backlog drain for its memory figures');
+      result = await measureBacklogDrain(ctx, { label: 'memdrain', targets: 1, targetsCapture: true });
     }
     return { backlog: result.backlog, memory: result.memory, completed: result.sitesync.ok, fromB: drainFromB !== null };
   });
@@ -125,7 +125,7 @@ export function memoryReport(r: MemoryResult): ReportRow[] {
     const d = r.drain.value;
     const conditions = `drain of ${d.backlog.rows / 1000}k rows in ${d.backlog.rows / d.backlog.rowsPerTransaction} tx, 2 sites`;
     const extra = [
-      `${d.fromB ? 'the processes of (b)' : 'a drain run for this figure'}; VmHWM read while running (whole life, startup included); largest sampled VmRSS ${d.memory.map((m) => `${m.site} ${formatMiB(m.sampledPeakBytes)}`).join(', ')}`,
+      `${d.fromB ? 'the processes of (b2)' : 'a drain run for this figure'}; VmHWM read while running (whole life, startup included); largest sampled VmRSS ${d.memory.map((m) => `${m.site} ${formatMiB(m.sampledPeakBytes)}`).join(', ')}`,
       ...(d.completed ? [] : ['the drain did not complete (see b): the peak is over what it did']),
     ];
     for (const [i, m] of d.memory.entries()) rows.push(row(`peak RSS, process ${m.site} (${m.site === 'A' ? 'captures' : 'applies'})`, conditions, m, i === d.memory.length - 1 ? extra : []));

@@ -4,8 +4,10 @@
  *
  *   a  capture decoding rate          vs pg_recvlogical on the same slot data          bench/decode.ts
  *   b  backlog drain, 2 sites          vs native logical replication, 1 subscriber      bench/drain.ts
+ *      (B only receives, as a native subscriber does; b2: B also captures its own site)
  *   c  steady-state latency            vs native logical replication, same rate         bench/steady.ts
  *   d  backlog drain, 3 sites          vs native logical replication, 2 subscribers     bench/fanout.ts
+ *      (B and C only receive; d2: they also capture)
  *   e  peak memory (RSS)               vs the same process at rest; budget 300 MB       bench/memory.ts
  *
  * Everything runs on a private PostgreSQL server (port 26470) and the shared RabbitMQ with names of its own;
@@ -47,10 +49,18 @@ const MEASUREMENTS: readonly Measurement[] = [
   },
   {
     id: 'b',
-    title: 'backlog drain, 2 sites, vs native logical replication',
+    title: 'backlog drain, 2 sites, B only receives (as a native subscriber does), vs native logical replication',
     async run(ctx) {
-      const result = await measureDrain(ctx);
-      return { result, rows: drainReport(result, 'b', 'backlog drain') };
+      const result = await measureDrain(ctx, false);
+      return { result, rows: drainReport(result, 'b', 'backlog drain, B only receives') };
+    },
+  },
+  {
+    id: 'b2',
+    title: 'backlog drain, 2 sites, B also captures (both sites write), vs native logical replication',
+    async run(ctx) {
+      const result = await measureDrain(ctx, true);
+      return { result, rows: drainReport(result, 'b2', 'backlog drain, B also captures') };
     },
   },
   {
@@ -65,15 +75,24 @@ const MEASUREMENTS: readonly Measurement[] = [
     id: 'd',
     title: 'fan-out drain, 3 sites, vs native logical replication with 2 subscribers',
     async run(ctx) {
-      const result = await measureFanout(ctx);
-      return { result, rows: fanoutReport(result) };
+      const result = await measureFanout(ctx, false);
+      return { result, rows: fanoutReport(result, 'd') };
+    },
+  },
+  {
+    id: 'd2',
+    title: 'fan-out drain, 3 sites, B and C also capture, vs native logical replication with 2 subscribers',
+    async run(ctx) {
+      const result = await measureFanout(ctx, true);
+      return { result, rows: fanoutReport(result, 'd2') };
     },
   },
   {
     id: 'e',
     title: 'peak memory (RSS) of the sitesync processes',
     async run(ctx, earlier) {
-      const result = await measureMemory(ctx, (earlier.get('b') as DrainResult | undefined) ?? null);
+      // The drain where every process captures, B's included, is the one with the most in memory.
+      const result = await measureMemory(ctx, (earlier.get('b2') as DrainResult | undefined) ?? null);
       return { result, rows: memoryReport(result) };
     },
   },
@@ -82,7 +101,7 @@ const MEASUREMENTS: readonly Measurement[] = [
 function usage(): string {
   return `usage: npm run bench [-- [--quick] [--only ${MEASUREMENTS.map((m) => m.id).join(',')}] [--socket] [--profile]]
   --quick     small sizes, finishes within a few minutes
-  --only      run these measurements (comma-separated letters)
+  --only      run these measurements (comma-separated: a, b, b2, c, d, d2, e)
   --socket    every client (sitesync, native replication, pg_recvlogical) reaches PostgreSQL through its
               Unix-domain socket instead of TCP on 127.0.0.1
   --profile   write CPU profiles of the sitesync processes (node --cpu-prof) and summarise where they spend time

@@ -33,9 +33,15 @@ export function uniqueSuffix(): string {
 
 /**
  * Creates the databases (empty) and the configuration. Only defaults, as a user would run it, except the
- * log level (info: readiness is read from the log).
+ * log level (info: readiness is read from the log) and `capture: false` for the sites in `receiveOnly`.
  */
-export async function createDeployment(server: BenchServer, shortNames: readonly string[], scope: Teardown, label: string): Promise<Deployment> {
+export async function createDeployment(
+  server: BenchServer,
+  shortNames: readonly string[],
+  scope: Teardown,
+  label: string,
+  receiveOnly: readonly string[] = [],
+): Promise<Deployment> {
   const suffix = uniqueSuffix();
   const site = (short: string): string => `${short}_${suffix}`;
   const db = (short: string): string => `bench_${label}_${short}_${suffix}`;
@@ -45,7 +51,7 @@ export async function createDeployment(server: BenchServer, shortNames: readonly
 
   const raw = {
     broker: { url: BROKER, exchange, archiveStream },
-    sites: Object.fromEntries(shortNames.map((s) => [site(s), { postgres: server.url(db(s)) }])),
+    sites: Object.fromEntries(shortNames.map((s) => [site(s), { postgres: server.url(db(s)), ...(receiveOnly.includes(s) ? { capture: false } : {}) }])),
     log: { level: 'info' },
   };
   const dir = mkdtempSync(join(tmpdir(), 'sitesync-bench-'));

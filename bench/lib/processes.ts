@@ -99,7 +99,8 @@ export class SitesyncProcess {
       const parts = (partial + chunk).split('\n');
       partial = parts.pop() ?? '';
       for (const line of parts) {
-        if (line.includes('"msg":"capture started"')) capturing = true;
+        // A site with capture off (it only receives) says so instead.
+        if (line.includes('"msg":"capture started"') || line.includes('"msg":"capture off:')) capturing = true;
         if (line.includes('"msg":"applying"')) applying = true;
         if (capturing && applying && this.readyAt === null) this.readyAt = performance.now();
       }
