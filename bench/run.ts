@@ -6,6 +6,7 @@
  *   b  backlog drain, 2 sites          vs native logical replication, 1 subscriber      bench/drain.ts
  *      (B only receives, as a native subscriber does; b2: B also captures its own site)
  *   c  steady-state latency            vs native logical replication, same rate         bench/steady.ts
+ *      (B only receives; c2: B also captures)
  *   d  backlog drain, 3 sites          vs native logical replication, 2 subscribers     bench/fanout.ts
  *      (B and C only receive; d2: they also capture)
  *   e  peak memory (RSS)               vs the same process at rest; budget 300 MB       bench/memory.ts
@@ -65,10 +66,18 @@ const MEASUREMENTS: readonly Measurement[] = [
   },
   {
     id: 'c',
-    title: 'steady-state commit-to-applied lag vs native logical replication',
+    title: 'steady-state commit-to-applied lag, B only receives, vs native logical replication',
     async run(ctx) {
-      const result = await measureSteady(ctx);
-      return { result, rows: steadyReport(result) };
+      const result = await measureSteady(ctx, false);
+      return { result, rows: steadyReport(result, 'c') };
+    },
+  },
+  {
+    id: 'c2',
+    title: 'steady-state commit-to-applied lag, B also captures, vs native logical replication',
+    async run(ctx) {
+      const result = await measureSteady(ctx, true);
+      return { result, rows: steadyReport(result, 'c2') };
     },
   },
   {
@@ -101,7 +110,7 @@ const MEASUREMENTS: readonly Measurement[] = [
 function usage(): string {
   return `usage: npm run bench [-- [--quick] [--only ${MEASUREMENTS.map((m) => m.id).join(',')}] [--socket] [--profile]]
   --quick     small sizes, finishes within a few minutes
-  --only      run these measurements (comma-separated: a, b, b2, c, d, d2, e)
+  --only      run these measurements (comma-separated: a, b, b2, c, c2, d, d2, e)
   --socket    every client (sitesync, native replication, pg_recvlogical) reaches PostgreSQL through its
               Unix-domain socket instead of TCP on 127.0.0.1
   --profile   write CPU profiles of the sitesync processes (node --cpu-prof) and summarise where they spend time

@@ -77,6 +77,8 @@ export interface PhaseLatencies {
 }
 
 export interface SteadyResult {
+  /** Whether B also captured its own site (and so its server decoded what it applied). */
+  readonly targetsCapture: boolean;
   readonly rate: number;
   readonly rowsPerTransaction: number;
   readonly seconds: number;
@@ -85,11 +87,12 @@ export interface SteadyResult {
   readonly sitesync: Outcome<SteadyPhase>;
 }
 
-export async function measureSteady(ctx: BenchContext): Promise<SteadyResult> {
+/** `targetsCapture`: B also captures its own site (c2), instead of only receiving as a native subscriber (c). */
+export async function measureSteady(ctx: BenchContext, targetsCapture: boolean): Promise<SteadyResult> {
   const { server, log } = ctx;
   const { transactionsPerSecond: rate, rowsPerTransaction, seconds, clients } = ctx.params.steady;
   return ctx.teardown.within(async (scope) => {
-    const deployment = await createDeployment(server, ['a', 'b'], scope, 'steady');
+    const deployment = await createDeployment(server, ['a', 'b'], scope, targetsCapture ? 'steady2' : 'steady', targetsCapture ? [] : ['b']);
     const nativeDb = `bench_steady_native_${deployment.suffix}`;
     await server.createDatabase(nativeDb, scope);
     const dbA = deployment.db('a');
@@ -170,7 +173,7 @@ export async function measureSteady(ctx: BenchContext): Promise<SteadyResult> {
       await b.stop();
       return result;
     });
-    return { rate, rowsPerTransaction, seconds, clients, reference, sitesync };
+    return { targetsCapture, rate, rowsPerTransaction, seconds, clients, reference, sitesync };
   });
 }
 
@@ -249,10 +252,10 @@ async function latencies(server: BenchServer, dbA: string, targetDb: string, bef
   };
 }
 
-export function steadyReport(r: SteadyResult): ReportRow[] {
+export function steadyReport(r: SteadyResult, id: string): ReportRow[] {
   const ref = valueOf(r.reference);
   const ss = valueOf(r.sitesync);
-  const conditions = `${r.rate} tx/s × ${r.rowsPerTransaction} rows for ${r.seconds} s, 2 sites`;
+  const conditions = `${r.rate} tx/s × ${r.rowsPerTransaction} rows for ${r.seconds} s, 2 sites, B ${r.targetsCapture ? 'also captures' : 'only receives'}`;
   const keptUp = (p: SteadyPhase): boolean =>
     p.missing === 0 && p.caughtUpSeconds !== null && p.caughtUpSeconds <= CAUGHT_UP_SECONDS && p.appliedRate >= p.achievedRate * APPLIED_SHARE;
   const notes = [
@@ -279,7 +282,7 @@ export function steadyReport(r: SteadyResult): ReportRow[] {
     const ratio = ref && ss ? pick(ref.latencyMs) / pick(ss.latencyMs) : null;
     const judged = limitMs !== undefined && ss !== null && ss !== undefined;
     return {
-      id: 'c',
+      id,
       figure: `steady-state lag ${label}`,
       conditions,
       sitesync: ss ? `${ss.censored ? '≥ ' : ''}${formatMs(pick(ss.latencyMs))}` : failed,
@@ -303,7 +306,7 @@ export function steadyReport(r: SteadyResult): ReportRow[] {
     lagRow('p99', (d) => d.p99, P99_TARGET_MS),
     lagRow('max', (d) => d.max),
     {
-      id: 'c',
+      id,
       figure: 'steady-state: keeps up',
       conditions,
       sitesync: ss ? keptUpCell(ss) : failed,
