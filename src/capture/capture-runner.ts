@@ -2,9 +2,9 @@
  * Capture: source → messages → broker, with the checkpoint rule.
  *
  * A session connects the broker, opens the source after its last confirmed checkpoint, and streams:
- * whole transactions are grouped into messages (up to maxTransactionsPerMessage or maxMessageBytes, or
- * whatever arrived in the same turn of the event loop), parts of large transactions go out one per
- * message. Publishing never waits for each confirm; the source is paused while too much is unconfirmed.
+ * whole transactions are grouped into messages (message-batcher.ts: up to maxTransactionsPerMessage or
+ * maxMessageBytes, and waiting for the confirms in flight, briefly), parts of large transactions go out one
+ * per message. Publishing never waits for each confirm; the source is paused while too much is unconfirmed.
  * Every status interval the source is confirmed up to the tracker's frontier.
  *
  * Any failure (broker gone, a publish not confirmed, the database connection lost) ends the session; the
@@ -25,6 +25,7 @@ import { SessionLoop } from '../session-loop.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PipelineEvents } from '../observability/pipeline-events.ts';
 import { CheckpointTracker, type Entry } from './checkpoint-tracker.ts';
+import { MessageBatcher } from './message-batcher.ts';
 import type { Source, SourceHandler } from './source.ts';
 
 /**
@@ -34,19 +35,14 @@ import type { Source, SourceHandler } from './source.ts';
  */
 const MAX_UNCONFIRMED_BYTES = 32 * 1024 * 1024;
 const LAG_INTERVAL_MS = 5000;
+/** Longest a message that is not full waits for the confirms of those before it (message-batcher.ts). */
+const LINGER_MS = 10;
 
 export interface CaptureRunnerOptions {
   readonly config: Config;
   readonly source: Source;
   readonly events: PipelineEvents;
   readonly logger: Logger;
-}
-
-interface PendingBatch {
-  transactions: Transaction[];
-  bytes: number;
-  checkpoint: string | null;
-  seen: SeenSites;
 }
 
 export class CaptureRunner {
@@ -85,6 +81,7 @@ export class CaptureRunner {
     connection.on('blocked', (reason: string) => logger.warn({ reason }, 'RabbitMQ blocks publishing (resource alarm); capture waits, the slot keeps the WAL'));
     connection.on('unblocked', () => logger.info('RabbitMQ accepts publishing again'));
     const timers: NodeJS.Timeout[] = [];
+    let batcher: MessageBatcher | null = null;
     try {
       const channel = await connection.createConfirmChannel();
       await declareTopology(channel, config);
@@ -94,8 +91,6 @@ export class CaptureRunner {
       const resume = await source.resumePoint();
       let previous: Position | null = resume.lastPublished;
       const tracker = new CheckpointTracker(resume);
-      let batch: PendingBatch | null = null;
-      let flushScheduled = false;
       let unconfirmed = 0;
       let unconfirmedBytes = 0;
       let paused = false;
@@ -125,6 +120,7 @@ export class CaptureRunner {
               t.confirmed(entry);
               unconfirmed--;
               unconfirmedBytes -= body.length;
+              batcher?.confirmed();
               events.emit('capture:confirmed', { site: this.site, messages: 1 });
               if (paused && unconfirmed < capture.maxUnconfirmedMessages / 2 && unconfirmedBytes < MAX_UNCONFIRMED_BYTES / 2) {
                 paused = false;
@@ -135,20 +131,16 @@ export class CaptureRunner {
           );
       };
 
-      const flush = (): void => {
-        flushScheduled = false;
-        if (!batch) return;
-        const { transactions, checkpoint, seen } = batch;
-        batch = null;
-        publish(transactions, null, checkpoint, seen);
-      };
+      const batches = new MessageBatcher(
+        { maxTransactions: capture.maxTransactionsPerMessage, maxBytes: capture.maxMessageBytes, lingerMs: LINGER_MS },
+        () => unconfirmed,
+        ({ transactions, checkpoint, seen }) => publish(transactions, null, checkpoint, seen),
+      );
+      batcher = batches;
 
-      /** A checkpoint past nothing new to publish: it rides with the batch being built, or stands alone. */
+      /** A checkpoint past nothing new to publish: it rides with the message being gathered, or stands alone. */
       const passed = (checkpoint: string, seen: SeenSites): void => {
-        if (batch) {
-          batch.checkpoint = checkpoint;
-          batch.seen = seen;
-        } else tracker.passed(checkpoint, seen);
+        if (!batches.passed(checkpoint, seen)) tracker.passed(checkpoint, seen);
       };
 
       const handler: SourceHandler = {
@@ -157,20 +149,11 @@ export class CaptureRunner {
           newestCommitMicros = tx.commitTimeMicros;
           if (part === null || part.index === 0) events.emit('capture:transaction', { site: this.site, position: tx.position, rows: tx.changes.length, commitTimeMicros: tx.commitTimeMicros });
           if (part !== null) {
-            flush();
+            batches.flush();
             publish([tx], part, checkpoint, tx.seen);
             return;
           }
-          batch ??= { transactions: [], bytes: 0, checkpoint: null, seen: tx.seen };
-          batch.transactions.push(tx);
-          batch.bytes += estimateBytes(tx);
-          batch.checkpoint = checkpoint;
-          batch.seen = tx.seen;
-          if (batch.transactions.length >= capture.maxTransactionsPerMessage || batch.bytes >= capture.maxMessageBytes) flush();
-          else if (!flushScheduled) {
-            flushScheduled = true;
-            setImmediate(flush);
-          }
+          batches.add(tx, estimateBytes(tx), checkpoint);
         },
         skipped: (position, checkpoint, reason, seen) => {
           lastActivity = Date.now();
@@ -233,7 +216,7 @@ export class CaptureRunner {
       if (outcome === 'stop') {
         // Clean stop: stop reading, publish what is held, wait (bounded) for the broker, confirm the source.
         source.pause();
-        flush();
+        batches.flush();
         const deadline = Date.now() + 10_000;
         while (unconfirmed > 0 && Date.now() < deadline) await Promise.race([sleep(20), failed]);
         await confirmFrontier();
@@ -244,6 +227,7 @@ export class CaptureRunner {
     } finally {
       failure = null;
       for (const timer of timers) clearInterval(timer);
+      batcher?.close();
       await source.close().catch(() => undefined);
       await connection.close().catch(() => undefined);
     }
