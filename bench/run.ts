@@ -39,6 +39,30 @@ interface Measurement {
   run(ctx: BenchContext, earlier: Map<string, unknown>): Promise<{ result: unknown; rows: ReportRow[] }>;
 }
 
+/**
+ * A measurement twice: `id` with the targets only receiving, as native subscribers do, and `id`2 with them
+ * also capturing, as sites that are written to do (each with its own native reference).
+ */
+function inBothTopologies<R>(
+  id: string,
+  what: string,
+  measure: (ctx: BenchContext, targetsCapture: boolean) => Promise<R>,
+  report: (result: R, id: string, receivers: string) => ReportRow[],
+): Measurement[] {
+  return [false, true].map((targetsCapture) => {
+    const receivers = targetsCapture ? 'targets also capture' : 'targets only receive';
+    const measurementId = targetsCapture ? `${id}2` : id;
+    return {
+      id: measurementId,
+      title: `${what}, ${receivers}, vs native logical replication`,
+      async run(ctx: BenchContext) {
+        const result = await measure(ctx, targetsCapture);
+        return { result, rows: report(result, measurementId, receivers) };
+      },
+    };
+  });
+}
+
 const MEASUREMENTS: readonly Measurement[] = [
   {
     id: 'a',
@@ -48,54 +72,9 @@ const MEASUREMENTS: readonly Measurement[] = [
       return { result, rows: decodeReport(result) };
     },
   },
-  {
-    id: 'b',
-    title: 'backlog drain, 2 sites, B only receives (as a native subscriber does), vs native logical replication',
-    async run(ctx) {
-      const result = await measureDrain(ctx, false);
-      return { result, rows: drainReport(result, 'b', 'backlog drain, B only receives') };
-    },
-  },
-  {
-    id: 'b2',
-    title: 'backlog drain, 2 sites, B also captures (both sites write), vs native logical replication',
-    async run(ctx) {
-      const result = await measureDrain(ctx, true);
-      return { result, rows: drainReport(result, 'b2', 'backlog drain, B also captures') };
-    },
-  },
-  {
-    id: 'c',
-    title: 'steady-state commit-to-applied lag, B only receives, vs native logical replication',
-    async run(ctx) {
-      const result = await measureSteady(ctx, false);
-      return { result, rows: steadyReport(result, 'c') };
-    },
-  },
-  {
-    id: 'c2',
-    title: 'steady-state commit-to-applied lag, B also captures, vs native logical replication',
-    async run(ctx) {
-      const result = await measureSteady(ctx, true);
-      return { result, rows: steadyReport(result, 'c2') };
-    },
-  },
-  {
-    id: 'd',
-    title: 'fan-out drain, 3 sites, vs native logical replication with 2 subscribers',
-    async run(ctx) {
-      const result = await measureFanout(ctx, false);
-      return { result, rows: fanoutReport(result, 'd') };
-    },
-  },
-  {
-    id: 'd2',
-    title: 'fan-out drain, 3 sites, B and C also capture, vs native logical replication with 2 subscribers',
-    async run(ctx) {
-      const result = await measureFanout(ctx, true);
-      return { result, rows: fanoutReport(result, 'd2') };
-    },
-  },
+  ...inBothTopologies('b', 'backlog drain, 2 sites', measureDrain, (r, id, receivers) => drainReport(r, id, `backlog drain, ${receivers}`)),
+  ...inBothTopologies('c', 'steady-state commit-to-applied lag', measureSteady, (r, id) => steadyReport(r, id)),
+  ...inBothTopologies('d', 'fan-out drain, 3 sites', measureFanout, (r, id) => fanoutReport(r, id)),
   {
     id: 'e',
     title: 'peak memory (RSS) of the sitesync processes',
