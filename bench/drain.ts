@@ -191,9 +191,13 @@ export function drainReport(r: DrainResult, id: string, figure: string): ReportR
   const ss = valueOf(r.sitesync);
   const ratio = ref && ss ? ref.seconds / ss.seconds : null;
   const nativeLabel = `native, ${r.targets} subscriber${r.targets > 1 ? 's' : ''}`;
+  const targets = r.targets === 1 ? 'B' : 'B and C';
+  const topology = r.targetsCapture
+    ? `the targets (${targets}) also capture their own sites and drop the relayed writes, which their servers decode in full on PostgreSQL 15`
+    : `the targets (${targets}) only receive (capture: false), as native subscribers do`;
   const notes = [
     `backlog ${describeBacklog(r.backlog)} written at A in ${formatSeconds(r.writeSeconds)} (${(r.walBytes / 1024 / 1024).toFixed(0)} MiB of WAL) while nothing replicated`,
-    `sitesync: ${r.sites} real \`sitesync run\` processes (A captures, ${r.targets === 1 ? 'B applies' : 'B and C apply'}; ${r.targetsCapture ? `${r.targets === 1 ? 'B also captures its' : 'B and C also capture their'} own site and drop${r.targets === 1 ? 's' : ''} the relayed writes, which ${r.targets === 1 ? 'its server decodes' : 'their servers decode'} in full on PostgreSQL 15` : `${r.targets === 1 ? 'B only receives' : 'B and C only receive'} (capture: false), as native subscribers do`}), timed from spawn to the last row at the last target`,
+    `sitesync: ${r.sites} real \`sitesync run\` processes (A captures; ${topology}), timed from spawn to the last row at the last target`,
     `reference: native logical replication (${r.targets} subscription${r.targets > 1 ? 's' : ''}, each on its own slot created before the writes), timed from ENABLE to the last row at the last subscriber`,
   ];
   if (ss) {

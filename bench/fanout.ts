@@ -6,13 +6,8 @@
  * Ratio: native seconds ÷ sitesync seconds; target ≥ 0.5, as for (b).
  */
 import type { BenchContext } from './lib/context.ts';
-import type { ReportRow } from './lib/report.ts';
-import { drainReport, measureBacklogDrain, type DrainResult } from './drain.ts';
+import { measureBacklogDrain, type DrainResult } from './drain.ts';
 
 export function measureFanout(ctx: BenchContext, targetsCapture: boolean): Promise<DrainResult> {
   return measureBacklogDrain(ctx, { label: targetsCapture ? 'fanout2' : 'fanout', targets: 2, targetsCapture });
-}
-
-export function fanoutReport(r: DrainResult, id: string): ReportRow[] {
-  return drainReport(r, id, `fan-out drain (2 targets${r.targetsCapture ? ' that also capture' : ' that only receive'})`);
 }

@@ -27,7 +27,7 @@ import { SERVER_SETTINGS, startBenchServer, type BenchServer } from './lib/serve
 import { Teardown } from './lib/teardown.ts';
 import { decodeReport, measureDecode } from './decode.ts';
 import { drainReport, measureDrain, type DrainResult } from './drain.ts';
-import { fanoutReport, measureFanout } from './fanout.ts';
+import { measureFanout } from './fanout.ts';
 import { measureMemory, memoryReport } from './memory.ts';
 import { measureSteady, steadyReport } from './steady.ts';
 
@@ -73,8 +73,8 @@ const MEASUREMENTS: readonly Measurement[] = [
     },
   },
   ...inBothTopologies('b', 'backlog drain, 2 sites', measureDrain, (r, id, receivers) => drainReport(r, id, `backlog drain, ${receivers}`)),
-  ...inBothTopologies('c', 'steady-state commit-to-applied lag', measureSteady, (r, id) => steadyReport(r, id)),
-  ...inBothTopologies('d', 'fan-out drain, 3 sites', measureFanout, (r, id) => fanoutReport(r, id)),
+  ...inBothTopologies('c', 'steady-state commit-to-applied lag', measureSteady, steadyReport),
+  ...inBothTopologies('d', 'fan-out drain, 3 sites', measureFanout, (r, id, receivers) => drainReport(r, id, `fan-out drain, ${receivers}`)),
   {
     id: 'e',
     title: 'peak memory (RSS) of the sitesync processes',

@@ -81,7 +81,7 @@ export class CaptureRunner {
     connection.on('blocked', (reason: string) => logger.warn({ reason }, 'RabbitMQ blocks publishing (resource alarm); capture waits, the slot keeps the WAL'));
     connection.on('unblocked', () => logger.info('RabbitMQ accepts publishing again'));
     const timers: NodeJS.Timeout[] = [];
-    let batcher: MessageBatcher | null = null;
+    let batcher: MessageBatcher | null = null; // for the finally: closed with the session
     try {
       const channel = await connection.createConfirmChannel();
       await declareTopology(channel, config);
@@ -120,7 +120,7 @@ export class CaptureRunner {
               t.confirmed(entry);
               unconfirmed--;
               unconfirmedBytes -= body.length;
-              batcher?.confirmed();
+              batches.confirmed();
               events.emit('capture:confirmed', { site: this.site, messages: 1 });
               if (paused && unconfirmed < capture.maxUnconfirmedMessages / 2 && unconfirmedBytes < MAX_UNCONFIRMED_BYTES / 2) {
                 paused = false;

@@ -69,9 +69,9 @@ export function formatStatus(statuses: SiteStatus[]): string {
   for (const s of statuses) {
     lines.push(`site ${s.site}`);
     if (s.error) lines.push(`  error: ${s.error}`);
-    if (!s.capture && !s.slot?.exists) lines.push('  capture off: receives only');
-    if (!s.capture && s.slot?.exists) lines.push(`  capture off, but slot ${s.slot.slot} is left over and keeps ${formatBytes(s.slot.retainedBytes)} of WAL: drop it`);
-    else if (s.slot && s.capture) {
+    if (!s.capture) {
+      lines.push(s.slot?.exists ? `  capture off, but slot ${s.slot.slot} is left over and keeps ${formatBytes(s.slot.retainedBytes)} of WAL: drop it` : '  capture off: receives only');
+    } else if (s.slot) {
       const slot = s.slot;
       lines.push(
         slot.exists
