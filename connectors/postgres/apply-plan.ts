@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto';
 import type { Change, RelationInfo, RowImage } from '../../src/events/transaction.ts';
 import { SitesyncError } from '../../src/errors.ts';
+import { copyText } from './copy-text.ts';
 
 export interface TargetTable {
   readonly schema: string;
@@ -129,7 +130,7 @@ export function planInsertBatch(relation: RelationInfo, rows: readonly RowImage[
 /** A COPY statement and the rows it reads, in COPY's text format. */
 export interface CopyPlan {
   readonly text: string;
-  readonly data: string;
+  readonly data: Buffer;
 }
 
 /**
@@ -144,16 +145,7 @@ export function planCopy(relation: RelationInfo, rows: readonly RowImage[], targ
     requireColumn(target, c.name);
     return quoteIdent(c.name);
   });
-  const lines = rows.map((row) => row.values.map(copyField).join('\t'));
-  return { text: `COPY ${qualifiedName(target.schema, target.table)} (${columns.join(', ')}) FROM STDIN`, data: `${lines.join('\n')}\n` };
-}
-
-const COPY_ESCAPES: Readonly<Record<string, string>> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
-
-/** One value in COPY's text format: \N for null; backslash, tab, newline and carriage return escaped. */
-function copyField(value: string | null): string {
-  if (value === null) return '\\N';
-  return /[\\\t\n\r]/.test(value) ? value.replace(/[\\\t\n\r]/g, (c) => COPY_ESCAPES[c]!) : value;
+  return { text: `COPY ${qualifiedName(target.schema, target.table)} (${columns.join(', ')}) FROM STDIN`, data: copyText(rows) };
 }
 
 /** The UPDATE that makes an existing row equal to an incoming insert (an insert that won a conflict). */

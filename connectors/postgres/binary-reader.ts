@@ -19,6 +19,11 @@ export class BinaryReader {
     this.#buffer = buffer;
   }
 
+  /** What is being read, for a caller that copies bytes out itself (after `skip`). */
+  get buffer(): Buffer {
+    return this.#buffer;
+  }
+
   get offset(): number {
     return this.#offset;
   }
@@ -75,6 +80,11 @@ export class BinaryReader {
   readUtf8(length: number, what = 'text'): string {
     const start = this.#take(length, what);
     return this.#decodeUtf8(start, start + length, what);
+  }
+
+  /** Advances past `length` bytes and returns where they start in `buffer`. */
+  skip(length: number, what = 'bytes'): number {
+    return this.#take(length, what);
   }
 
   /** A copy, because the pg driver reuses the buffer we were handed once we return. */

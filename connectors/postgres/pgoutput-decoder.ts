@@ -1,4 +1,5 @@
 import { DecodeError } from '../../src/errors.ts';
+import { EncodedRowWriter } from '../../src/events/encoded-row.ts';
 import { BinaryReader } from './binary-reader.ts';
 import {
   postgresToUnixMicros,
@@ -178,10 +179,16 @@ function decodeLogicalMessage(reader: BinaryReader): LogicalMessage {
   return { tag: 'message', transactional: flags === 1, lsn, prefix, content };
 }
 
+/**
+ * Text values go into the row's wire form as they are (see EncodedRow): no string is made here. Rows are
+ * written into slabs that this writer owns, so they never point into the driver's buffer, which it reuses.
+ */
+const rowWriter = new EncodedRowWriter();
+
 function readTuple(reader: BinaryReader, what: string): TupleData {
   const count = reader.readUInt16(`${what} column count`);
-  const values: (string | null)[] = [];
-  const unchanged: number[] = [];
+  // The texts cannot be longer than what is left of the message.
+  rowWriter.begin(count, reader.remaining);
   // The hot loop of decoding: its reads carry fixed labels, and a failure gets the tuple and the column
   // added here, so that no message text is built for the millions of values that are fine.
   let i = 0;
@@ -191,15 +198,17 @@ function readTuple(reader: BinaryReader, what: string): TupleData {
       const kind = reader.readUInt8('kind');
       switch (kind) {
         case 0x6e /* n: SQL NULL */:
-          values.push(null);
+          rowWriter.nullValue();
           break;
         case 0x75 /* u: unchanged TOASTed value, not sent */:
-          values.push(null);
-          unchanged.push(i);
+          rowWriter.unchangedValue(i);
           break;
-        case 0x74 /* t: text */:
-          values.push(reader.readUtf8(reader.readUInt32('length'), 'text'));
+        case 0x74 /* t: text */: {
+          const length = reader.readUInt32('length');
+          const start = reader.skip(length, 'text');
+          rowWriter.textValue(reader.buffer, start, start + length);
           break;
+        }
         default:
           throw new DecodeError(`unsupported kind ${describeByte(kind)} at offset ${kindOffset}`);
       }
@@ -208,7 +217,7 @@ function readTuple(reader: BinaryReader, what: string): TupleData {
     if (error instanceof DecodeError) throw new DecodeError(`${what} column ${i}: ${error.message}`, { cause: error });
     throw error;
   }
-  return { values, unchanged };
+  return rowWriter.finish();
 }
 
 function readTimestamp(reader: BinaryReader, what: string): bigint {

@@ -6,6 +6,7 @@
  * Times are microseconds since the Unix epoch (converted from PostgreSQL's 2000-01-01 epoch), as
  * bigint so that no microsecond is lost.
  */
+import type { EncodedRow } from '../../src/events/encoded-row.ts';
 
 /** Microseconds between 1970-01-01 and PostgreSQL's epoch, 2000-01-01 (both UTC). */
 export const POSTGRES_EPOCH_OFFSET_MICROS = 946_684_800_000_000n;
@@ -19,14 +20,12 @@ export function unixToPostgresMicros(unixMicros: bigint): bigint {
 }
 
 /**
- * One row's column values in text form. A value is null both for SQL NULL ('n') and for an unchanged
- * TOASTed value the server did not send ('u'); `unchanged` lists the indexes of the latter, ascending,
- * so that an applier does not overwrite a stored value with NULL.
+ * One row's column values in text form, kept as the row image's wire bytes (see EncodedRow). A value is
+ * null both for SQL NULL ('n') and for an unchanged TOASTed value the server did not send ('u');
+ * `unchanged` lists the indexes of the latter, ascending, so that an applier does not overwrite a stored
+ * value with NULL.
  */
-export interface TupleData {
-  readonly values: readonly (string | null)[];
-  readonly unchanged: readonly number[];
-}
+export type TupleData = EncodedRow;
 
 export type ReplicaIdentity = 'd' | 'f' | 'i' | 'n';
 

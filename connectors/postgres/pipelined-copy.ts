@@ -27,7 +27,7 @@ export class PipelinedCopy {
     /** Statements, among them as many COPY … FROM STDIN as `data` has entries. */
     private readonly text: string,
     /** The rows of each COPY, in COPY's text format. */
-    private readonly data: readonly string[],
+    private readonly data: readonly Buffer[],
   ) {
     this.done = new Promise<void>((resolve, reject) => {
       this.settle = (error) => (error ? reject(error) : resolve());
@@ -35,7 +35,7 @@ export class PipelinedCopy {
   }
 
   /** Sends the query on `client` and waits for it. */
-  static run(client: pg.Client, text: string, data: readonly string[]): Promise<void> {
+  static run(client: pg.Client, text: string, data: readonly Buffer[]): Promise<void> {
     const copy = new PipelinedCopy(text, data);
     (client as unknown as { query(submittable: PipelinedCopy): void }).query(copy);
     return copy.done;
@@ -43,7 +43,7 @@ export class PipelinedCopy {
 
   submit(connection: Connection): void {
     const text = Buffer.from(`${this.text}\0`, 'utf8');
-    const rows = this.data.map((d) => Buffer.from(d, 'utf8'));
+    const rows = this.data;
     const message = Buffer.allocUnsafe(5 + text.length + rows.reduce((n, r) => n + 10 + r.length, 0));
     let at = message.writeUInt8(0x51 /* Q */, 0);
     at = message.writeUInt32BE(4 + text.length, at);

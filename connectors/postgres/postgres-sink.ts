@@ -14,6 +14,7 @@ import pg from 'pg';
 import type { ApplyErrorKind, Sink, SourceSession } from '../../src/apply/sink.ts';
 import { originName } from '../../src/config/names.ts';
 import { comparePositions, formatLsn, lsnToPosition, parseLsn, positionToLsn } from '../../src/events/position.ts';
+import { rowImageBytes } from '../../src/events/encoded-row.ts';
 import { microsToIso } from '../../src/events/time.ts';
 import type { Change, Position, Transaction, TransactionPart } from '../../src/events/transaction.ts';
 import type { Logger } from '../../src/observability/logger.ts';
@@ -67,21 +68,14 @@ function insertRunEnd(tx: Transaction, start: number): number {
   const first = changes[start];
   if (first?.op !== 'insert' || first.relation.columns.length === 0) return start;
   let end = start + 1;
-  let bytes = rowBytes(first.newRow);
+  let bytes = rowImageBytes(first.newRow);
   while (end < changes.length && end - start < MAX_COPY_ROWS && bytes < MAX_COPY_BYTES) {
     const next = changes[end]!;
     if (next.op !== 'insert' || next.relation !== first.relation) break;
-    bytes += rowBytes(next.newRow);
+    bytes += rowImageBytes(next.newRow);
     end++;
   }
   return end;
-}
-
-/** Characters of a row's values: a row's size in a COPY, near enough. */
-function rowBytes(row: { readonly values: readonly (string | null)[] }): number {
-  let n = 0;
-  for (const v of row.values) n += v === null ? 2 : v.length + 1;
-  return n;
 }
 
 type InsertChange = Extract<Change, { op: 'insert' }>;

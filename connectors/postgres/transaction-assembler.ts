@@ -15,7 +15,7 @@
  *   what the slot must be confirmed to so that the server does not send it again.
  */
 import { lsnToPosition } from '../../src/events/position.ts';
-import type { Change, ColumnInfo, RelationInfo, RowImage, SeenSites, Transaction } from '../../src/events/transaction.ts';
+import type { Change, ColumnInfo, RelationInfo, SeenSites, Transaction } from '../../src/events/transaction.ts';
 import { transactionId } from '../../src/events/transaction.ts';
 import type { SourceHandler } from '../../src/capture/source.ts';
 import { BOOKKEEPING_SCHEMA, MESSAGE_PREFIX, ORIGIN_PREFIX } from '../../src/config/names.ts';
@@ -120,18 +120,18 @@ export class TransactionAssembler {
         this.options.typeNames.set(message.typeOid, message.schema === 'pg_catalog' ? message.name : `${message.schema}.${message.name}`);
         return;
       case 'insert':
-        this.add(message.relationOid, (relation) => ({ op: 'insert', relation, newRow: row(message.newTuple) }), message.newTuple);
+        this.add(message.relationOid, (relation) => ({ op: 'insert', relation, newRow: message.newTuple }), message.newTuple);
         return;
       case 'update':
         this.add(
           message.relationOid,
-          (relation) => ({ op: 'update', relation, oldRow: message.oldTuple ? row(message.oldTuple) : null, newRow: row(message.newTuple) }),
+          (relation) => ({ op: 'update', relation, oldRow: message.oldTuple, newRow: message.newTuple }),
           message.newTuple,
           message.oldTuple,
         );
         return;
       case 'delete':
-        this.add(message.relationOid, (relation) => ({ op: 'delete', relation, oldRow: row(message.oldTuple) }), message.oldTuple);
+        this.add(message.relationOid, (relation) => ({ op: 'delete', relation, oldRow: message.oldTuple }), message.oldTuple);
         return;
       case 'truncate': {
         const tx = this.current('TRUNCATE');
@@ -192,7 +192,7 @@ export class TransactionAssembler {
     const relation = this.relation(oid);
     if (relation.schema === BOOKKEEPING_SCHEMA) return;
     let bytes = CHANGE_OVERHEAD_BYTES;
-    for (const tuple of tuples) if (tuple) for (const v of tuple.values) bytes += v === null ? 1 : v.length + 2;
+    for (const tuple of tuples) if (tuple) bytes += tuple.byteLength;
     this.push(tx, make(relation), bytes);
   }
 
@@ -218,8 +218,4 @@ export class TransactionAssembler {
       changes: tx.changes,
     };
   }
-}
-
-function row(tuple: TupleData): RowImage {
-  return { values: tuple.values, unchanged: tuple.unchanged };
 }

@@ -16,6 +16,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import avro from 'avsc';
 import type { Type } from 'avsc';
 import { DecodeError, SitesyncError } from '../errors.ts';
+import { EncodedRow, RowOverrun } from './encoded-row.ts';
 import type {
   Change,
   ChangeMessage,
@@ -169,17 +170,51 @@ function readArrayBounded(this: AvscReader, tap: AvscTap): unknown[] {
 class BoundedArrayType extends avro.types.ArrayType {}
 (BoundedArrayType.prototype as unknown as { _read: typeof readArrayBounded })._read = readArrayBounded;
 
-type TypeOptions = NonNullable<Parameters<typeof avro.Type.forSchema>[1]>;
-const TYPE_OPTIONS: TypeOptions = {
-  wrapUnions: 'auto',
-  typeHook: (schema, options) => {
-    const s = schema as { type?: unknown; logicalType?: unknown };
-    if (typeof s === 'object' && s !== null && s.type === 'array' && s.logicalType === undefined) {
-      return new BoundedArrayType(schema, options);
-    }
-    return undefined;
+type WriteFn = (tap: AvscTap, value: unknown) => void;
+const recordPrototype = avro.types.RecordType.prototype as unknown as { _createWriter(this: unknown): WriteFn };
+
+/**
+ * The current schema's RowImage, where most of a message's bytes are. An EncodedRow (what capture builds)
+ * is written by copying its bytes; any other row image is written by avsc as usual. Rows are read as
+ * EncodedRows that point into the message body (keeping it alive as long as they live), their values
+ * decoded only if someone asks. avsc freezes its types after building their readers and writers, so these
+ * are the builders, on a subclass the type hook creates for the current version only: older versions
+ * are read through resolvers, into plain rows.
+ */
+class RowImageType extends avro.types.RecordType {}
+Object.assign(RowImageType.prototype, {
+  _createWriter(this: unknown): WriteFn {
+    const writePlain = recordPrototype._createWriter.call(this);
+    return (tap, row) => {
+      if (!(row instanceof EncodedRow)) return writePlain(tap, row);
+      const at = tap.pos;
+      tap.pos += row.byteLength;
+      // Past the end, avsc's own writes write nothing and encode() reports the size it needs.
+      if (tap.pos <= tap.buf.length) row.buffer.copy(tap.buf, at, row.start, row.end);
+    };
   },
-};
+  _createReader(): (tap: AvscTap) => EncodedRow {
+    return (tap) => {
+      const row = EncodedRow.read(tap.buf, tap.pos);
+      tap.pos = row.end;
+      return row;
+    };
+  },
+});
+
+type TypeOptions = NonNullable<Parameters<typeof avro.Type.forSchema>[1]>;
+function typeOptions(current: boolean): TypeOptions {
+  return {
+    wrapUnions: 'auto',
+    typeHook: (schema, options) => {
+      const s = schema as { type?: unknown; logicalType?: unknown; name?: unknown };
+      if (typeof s !== 'object' || s === null || s.logicalType !== undefined) return undefined;
+      if (s.type === 'array') return new BoundedArrayType(schema, options);
+      if (current && s.type === 'record' && s.name === 'RowImage') return new RowImageType(schema, options);
+      return undefined;
+    },
+  };
+}
 
 /** Checks, once, that every array is guarded and every union is a plain `null|x` value. */
 function checkTypes(type: AvscTypeInternals, seen: Set<AvscTypeInternals>): void {
@@ -215,7 +250,7 @@ function loadCodec(): Codec {
     const url = new URL(file, SCHEMA_DIR);
     let type: Type;
     try {
-      type = avro.Type.forSchema(JSON.parse(readFileSync(url, 'utf8')) as AvroSchema, { ...TYPE_OPTIONS });
+      type = avro.Type.forSchema(JSON.parse(readFileSync(url, 'utf8')) as AvroSchema, typeOptions(version === CURRENT_SCHEMA_VERSION));
     } catch (error) {
       throw new Error(`avro-codec: ${url.pathname} is not a valid Avro schema: ${oneLine(error)}`, { cause: error });
     }
@@ -403,7 +438,7 @@ function rowChange(op: WireOp, relation: number, oldRow: RowImage | null, newRow
 function checkRow(row: RowImage, t: number, c: number, which: string): void {
   const unchanged = row.unchanged;
   if (unchanged.length === 0) return;
-  const count = row.values.length;
+  const count = columnCount(row);
   for (const index of unchanged) {
     if (!(Number.isInteger(index) && index >= 0 && index < count)) {
       throw invalid(
@@ -457,6 +492,11 @@ function wireProblem(wire: WireMessage): string | undefined {
   return problem;
 }
 
+/** A row's number of values, without decoding an EncodedRow's. */
+function columnCount(row: RowImage): number {
+  return row instanceof EncodedRow ? row.columnCount : row.values.length;
+}
+
 function where(t: number, c: number): string {
   return `transaction ${t} change ${c}`;
 }
@@ -488,7 +528,7 @@ export function decodeMessage(body: Buffer, writerVersion: number): ChangeMessag
     try {
       decoded = codec.current.decode(body, 0, resolver ?? undefined);
     } catch (error) {
-      if (error instanceof ArrayOverrun) {
+      if (error instanceof ArrayOverrun || error instanceof RowOverrun) {
         throw new DecodeError(
           error.remaining > 0
             ? `${label}: truncated at byte ${body.length} (an array at byte ${error.at} claims ${error.count} items, only ${error.remaining} bytes remain)`
@@ -532,15 +572,13 @@ function fromWire(wire: WireMessage, label: string): ChangeMessage {
   };
   const rowOf = (row: RowImage | null, t: number, c: number, which: string, op: WireOp): RowImage => {
     if (row === null) throw new DecodeError(`${label}: ${where(t, c)} is ${op} without ${which}`);
-    const { values, unchanged } = row;
-    for (const index of unchanged) {
-      if (index < 0 || index >= values.length) {
-        throw new DecodeError(
-          `${label}: ${where(t, c)} ${which} lists unchanged column ${index} but has ${values.length} values`,
-        );
+    const count = columnCount(row);
+    for (const index of row.unchanged) {
+      if (index < 0 || index >= count) {
+        throw new DecodeError(`${label}: ${where(t, c)} ${which} lists unchanged column ${index} but has ${count} values`);
       }
     }
-    return { values, unchanged };
+    return row instanceof EncodedRow ? row : { values: row.values, unchanged: row.unchanged };
   };
 
   const transactions: Transaction[] = new Array<Transaction>(wire.transactions.length);
