@@ -185,11 +185,25 @@ export function measureDrain(ctx: BenchContext, targetsCapture: boolean): Promis
   return measureBacklogDrain(ctx, { label: targetsCapture ? 'drain2' : 'drain', targets: 1, targetsCapture });
 }
 
-/** Report rows for (b) or (d). */
-export function drainReport(r: DrainResult, id: string, figure: string): ReportRow[] {
+/** native seconds ÷ sitesync seconds of one run, or null when either side has no figure. */
+function ratioOf(r: DrainResult): number | null {
   const ref = valueOf(r.reference);
   const ss = valueOf(r.sitesync);
-  const ratio = ref && ss ? ref.seconds / ss.seconds : null;
+  return ref && ss ? ref.seconds / ss.seconds : null;
+}
+
+/**
+ * Report rows for (b) or (d), from one or more runs. With several, the figure is the median run's (by
+ * ratio; the lower of the middle two for an even count, so a tie never flatters), and every run is listed;
+ * a run in which sitesync failed fails the figure.
+ */
+export function drainReport(runs: readonly DrainResult[], id: string, figure: string): ReportRow[] {
+  const measured = runs.filter((r) => ratioOf(r) !== null).sort((x, y) => ratioOf(x)! - ratioOf(y)!);
+  const failed = runs.find((r) => !r.sitesync.ok);
+  const r = failed ?? measured[Math.floor((measured.length - 1) / 2)] ?? runs[0]!;
+  const ref = valueOf(r.reference);
+  const ss = valueOf(r.sitesync);
+  const ratio = ratioOf(r);
   const nativeLabel = `native, ${r.targets} subscriber${r.targets > 1 ? 's' : ''}`;
   const targets = r.targets === 1 ? 'B' : 'B and C';
   const topology = r.targetsCapture
@@ -200,26 +214,37 @@ export function drainReport(r: DrainResult, id: string, figure: string): ReportR
     `sitesync: ${r.sites} real \`sitesync run\` processes (A captures; ${topology}), timed from spawn to the last row at the last target`,
     `reference: native logical replication (${r.targets} subscription${r.targets > 1 ? 's' : ''}, each on its own slot created before the writes), timed from ENABLE to the last row at the last subscriber`,
   ];
+  if (runs.length > 1) {
+    const each = runs.map((run) => {
+      const x = ratioOf(run);
+      const n = valueOf(run.reference);
+      const m = valueOf(run.sitesync);
+      return x === null ? 'failed' : `${x.toFixed(2)} (${formatSeconds(n!.seconds)} ÷ ${formatSeconds(m!.seconds)})`;
+    });
+    notes.push(`${runs.length} runs, each with a fresh backlog and its own native reference right before it; ratio (native ÷ sitesync): ${each.join(', ')}; the figures above are the ${failed ? 'failed' : 'median'} run's`);
+  }
   if (ss) {
     notes.push(`sitesync startup (spawn to streaming and consuming, slowest process): ${formatSeconds(ss.startupSeconds)}; after startup: ${formatRate(r.backlog.rows / Math.max(0.001, ss.seconds - ss.startupSeconds), 'rows')}`);
   }
   if (r.referenceCpu.size > 0) notes.push(`CPU while native drained: ${formatCpu(r.referenceCpu)}`);
   if (r.sitesyncCpu.size > 0) notes.push(`CPU while sitesync drained: ${formatCpu(r.sitesyncCpu)}`);
   if (ratio !== null) notes.push(`distance to 1.0 (as fast as native): ${(1 - ratio).toFixed(2)} — sitesync takes ${(1 / ratio).toFixed(2)}× native's time`);
-  if (!r.cleanStops.ok) notes.push(`warning: ${r.cleanStops.error}`);
-  if (!r.reference.ok) notes.push(`reference failed: ${r.reference.error}`);
-  if (!r.sitesync.ok) notes.push(`sitesync failed: ${r.sitesync.error}`);
+  for (const run of runs) {
+    if (!run.cleanStops.ok) notes.push(`warning: ${run.cleanStops.error}`);
+    if (!run.reference.ok) notes.push(`reference failed: ${run.reference.error}`);
+    if (!run.sitesync.ok) notes.push(`sitesync failed: ${run.sitesync.error}`);
+  }
   return [
     {
       id,
       figure,
-      conditions: `${describeBacklog(r.backlog)}, ${r.sites} sites (1 writes, ${r.targets} appl${r.targets > 1 ? 'y' : 'ies'}${r.targetsCapture ? ' and capture' : ' only'})`,
+      conditions: `${describeBacklog(r.backlog)}, ${r.sites} sites (1 writes, ${r.targets} appl${r.targets > 1 ? 'y' : 'ies'}${r.targetsCapture ? ' and capture' : ' only'})${runs.length > 1 ? `; median of ${runs.length} runs` : ''}`,
       sitesync: ss ? `${formatSeconds(ss.seconds)} (${formatRate(ss.rowsPerSecond, 'rows')})` : `FAILED: ${r.sitesync.ok ? '' : r.sitesync.error}`,
       reference: ref ? `${nativeLabel}: ${formatSeconds(ref.seconds)} (${formatRate(ref.rowsPerSecond, 'rows')})` : `error: ${r.reference.ok ? '' : r.reference.error}`,
       ratio,
       ratioMeaning: 'native seconds ÷ sitesync seconds (1.0 = as fast as PostgreSQL\'s own replication; higher is better)',
       target: `≥ ${DRAIN_TARGET}`,
-      verdict: r.sitesync.ok ? judge(ratio, (x) => x >= DRAIN_TARGET) : 'FAIL',
+      verdict: failed ? 'FAIL' : judge(ratio, (x) => x >= DRAIN_TARGET),
       notes,
     },
   ];

@@ -50,6 +50,8 @@ export interface BenchContext {
   readonly log: (line: string) => void;
   /** When set, sitesync processes write CPU profiles here. */
   readonly cpuProfileDir: string | null;
+  /** How many times each drain (b, b2, d, d2) is measured, each run against its own reference. */
+  readonly repeat: number;
 }
 
 /** How long a sitesync phase may take, given its reference's time. */
