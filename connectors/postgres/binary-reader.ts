@@ -76,12 +76,6 @@ export class BinaryReader {
     return text;
   }
 
-  /** `length` bytes of UTF-8 text, decoded without an intermediate copy. */
-  readUtf8(length: number, what = 'text'): string {
-    const start = this.#take(length, what);
-    return this.#decodeUtf8(start, start + length, what);
-  }
-
   /** Advances past `length` bytes and returns where they start in `buffer`. */
   skip(length: number, what = 'bytes'): number {
     return this.#take(length, what);
@@ -109,9 +103,10 @@ export class BinaryReader {
   }
 
   /**
-   * Decoding is the hot path of capture. Node's own slice decoder is the fast one, but it replaces invalid
-   * sequences with U+FFFD instead of failing; invalid input always leaves a U+FFFD, so only a text that
-   * holds one (rare: a real U+FFFD in the data, or invalid bytes) is checked again strictly.
+   * Names (relations, columns, types, origins, message prefixes); values never become strings here (see
+   * EncodedRowWriter). Node's own slice decoder is the fast one, but it replaces invalid sequences with
+   * U+FFFD instead of failing; invalid input always leaves a U+FFFD, so only a text that holds one (rare: a
+   * real U+FFFD in the name, or invalid bytes) is checked again strictly.
    */
   #decodeUtf8(start: number, end: number, what: string): string {
     const text = this.#buffer.toString('utf8', start, end);

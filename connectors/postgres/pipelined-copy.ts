@@ -43,12 +43,11 @@ export class PipelinedCopy {
 
   submit(connection: Connection): void {
     const text = Buffer.from(`${this.text}\0`, 'utf8');
-    const rows = this.data;
-    const message = Buffer.allocUnsafe(5 + text.length + rows.reduce((n, r) => n + 10 + r.length, 0));
+    const message = Buffer.allocUnsafe(5 + text.length + this.data.reduce((n, r) => n + 10 + r.length, 0));
     let at = message.writeUInt8(0x51 /* Q */, 0);
     at = message.writeUInt32BE(4 + text.length, at);
     at += text.copy(message, at);
-    for (const r of rows) {
+    for (const r of this.data) {
       at = message.writeUInt8(0x64 /* d: CopyData */, at);
       at = message.writeUInt32BE(4 + r.length, at);
       at += r.copy(message, at);

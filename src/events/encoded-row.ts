@@ -81,7 +81,7 @@ export class EncodedRow implements RowImage {
     if (row instanceof EncodedRow) return row;
     const texts = row.values.map((v) => (v === null ? null : Buffer.from(v, 'utf8')));
     const writer = new EncodedRowWriter();
-    writer.begin(texts.length, texts.reduce((n, t) => n + (t?.length ?? 0), 0) + 5 * texts.length);
+    writer.begin(texts.length, texts.reduce((n, t) => n + (t?.length ?? 0), 0));
     const unchanged = new Set(row.unchanged);
     texts.forEach((text, i) => {
       if (unchanged.has(i)) writer.unchangedValue(i);
@@ -175,29 +175,30 @@ class Cursor {
 const SLAB_BYTES = 64 * 1024;
 
 /**
- * Writes rows into the encoded form, value by value, from bytes a source hands over. One writer per
- * capture stream; `begin` reserves the room the row may need, so the writes check nothing.
+ * Writes rows into the encoded form, value by value, from bytes a source hands over. Decoding is
+ * synchronous, so one writer serves a whole process; `begin` reserves the room the row may need, so the
+ * writes check nothing.
  */
 export class EncodedRowWriter {
   private slab = Buffer.allocUnsafeSlow(0);
   private pos = 0;
-  private itemsStart = 0;
+  private rowStart = 0;
   private count = 0;
   private written = 0;
   private unchanged: number[] | null = null;
 
-  /**
-   * Starts a row of `count` values whose texts total at most `textBytes` bytes. The count goes first on the
-   * wire, so the row is laid out with room for the longest count and moved back if it is shorter.
-   */
+  /** Starts a row of `count` values whose texts total at most `textBytes` bytes. */
   begin(count: number, textBytes: number): void {
-    const room = 5 + count * 11 + textBytes + 5 + count * 5 + 1;
+    // The count, then per value a branch and a length (1 + 5), the texts and the end of the values; then
+    // `unchanged`: its count, at most an index per value, and its end.
+    const room = 5 + 6 * count + textBytes + 1 + 5 + 5 * count + 1;
     if (this.slab.length - this.pos < room) {
       this.slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, room));
       this.pos = 0;
     }
-    this.itemsStart = this.pos + 5;
-    this.pos = this.itemsStart;
+    this.rowStart = this.pos;
+    // Avro writes an array as blocks: a count and its items, then a count of 0. An empty array is the 0 alone.
+    if (count > 0) this.pos = writeVarint(this.slab, this.pos, 2 * count);
     this.count = count;
     this.written = 0;
     this.unchanged = null;
@@ -217,7 +218,7 @@ export class EncodedRowWriter {
   /** A text value from `source[start, end)`; throws DecodeError unless it is valid UTF-8 (offsets are the source's). */
   textValue(source: Buffer, start: number, end: number): void {
     const slab = this.slab;
-    slab[this.pos++] = 2;
+    slab[this.pos++] = 2; // the union's branch 1, string, zig-zag encoded
     this.pos = writeVarint(slab, this.pos, 2 * (end - start));
     if (end - start > 64) {
       source.copy(slab, this.pos, start, end);
@@ -248,17 +249,11 @@ export class EncodedRowWriter {
       for (const index of unchanged) this.pos = writeVarint(slab, this.pos, 2 * index);
     }
     slab[this.pos++] = 0; // end of `unchanged`
-    // The count, right before the values it counts (none written for an empty row, as avsc does).
-    let start = this.itemsStart;
-    if (this.count > 0) {
-      const width = varintWidth(2 * this.count);
-      start -= width;
-      writeVarint(slab, start, 2 * this.count);
-    }
-    return new EncodedRow(slab, start, this.pos, this.count, undefined, unchanged);
+    return new EncodedRow(slab, this.rowStart, this.pos, this.count, undefined, unchanged);
   }
 }
 
+/** A non-negative number as an Avro varint (the caller zig-zags it: 2n for n ≥ 0). */
 function writeVarint(buffer: Buffer, at: number, value: number): number {
   while (value >= 0x80) {
     buffer[at++] = (value & 0x7f) | 0x80;
@@ -266,15 +261,6 @@ function writeVarint(buffer: Buffer, at: number, value: number): number {
   }
   buffer[at++] = value;
   return at;
-}
-
-function varintWidth(value: number): number {
-  let width = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 128);
-    width++;
-  }
-  return width;
 }
 
 /** Bytes a row image takes in a message, near enough: what memory bounds and batch sizes count. */
