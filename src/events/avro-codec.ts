@@ -6,8 +6,9 @@
  * resolves the writer's version (from the AMQP header `sitesync-schema-version`) to the current schema.
  *
  * This is on the hot path of both capture and apply, so: the avsc types and resolvers are built once, at
- * module load; `null|x` unions are plain values (avsc's unwrapped unions); row images go to avsc as they
- * are; encoding writes once into a reused scratch buffer; bigint <-> number happens only here.
+ * module load; `null|x` unions are plain values (avsc's unwrapped unions); row images in their wire form
+ * (EncodedRow) are copied in and read out as views of the body, never as strings; encoding writes once into
+ * a reused scratch buffer; bigint <-> number happens only here.
  *
  * decodeMessage throws DecodeError and nothing else. encodeMessage throws SitesyncError
  * SITESYNC_ERR_MESSAGE_INVALID for a message the model forbids (so nothing unreadable is ever published).

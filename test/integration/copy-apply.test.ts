@@ -13,6 +13,7 @@ import { lsnToPosition } from '../../src/events/position.ts';
 import { transactionId, type RelationInfo, type Transaction } from '../../src/events/transaction.ts';
 import type { SourceSession } from '../../src/apply/sink.ts';
 import { originName } from '../../src/config/names.ts';
+import { EncodedRow } from '../../src/events/encoded-row.ts';
 import { dbUrl, sql } from '../helpers/test-sites.ts';
 
 // Replication origins belong to the whole server, not to a database: names of this run's own (random, not
@@ -49,6 +50,11 @@ function inserts(rows: [number | string, string | null][], relation = items): Tr
   };
 }
 
+/** `tx` with its rows in their wire form, as a message off the bus carries them. */
+function encoded(tx: Transaction): Transaction {
+  return { ...tx, changes: tx.changes.map((c) => (c.op === 'insert' ? { ...c, newRow: EncodedRow.of(c.newRow) } : c)) };
+}
+
 const conflicts: ConflictRecord[] = [];
 let sink: PostgresSink;
 let session: SourceSession;
@@ -78,6 +84,20 @@ test('transactions of inserts arrive whole, once, with the position of the last'
   await session.apply(txs.slice(2), { durable: true });
   assert.deepEqual(await rows(), ['(1,a)', '(2,"tab\there\nnewline \\\\ backslash")', '(3,)', '(4,d)', '(5,e)', '(6,f)']);
   assert.equal(await session.progress(), txs[2]!.position);
+});
+
+test('rows in their wire form go into COPY byte for byte, escapes and all; bytes that are not UTF-8 are refused as a data error', async () => {
+  await session.apply([encoded(inserts([[60, 'tab\there\nnewline \\ backslash \\N ✓ 𝄞'], [61, null], [62, '']]))], { durable: true });
+  assert.deepEqual((await rows()).filter((r) => /^\(6[0-9],/.test(r)), ['(60,"tab\there\nnewline \\\\ backslash \\\\N ✓ 𝄞")', '(61,)', '(62,"")']);
+  // What capture never writes (it checks UTF-8), but a message from elsewhere could hold: the row (64,
+  // 'a' 0xC0 0xAF) as Avro: 2 values; string "64"; string of 3 bytes; end of values; no unchanged columns.
+  const bad = inserts([[63, null], [64, null]]);
+  const invalid = EncodedRow.read(Buffer.from([4, 2, 4, 0x36, 0x34, 2, 6, 0x61, 0xc0, 0xaf, 0, 0]), 0);
+  const withInvalid: Transaction = { ...bad, changes: [bad.changes[0]!, { op: 'insert', relation: items, newRow: invalid }] };
+  const error = await session.apply([encoded(withInvalid)], { durable: true }).catch((e: unknown) => e);
+  assert.equal((error as { code?: string }).code, '22021', 'invalid byte sequence for encoding "UTF8"');
+  assert.equal(sink.classify(error), 'data');
+  assert.deepEqual((await rows()).filter((r) => /^\(6[3-9],/.test(r)), [], 'nothing of that transaction is there');
 });
 
 test('a key already there: the conflicts of the committed transaction before and of the redone one are each reported once', async () => {
