@@ -107,7 +107,18 @@ export class EncodedRow implements RowImage {
       const values = new Array<string | null>(this.columnCount);
       for (let i = 0; i < this.columnCount; i++) {
         const from = spans[2 * i]!;
-        values[i] = from < 0 ? null : this.buffer.toString('utf8', from, spans[2 * i + 1]);
+        if (from < 0) {
+          values[i] = null;
+          continue;
+        }
+        const to = spans[2 * i + 1]!;
+        const text = this.buffer.toString('utf8', from, to);
+        // Node's decoder turns invalid bytes into U+FFFD, which would be stored as if it were the value:
+        // a text holding one (rare) is checked strictly, as capture checks every value and COPY does.
+        if (text.includes('\uFFFD') && !isUtf8(this.buffer.subarray(from, to))) {
+          throw new DecodeError(`a row image's value ${i} is not valid UTF-8 (bytes ${from} to ${to} of its message)`);
+        }
+        values[i] = text;
       }
       this.#values = values;
     }

@@ -86,7 +86,7 @@ test('transactions of inserts arrive whole, once, with the position of the last'
   assert.equal(await session.progress(), txs[2]!.position);
 });
 
-test('rows in their wire form go into COPY byte for byte, escapes and all; bytes that are not UTF-8 are refused as a data error', async () => {
+test('rows in their wire form go into COPY byte for byte, escapes and all; bytes that are not UTF-8 are refused as a data error, by COPY or as a statement', async () => {
   await session.apply([encoded(inserts([[60, 'tab\there\nnewline \\ backslash \\N ✓ 𝄞'], [61, null], [62, '']]))], { durable: true });
   assert.deepEqual((await rows()).filter((r) => /^\(6[0-9],/.test(r)), ['(60,"tab\there\nnewline \\\\ backslash \\\\N ✓ 𝄞")', '(61,)', '(62,"")']);
   // What capture never writes (it checks UTF-8), but a message from elsewhere could hold: the row (64,
@@ -97,6 +97,11 @@ test('rows in their wire form go into COPY byte for byte, escapes and all; bytes
   const error = await session.apply([encoded(withInvalid)], { durable: true }).catch((e: unknown) => e);
   assert.equal((error as { code?: string }).code, '22021', 'invalid byte sequence for encoding "UTF8"');
   assert.equal(sink.classify(error), 'data');
+  assert.deepEqual((await rows()).filter((r) => /^\(6[3-9],/.test(r)), [], 'nothing of that transaction is there');
+  // The same row applied as a statement (one insert beside a delete) is refused too, not stored with U+FFFD.
+  const single: Transaction = { ...bad, changes: [{ op: 'insert', relation: items, newRow: invalid }, { op: 'delete', relation: items, oldRow: { values: ['99', null], unchanged: [] } }] };
+  const statementError = await session.apply([single], { durable: true }).catch((e: unknown) => e);
+  assert.equal(sink.classify(statementError), 'data', String(statementError));
   assert.deepEqual((await rows()).filter((r) => /^\(6[3-9],/.test(r)), [], 'nothing of that transaction is there');
 });
 

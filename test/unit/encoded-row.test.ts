@@ -82,6 +82,14 @@ test('a truncated or corrupt row throws DecodeError, never reads past the end', 
   assert.throws(() => EncodedRow.read(Buffer.from([0x80, 0xa8, 0xd6, 0xb9, 0x07, 0]), 0), RowOverrun);
 });
 
+test('values that are not valid UTF-8 are refused when read, never turned into U+FFFD; a real U+FFFD is a value', () => {
+  // 2 values: "a" 0xC0 0xAF, then "x" U+FFFD; no unchanged columns.
+  const invalid = EncodedRow.read(Buffer.from([4, 2, 6, 0x61, 0xc0, 0xaf, 2, 8, 0x78, 0xef, 0xbf, 0xbd, 0, 0]), 0);
+  assert.throws(() => invalid.values, (e: unknown) => e instanceof DecodeError && /value 0 is not valid UTF-8/.test(e.message));
+  const valid = EncodedRow.read(Buffer.from([2, 2, 8, 0x78, 0xef, 0xbf, 0xbd, 0, 0]), 0);
+  assert.deepEqual(valid.values, ['x\uFFFD']);
+});
+
 test('the writer refuses invalid UTF-8, short or long, naming the offset in the source', () => {
   for (const bad of [Buffer.from([0x61, 0xc0, 0xaf]), Buffer.concat([Buffer.alloc(100, 0x61), Buffer.from([0xed, 0xa0, 0x80])])]) {
     const writer = new EncodedRowWriter();
