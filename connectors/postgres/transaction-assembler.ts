@@ -16,11 +16,11 @@
  */
 import { lsnToPosition } from '../../src/events/position.ts';
 import type { Change, ColumnInfo, RelationInfo, SeenSites, Transaction } from '../../src/events/transaction.ts';
-import { transactionId } from '../../src/events/transaction.ts';
+import { changeBytes, transactionId } from '../../src/events/transaction.ts';
 import type { SourceHandler } from '../../src/capture/source.ts';
 import { BOOKKEEPING_SCHEMA, MESSAGE_PREFIX, ORIGIN_PREFIX } from '../../src/config/names.ts';
 import { DecodeError } from '../../src/errors.ts';
-import type { PgOutputMessage, TupleData } from './pgoutput-messages.ts';
+import type { PgOutputMessage } from './pgoutput-messages.ts';
 
 export interface AssemblerOptions {
   readonly site: string;
@@ -44,8 +44,6 @@ interface OpenTransaction {
   partsSent: number;
 }
 
-/** Per-change overhead in the size estimate (relation index, op, array headers). */
-const CHANGE_OVERHEAD_BYTES = 16;
 
 export class TransactionAssembler {
   private readonly relations = new Map<number, RelationInfo>();
@@ -120,25 +118,20 @@ export class TransactionAssembler {
         this.options.typeNames.set(message.typeOid, message.schema === 'pg_catalog' ? message.name : `${message.schema}.${message.name}`);
         return;
       case 'insert':
-        this.add(message.relationOid, (relation) => ({ op: 'insert', relation, newRow: message.newTuple }), message.newTuple);
+        this.add(message.relationOid, (relation) => ({ op: 'insert', relation, newRow: message.newTuple }));
         return;
       case 'update':
-        this.add(
-          message.relationOid,
-          (relation) => ({ op: 'update', relation, oldRow: message.oldTuple, newRow: message.newTuple }),
-          message.newTuple,
-          message.oldTuple,
-        );
+        this.add(message.relationOid, (relation) => ({ op: 'update', relation, oldRow: message.oldTuple, newRow: message.newTuple }));
         return;
       case 'delete':
-        this.add(message.relationOid, (relation) => ({ op: 'delete', relation, oldRow: message.oldTuple }), message.oldTuple);
+        this.add(message.relationOid, (relation) => ({ op: 'delete', relation, oldRow: message.oldTuple }));
         return;
       case 'truncate': {
         const tx = this.current('TRUNCATE');
         if (tx.relayed) return;
         const relations = message.relationOids.map((oid) => this.relation(oid)).filter((r) => r.schema !== BOOKKEEPING_SCHEMA);
         if (relations.length === 0) return;
-        this.push(tx, { op: 'truncate', relations, cascade: message.cascade, restartIdentity: message.restartIdentity }, CHANGE_OVERHEAD_BYTES * relations.length);
+        this.push(tx, { op: 'truncate', relations, cascade: message.cascade, restartIdentity: message.restartIdentity });
         return;
       }
       case 'message':
@@ -151,7 +144,7 @@ export class TransactionAssembler {
         {
           const tx = this.current('MESSAGE');
           if (tx.relayed || message.prefix.startsWith(MESSAGE_PREFIX)) return;
-          this.push(tx, { op: 'message', prefix: message.prefix, content: message.content }, CHANGE_OVERHEAD_BYTES + message.content.length + message.prefix.length);
+          this.push(tx, { op: 'message', prefix: message.prefix, content: message.content });
         }
         return;
       case 'commit': {
@@ -186,19 +179,17 @@ export class TransactionAssembler {
     return relation;
   }
 
-  private add(oid: number, make: (relation: RelationInfo) => Change, ...tuples: (TupleData | null)[]): void {
+  private add(oid: number, make: (relation: RelationInfo) => Change): void {
     const tx = this.current('change');
     if (tx.relayed) return;
     const relation = this.relation(oid);
     if (relation.schema === BOOKKEEPING_SCHEMA) return;
-    let bytes = CHANGE_OVERHEAD_BYTES;
-    for (const tuple of tuples) if (tuple) bytes += tuple.byteLength;
-    this.push(tx, make(relation), bytes);
+    this.push(tx, make(relation));
   }
 
-  private push(tx: OpenTransaction, change: Change, bytes: number): void {
+  private push(tx: OpenTransaction, change: Change): void {
     tx.changes.push(change);
-    tx.bytes += bytes;
+    tx.bytes += changeBytes(change);
     if (tx.bytes >= this.options.maxPartBytes) {
       this.handler.transaction(this.snapshot(tx), { index: tx.partsSent, last: false }, null);
       tx.partsSent++;

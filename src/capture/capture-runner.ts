@@ -15,8 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/config-schema.ts';
 import { routingKey } from '../config/names.ts';
 import { CURRENT_SCHEMA_VERSION, encodeMessage } from '../events/avro-codec.ts';
-import { rowImageBytes } from '../events/encoded-row.ts';
-import type { ChangeMessage, Position, SeenSites, Transaction, TransactionPart } from '../events/transaction.ts';
+import { changeBytes, type ChangeMessage, type Position, type SeenSites, type Transaction, type TransactionPart } from '../events/transaction.ts';
 import { connectBroker } from '../bus/broker-connection.ts';
 import { ConfirmedPublisher } from '../bus/confirmed-publisher.ts';
 import { messageHeaders, messageId } from '../bus/message-headers.ts';
@@ -237,10 +236,6 @@ export class CaptureRunner {
 
 function estimateBytes(tx: Transaction): number {
   let bytes = 64;
-  for (const change of tx.changes) {
-    bytes += 16;
-    if (change.op === 'insert' || change.op === 'update') bytes += rowImageBytes(change.newRow);
-    if ((change.op === 'update' || change.op === 'delete') && change.oldRow) bytes += rowImageBytes(change.oldRow);
-  }
+  for (const change of tx.changes) bytes += changeBytes(change);
   return bytes;
 }

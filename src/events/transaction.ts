@@ -13,6 +13,8 @@
  * - message: what travels on the bus: one or more whole transactions, or one part of a large one.
  */
 
+import { rowImageBytes } from './encoded-row.ts';
+
 /** Where a source is in its log. Fixed-width upper-case hex, so ordering is string ordering. */
 export type Position = string;
 
@@ -115,6 +117,28 @@ export interface ChangeMessage {
 
 export function transactionId(site: string, position: Position): string {
   return `${site}:${position}`;
+}
+
+/** Per-change overhead in a message beyond its rows (op, relation index, array headers), near enough. */
+const CHANGE_OVERHEAD_BYTES = 16;
+
+/**
+ * Bytes a change takes in a message, near enough: what a transaction's parts (the source's memory bound)
+ * and a message's size limit both count.
+ */
+export function changeBytes(change: Change): number {
+  switch (change.op) {
+    case 'insert':
+      return CHANGE_OVERHEAD_BYTES + rowImageBytes(change.newRow);
+    case 'update':
+      return CHANGE_OVERHEAD_BYTES + rowImageBytes(change.newRow) + (change.oldRow ? rowImageBytes(change.oldRow) : 0);
+    case 'delete':
+      return CHANGE_OVERHEAD_BYTES + rowImageBytes(change.oldRow);
+    case 'truncate':
+      return CHANGE_OVERHEAD_BYTES * change.relations.length;
+    case 'message':
+      return CHANGE_OVERHEAD_BYTES + change.prefix.length + change.content.length;
+  }
 }
 
 /** Count rows by operation, for message headers and metrics. */

@@ -5,10 +5,10 @@ import { TransactionAssembler } from '../../connectors/postgres/transaction-asse
 import type { PgOutputMessage, RelationMessage, TupleData } from '../../connectors/postgres/pgoutput-messages.ts';
 import type { SourceHandler } from '../../src/capture/source.ts';
 import { DecodeError } from '../../src/errors.ts';
-import { EncodedRow, rowImageBytes } from '../../src/events/encoded-row.ts';
+import { EncodedRow } from '../../src/events/encoded-row.ts';
 import { lsnToPosition } from '../../src/events/position.ts';
 import { plainRows } from '../helpers/plain-rows.ts';
-import type { Change, RelationInfo, Transaction, TransactionPart } from '../../src/events/transaction.ts';
+import { changeBytes, type Change, type RelationInfo, type Transaction, type TransactionPart } from '../../src/events/transaction.ts';
 
 type Event =
   | { kind: 'transaction'; tx: Transaction; part: TransactionPart | null; checkpoint: string | null }
@@ -264,7 +264,7 @@ describe('TransactionAssembler', () => {
 
           const bytesOf = (c: Change): number => {
             assert.ok(c.op === 'insert');
-            return 16 + rowImageBytes(c.newRow);
+            return changeBytes(c);
           };
           const total = all.reduce((n, c) => n + bytesOf(c), 0);
           if (txs.length === 1) {
