@@ -46,7 +46,7 @@ class CopyTextWriter {
   }
 
   private encodedRow(row: EncodedRow): void {
-    const spans = row.spans;
+    const spans = row.scanSpans(); // overwritten by the next row's scan: used here and dropped
     const source = row.buffer;
     for (let i = 0; i < row.columnCount; i++) {
       const start = spans[2 * i]!;

@@ -15,6 +15,7 @@ import { DecodeError } from '../errors.ts';
 import type { RowImage } from './transaction.ts';
 
 const NO_COLUMNS: readonly number[] = Object.freeze([]);
+const EMPTY: Buffer = Buffer.alloc(0);
 
 export class EncodedRow implements RowImage {
   #values: (string | null)[] | undefined;
@@ -35,45 +36,15 @@ export class EncodedRow implements RowImage {
     this.#spans = spans;
   }
 
-  /** Reads one encoded row at `start` of `buffer`; throws RowOverrun when it runs past `limit`. */
+  /**
+   * Reads one encoded row at `start` of `buffer`; throws RowOverrun when it runs past `limit`. The row's
+   * structure is checked here, once; where its values are is found again when asked (`spans`, or
+   * `scanSpans` for COPY), because keeping them cost an array per row, and the garbage it made was a
+   * sixth of the applying process's time.
+   */
   static read(buffer: Buffer, start: number, limit = buffer.length): EncodedRow {
-    const cursor = new Cursor(buffer, start, limit);
-    let spans = new Int32Array(0);
-    let count = 0;
-    for (let block = cursor.blockCount(); block !== 0; block = cursor.blockCount()) {
-      if (spans.length < 2 * (count + block)) {
-        // Every value takes at least a byte: a count beyond what is left is a corrupt body, not a big row.
-        if (block > limit - cursor.pos) throw new RowOverrun(cursor.pos, block, limit - cursor.pos);
-        const grown = new Int32Array(2 * (count + block));
-        grown.set(spans);
-        spans = grown;
-      }
-      for (let i = 0; i < block; i++, count++) {
-        const branch = cursor.varint();
-        if (branch === 0) {
-          spans[2 * count] = -1;
-          spans[2 * count + 1] = -1;
-        } else if (branch === 2) {
-          const length = cursor.varint() / 2;
-          if (!Number.isInteger(length)) throw new DecodeError(`a row value at byte ${cursor.pos} has a negative length`);
-          spans[2 * count] = cursor.pos;
-          cursor.skip(length);
-          spans[2 * count + 1] = cursor.pos;
-        } else {
-          throw new DecodeError(`a row value at byte ${cursor.pos} has union branch ${branch / 2}; only 0 (null) and 1 (string) exist`);
-        }
-      }
-    }
-    let unchanged: number[] | undefined;
-    for (let block = cursor.blockCount(); block !== 0; block = cursor.blockCount()) {
-      unchanged ??= [];
-      for (let i = 0; i < block; i++) {
-        const zigzag = cursor.varint();
-        unchanged.push(zigzag % 2 === 0 ? zigzag / 2 : -(zigzag + 1) / 2);
-      }
-    }
-    if (spans.length !== 2 * count) spans = spans.slice(0, 2 * count);
-    return new EncodedRow(buffer, start, cursor.pos, count, spans, unchanged ?? NO_COLUMNS);
+    scan(buffer, start, limit);
+    return new EncodedRow(buffer, start, scanned.end, scanned.count, undefined, scanned.unchanged);
   }
 
   /** Encodes a row image given as values (for rows that did not come from a source's bytes). */
@@ -97,8 +68,16 @@ export class EncodedRow implements RowImage {
 
   /** [start, end) of each value's UTF-8 bytes in `buffer`, start -1 for SQL NULL and unchanged values. */
   get spans(): Int32Array {
-    this.#spans ??= EncodedRow.read(this.buffer, this.start, this.end).#spans!;
+    this.#spans ??= this.scanSpans().slice(0, 2 * this.columnCount);
     return this.#spans;
+  }
+
+  /**
+   * The same as `spans`, in an array that is not the row's own: the next scan of any row overwrites it.
+   * For a caller that uses them at once and keeps nothing (COPY's text), so a row read costs no array.
+   */
+  scanSpans(): Int32Array {
+    return this.#spans ?? scan(this.buffer, this.start, this.end);
   }
 
   get values(): readonly (string | null)[] {
@@ -146,13 +125,73 @@ export class RowOverrun extends DecodeError {
   }
 }
 
+/**
+ * What the last `scan` found. Module state rather than an object per row: rows are read one at a time,
+ * synchronously, and each is read many times over in a drain.
+ */
+const scanned = { end: 0, count: 0, unchanged: NO_COLUMNS as readonly number[] };
+/** The spans of the last scan: grown when a row has more values than any before it, never shrunk. */
+let scratch = new Int32Array(64);
+
+/**
+ * Walks the row at `start`: checks its structure, sets `scanned`, and writes where each value is into
+ * `scratch`, which it returns (only its first 2 × `scanned.count` entries are the row's).
+ */
+function scan(buffer: Buffer, start: number, limit: number): Int32Array {
+  const cursor = CURSOR.reset(buffer, start, limit);
+  let spans = scratch;
+  let count = 0;
+  for (let block = cursor.blockCount(); block !== 0; block = cursor.blockCount()) {
+    if (spans.length < 2 * (count + block)) {
+      // Every value takes at least a byte: a count beyond what is left is a corrupt body, not a big row.
+      if (block > limit - cursor.pos) throw new RowOverrun(cursor.pos, block, limit - cursor.pos);
+      const grown = new Int32Array(Math.max(2 * spans.length, 2 * (count + block)));
+      grown.set(spans.subarray(0, 2 * count));
+      spans = scratch = grown;
+    }
+    for (let i = 0; i < block; i++, count++) {
+      const branch = cursor.varint();
+      if (branch === 0) {
+        spans[2 * count] = -1;
+        spans[2 * count + 1] = -1;
+      } else if (branch === 2) {
+        const length = cursor.varint() / 2;
+        if (!Number.isInteger(length)) throw new DecodeError(`a row value at byte ${cursor.pos} has a negative length`);
+        spans[2 * count] = cursor.pos;
+        cursor.skip(length);
+        spans[2 * count + 1] = cursor.pos;
+      } else {
+        throw new DecodeError(`a row value at byte ${cursor.pos} has union branch ${branch / 2}; only 0 (null) and 1 (string) exist`);
+      }
+    }
+  }
+  let unchanged: number[] | undefined;
+  for (let block = cursor.blockCount(); block !== 0; block = cursor.blockCount()) {
+    unchanged ??= [];
+    for (let i = 0; i < block; i++) {
+      const zigzag = cursor.varint();
+      unchanged.push(zigzag % 2 === 0 ? zigzag / 2 : -(zigzag + 1) / 2);
+    }
+  }
+  scanned.end = cursor.pos;
+  scanned.count = count;
+  scanned.unchanged = unchanged ?? NO_COLUMNS;
+  cursor.reset(EMPTY, 0, 0); // holds no message body until the next scan
+  return spans;
+}
+
 /** Avro's zig-zag varints and block counts, read with bounds checks. */
 class Cursor {
-  constructor(
-    private readonly buffer: Buffer,
-    public pos: number,
-    private readonly limit: number,
-  ) {}
+  private buffer: Buffer = EMPTY;
+  pos = 0;
+  private limit = 0;
+
+  reset(buffer: Buffer, pos: number, limit: number): this {
+    this.buffer = buffer;
+    this.pos = pos;
+    this.limit = limit;
+    return this;
+  }
 
   /** A non-negative varint as it stands (callers undo the zig-zag); lengths and counts fit in 2^35. */
   varint(): number {
@@ -181,6 +220,9 @@ class Cursor {
     this.pos += length;
   }
 }
+
+/** The one cursor `scan` uses (rows are scanned one at a time): no object per row. */
+const CURSOR = new Cursor();
 
 /** Capture slabs: rows are written into one until it is full, so a row costs no allocation of its own. */
 const SLAB_BYTES = 64 * 1024;

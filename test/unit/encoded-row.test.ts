@@ -61,6 +61,29 @@ test('spans point at each value’s UTF-8 bytes, -1 for null', () => {
   assert.equal(encoded.buffer.toString('utf8', spans[4], spans[5]), 'hé');
 });
 
+test('a row read keeps no spans of its own: scanSpans is overwritten by the next scan, spans are the row’s', () => {
+  // 100 values in blocks of 40, 40 and 20: more than any row before, so the shared scratch grows mid-row.
+  const values = Array.from({ length: 100 }, (_, i) => (i % 7 === 3 ? null : `v${i}`));
+  const items = values.map((v) => (v === null ? Buffer.from([0]) : Buffer.concat([Buffer.from([2, 2 * Buffer.byteLength(v)]), Buffer.from(v)])));
+  const block = (from: number, to: number): Buffer[] => [Buffer.from([2 * (to - from)]), ...items.slice(from, to)];
+  const wide = Buffer.concat([...block(0, 40), ...block(40, 80), ...block(80, 100), Buffer.from([0, 0])]);
+  const narrow = EncodedRow.of({ values: ['x', null], unchanged: [] });
+  const big = EncodedRow.read(wide, 0);
+  assert.equal(big.end, wide.length);
+  const shared = big.scanSpans();
+  const first = [...shared.subarray(0, 200)];
+  assert.equal(wide.toString('utf8', first[2 * 99], first[2 * 99 + 1]), 'v99');
+  narrow.scanSpans(); // another row's scan overwrites the shared array
+  assert.notDeepEqual([...shared.subarray(0, 4)], first.slice(0, 4));
+  const own = big.spans; // the row's own, kept from now on
+  assert.deepEqual([...own], first);
+  narrow.scanSpans();
+  assert.deepEqual([...big.spans], first);
+  assert.equal(big.scanSpans(), own);
+  assert.deepEqual(big.values, values);
+  assert.equal(wide.toString('utf8', own[2 * 99], own[2 * 99 + 1]), 'v99');
+});
+
 test('arrays written in blocks with negative counts (allowed by Avro, not written by avsc) are read', () => {
   // values: a block of -2 items (then its size in bytes), a block of 1, end; unchanged: a block of 1, end.
   const bytes = Buffer.from([3, 8, 2, 2, 0x61, 0, 2, 2, 2, 0x62, 0, 2, 2, 0]);
