@@ -61,7 +61,7 @@ export async function measureDecode(ctx: BenchContext): Promise<DecodeResult> {
     // sitesync, reference so that neither side always goes first (cold caches) — the best of each counts.
     const sources: PostgresSource[] = [];
     for (const n of [1, 2]) {
-      const source = new PostgresSource({ site: `dec${n}_${suffix}`, url, tables: null, maxPartBytes: defaultConfig().capture.maxMessageBytes, logger: createLogger('warn') });
+      const source = new PostgresSource({ site: `dec${n}_${suffix}`, url, tables: null, maxPartBytes: defaultConfig().capture.maxMessageBytes, receiveBufferBytes: defaultConfig().capture.receiveBufferBytes, logger: createLogger('warn') });
       scope.add(`close sitesync source ${n}`, () => source.end());
       await source.prepare(); // its publication and slot
       sources.push(source);

@@ -43,6 +43,7 @@ export function createPipeline(config: Config, site: string, logger: Logger, eve
         url: siteConfig.postgres,
         tables: siteConfig.tables ?? null,
         maxPartBytes: config.capture.maxMessageBytes,
+        receiveBufferBytes: config.capture.receiveBufferBytes,
         logger: logger.child({ site, part: 'capture' }),
       })
     : null;

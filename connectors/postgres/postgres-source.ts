@@ -24,6 +24,7 @@ import { decodePgOutput, isRowChangeTag } from './pgoutput-decoder.ts';
 import { describePostgresError } from './postgres-errors.ts';
 import { decodeReplicationFrame, encodeStandbyStatus, isXLogData, XLOG_DATA_HEADER_LENGTH } from './replication-frames.ts';
 import { CoalescedReads } from './coalesced-reads.ts';
+import { setReceiveBuffer, type ReceiveBufferOutcome } from './receive-buffer.ts';
 import { CONNECTION_OPTIONS } from './session-settings.ts';
 import { startReplicationCommand } from './start-replication.ts';
 import { TransactionAssembler } from './transaction-assembler.ts';
@@ -34,6 +35,8 @@ export interface PostgresSourceOptions {
   /** `schema.table` names; null = every table, including tables created later. */
   readonly tables: readonly string[] | null;
   readonly maxPartBytes: number;
+  /** SO_RCVBUF for the replication connection (receive-buffer.ts); 0 leaves it to the kernel. */
+  readonly receiveBufferBytes: number;
   readonly logger: Logger;
 }
 
@@ -63,6 +66,9 @@ export class PostgresSource implements Source {
   private reads: CoalescedReads | null = null;
   private assembler: TransactionAssembler | null = null;
   private lastSentStatus = 0n;
+  private toldReceiveBuffer = false;
+  /** The replication connection's receive buffer as the kernel reports it, once set; null when it was not. */
+  receiveBufferBytes: number | null = null;
   private persisted: ResumePoint = { lastPublished: null, seen: {} };
   ended: Promise<void> | null = null;
 
@@ -73,6 +79,21 @@ export class PostgresSource implements Source {
     this.pool = new pg.Pool({ connectionString: options.url, max: 2, ...CONNECTION_OPTIONS, application_name: `sitesync capture ${options.site}` });
     // One line with the code, not the error object: pg attaches the whole client to it.
     this.pool.on('error', (error) => options.logger.warn({ code: (error as { code?: string }).code }, describeError(describePostgresError(error, options.url, options.site))));
+  }
+
+  /** Why the buffer was not set is told once per process run, not at every reconnection. */
+  private noteReceiveBuffer(outcome: ReceiveBufferOutcome): void {
+    if ('bytes' in outcome) {
+      this.receiveBufferBytes = outcome.bytes;
+      this.options.logger.debug({ receiveBufferBytes: outcome.bytes }, 'replication connection receive buffer set');
+      return;
+    }
+    this.receiveBufferBytes = null;
+    if (this.toldReceiveBuffer) return;
+    this.toldReceiveBuffer = true;
+    this.options.logger.warn(
+      `capture.receiveBufferBytes not applied: ${outcome.notSet}; the kernel sizes the buffer, which costs the server more CPU per row. Run npm ci where a C++ compiler is installed, or set capture.receiveBufferBytes: 0 to silence this`,
+    );
   }
 
   async prepare(): Promise<void> {
@@ -236,6 +257,7 @@ export class PostgresSource implements Source {
         connection.removeAllListeners('copyData');
         connection.on('copyData', (message: { chunk: Buffer }) => onFrame(message.chunk));
         this.reads = connection.stream ? new CoalescedReads(connection.stream) : null;
+        if (connection.stream && this.options.receiveBufferBytes > 0) this.noteReceiveBuffer(setReceiveBuffer(connection.stream, this.options.receiveBufferBytes));
       },
     });
     const failed = new Promise<never>((_, reject) => service.once('error', (error: unknown) => reject(error)));

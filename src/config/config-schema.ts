@@ -47,6 +47,10 @@ export interface Config {
     readonly heartbeatSeconds: number;
     /** Seconds between standby status updates to the server. Default 1. */
     readonly statusIntervalSeconds: number;
+    /** SO_RCVBUF of the replication connection, as setsockopt takes it (Linux doubles it). Default 65536,
+     *  the least allowed; 0 leaves it to the kernel. Small, so the server sends the WAL in large pieces
+     *  (connectors/postgres/receive-buffer.ts). */
+    readonly receiveBufferBytes: number;
   };
   readonly apply: {
     /** Messages the broker may deliver ahead of the one being applied (bounds memory: up to this many
@@ -131,6 +135,7 @@ export const configSchema = {
         maxUnconfirmedMessages: { type: 'integer', minimum: 1, default: 512 },
         heartbeatSeconds: { type: 'number', minimum: 0, default: 10 },
         statusIntervalSeconds: { type: 'number', exclusiveMinimum: 0, default: 1 },
+        receiveBufferBytes: { type: 'integer', minimum: 0, default: 65536 },
       },
     },
     apply: {

@@ -44,10 +44,19 @@ export function parseConfig(raw: unknown, origin = 'configuration'): Config {
   return deepFreeze(config);
 }
 
+/**
+ * Below this, the window can be smaller than the segments the server's kernel has already built (up to
+ * 64 KiB over loopback), which then leave only with its zero-window probes, 200 ms and more apart
+ * (connectors/postgres/receive-buffer.ts).
+ */
+const MIN_RECEIVE_BUFFER_BYTES = 65536;
+
 /** What a schema cannot say: names that must refer to configured sites, and what only some sites may set. */
 function crossCheck(config: Config): string | null {
   const sites = Object.keys(config.sites);
   if (capturingSites(config).length === 0) return `no site captures, so nothing would be replicated; remove "capture: false" from the site whose writes the others should receive`;
+  const buffer = config.capture.receiveBufferBytes;
+  if (buffer > 0 && buffer < MIN_RECEIVE_BUFFER_BYTES) return `capture.receiveBufferBytes = ${buffer} would stall the replication connection; set it to 0 (the kernel sizes it) or at least ${MIN_RECEIVE_BUFFER_BYTES}`;
   const tablesWithoutCapture = sites.find((site) => !config.sites[site]!.capture && config.sites[site]!.tables !== undefined);
   if (tablesWithoutCapture) return `sites.${tablesWithoutCapture}.tables lists the tables the site sends, but its capture is off; remove one of the two`;
   const policies = [

@@ -67,6 +67,7 @@ describe('parseConfig', () => {
       maxUnconfirmedMessages: 512,
       heartbeatSeconds: 10,
       statusIntervalSeconds: 1,
+      receiveBufferBytes: 65536,
     });
     assert.deepEqual(config.apply, { prefetch: 16, replicaRole: true, retrySeconds: 5, onDataError: 'halt' });
     assert.deepEqual(config.metrics, { port: 0 });
@@ -217,6 +218,19 @@ describe('parseConfig', () => {
     const listed = minimal();
     (listed.sites as Record<string, Record<string, unknown>>).london!.capture = false;
     assert.throws(() => parseConfig(listed), configError('sites.london.tables', 'capture is off'));
+  });
+
+  test('a receive buffer is 0 (the kernel sizes it) or at least 65536, which cannot stall the connection', () => {
+    for (const ok of [0, 65536, 1 << 20]) {
+      const raw = minimal();
+      raw.capture = { receiveBufferBytes: ok };
+      assert.equal(parseConfig(raw).capture.receiveBufferBytes, ok);
+    }
+    for (const bad of [1, 32768, 65535]) {
+      const raw = minimal();
+      raw.capture = { receiveBufferBytes: bad };
+      assert.throws(() => parseConfig(raw), configError(`capture.receiveBufferBytes = ${bad} would stall`, 'set it to 0', 'at least 65536'));
+    }
   });
 });
 
