@@ -92,7 +92,7 @@ export class PostgresSource implements Source {
     if (this.toldReceiveBuffer) return;
     this.toldReceiveBuffer = true;
     this.options.logger.warn(
-      `capture.receiveBufferBytes not applied: ${outcome.notSet}; the kernel sizes the buffer, which costs the server more CPU per row. Run npm ci where a C++ compiler is installed, or set capture.receiveBufferBytes: 0 to silence this`,
+      `capture.receiveBufferBytes not applied: ${outcome.notSet}; the kernel sizes the buffer, which costs the server more CPU per row: ${outcome.fix}`,
     );
   }
 

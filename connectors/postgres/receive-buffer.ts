@@ -28,8 +28,13 @@
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 
-/** What was done: the size the kernel now reports (Linux doubles what is set, for its bookkeeping), or why nothing was. */
-export type ReceiveBufferOutcome = { readonly bytes: number } | { readonly notSet: string };
+/**
+ * What was done: the size the kernel now reports (Linux doubles what is set, for its bookkeeping), or why
+ * nothing was and what would make it work.
+ */
+export type ReceiveBufferOutcome = { readonly bytes: number } | { readonly notSet: string; readonly fix: string };
+
+const SILENCE = 'or set capture.receiveBufferBytes: 0 to leave it to the kernel without this warning';
 
 /** The part of the `sockopt` package used here. */
 export interface Sockopt {
@@ -60,17 +65,19 @@ function loadSockopt(): Sockopt | Error {
 /** Sets the receive buffer of `socket`, a connected plain TCP socket, to `bytes`. `load` is for tests. */
 export function setReceiveBuffer(socket: Socket, bytes: number, load: () => Sockopt | Error = loadSockopt): ReceiveBufferOutcome {
   const option = SO_RCVBUF_BY_PLATFORM[process.platform];
-  if (!option) return { notSet: `socket options are not known on ${process.platform}` };
+  if (!option) return { notSet: `socket options are not known on ${process.platform}`, fix: `set capture.receiveBufferBytes: 0` };
   // A TLS socket's handle is its TLS layer, with no descriptor: the buffer is then the kernel's to size.
   const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) return { notSet: 'the connection is not a plain TCP socket (TLS?)' };
+  if (typeof fd !== 'number' || fd < 0) return { notSet: 'the connection is not a plain TCP socket (TLS?)', fix: `connect without TLS where the database is local, ${SILENCE}` };
   const addon = load();
-  if (addon instanceof Error) return { notSet: `the optional package sockopt is not installed or not built (${addon.message.split('\n')[0]})` };
+  if (addon instanceof Error) {
+    return { notSet: `the optional package sockopt is not installed or not built (${addon.message.split('\n')[0]})`, fix: `run npm ci where python3, make and a C++ compiler are installed, ${SILENCE}` };
+  }
   const handle = { _handle: { fd } };
   try {
     addon.setsockopt(handle, option[0], option[1], bytes);
     return { bytes: addon.getsockopt(handle, option[0], option[1]) };
   } catch (error) {
-    return { notSet: `setsockopt failed: ${error instanceof Error ? error.message : String(error)}` };
+    return { notSet: `setsockopt failed: ${error instanceof Error ? error.message : String(error)}`, fix: `set capture.receiveBufferBytes: 0` };
   }
 }

@@ -84,6 +84,17 @@ test('a row read keeps no spans of its own: scanSpans is overwritten by the next
   assert.equal(wide.toString('utf8', own[2 * 99], own[2 * 99 + 1]), 'v99');
 });
 
+test('a row wider than any table is read, and the rows after it still are', () => {
+  const values = Array.from({ length: 3000 }, (_, i) => (i % 2 ? null : String(i)));
+  const wide = EncodedRow.of({ values, unchanged: [] });
+  const read = EncodedRow.read(Buffer.from(wide.buffer.subarray(wide.start, wide.end)), 0);
+  assert.deepEqual(read.values, values);
+  const narrow = EncodedRow.of({ values: ['a', null, 'c'], unchanged: [] });
+  const spans = narrow.scanSpans();
+  assert.equal(narrow.buffer.toString('utf8', spans[4], spans[5]), 'c');
+  assert.deepEqual(narrow.values, ['a', null, 'c']);
+});
+
 test('arrays written in blocks with negative counts (allowed by Avro, not written by avsc) are read', () => {
   // values: a block of -2 items (then its size in bytes), a block of 1, end; unchanged: a block of 1, end.
   const bytes = Buffer.from([3, 8, 2, 2, 0x61, 0, 2, 2, 2, 0x62, 0, 2, 2, 0]);
