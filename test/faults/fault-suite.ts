@@ -8,7 +8,7 @@
  * Used by the short test in the test suite and by `npm run soak`.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -83,6 +83,7 @@ export async function runFaultSuite(options: SuiteOptions): Promise<SuiteReport>
   const samples = new Map<string, bigint[]>([[siteA, []], [siteB, []]]);
   let sampling = true;
   let sampler: Promise<void> | null = null;
+  let configDir: string | null = null;
   try {
     for (const db of [dbA, dbB]) {
       await postgres.query('postgres', `CREATE DATABASE ${db}`);
@@ -103,7 +104,8 @@ export async function runFaultSuite(options: SuiteOptions): Promise<SuiteReport>
       capture: { statusIntervalSeconds: 0.2, heartbeatSeconds: 1 },
       apply: { retrySeconds: 0.5 },
     };
-    const configFile = join(mkdtempSync(join(tmpdir(), 'sitesync-faults-')), 'sitesync.yml');
+    configDir = mkdtempSync(join(tmpdir(), 'sitesync-faults-'));
+    const configFile = join(configDir, 'sitesync.yml');
     writeFileSync(configFile, JSON.stringify(config, null, 2));
     for (const site of [siteA, siteB]) processes.push(new SiteProcess(site, configFile));
     for (const p of processes) p.start();
@@ -187,6 +189,7 @@ export async function runFaultSuite(options: SuiteOptions): Promise<SuiteReport>
     await brokerProxy.close().catch(() => undefined);
     await postgres.destroy();
     await broker.destroy();
+    if (configDir) rmSync(configDir, { recursive: true, force: true });
   }
 }
 
