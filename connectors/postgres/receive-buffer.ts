@@ -17,9 +17,9 @@
  * with 16384 set (32 KiB), in 53 s with 8192 (16 KiB), and not within 60 s with 4096. 65536 leaves
  * room for the largest segment loopback allows.
  *
- * Node.js has no API for socket options, so the optional native package `sockopt` sets it. Where that
- * is not built (no C++ toolchain at `npm ci`), or the connection is not plain TCP (TLS), the kernel sizes
- * the buffer as before: capture works the same, at more cost to the server.
+ * Node.js has no API for socket options, so the optional native package `sockopt` sets it, over plain TCP
+ * and TLS alike. Where it is not built (no C++ toolchain at `npm ci`), the kernel sizes the buffer as
+ * before: capture works the same, at more cost to the server.
  *
  * A window bounds throughput to about its size per round trip: 128 KiB allows ~100 MB/s at 1 ms, more
  * than a walsender sends beside its database, but not across a WAN. Hence `capture.receiveBufferBytes`,
@@ -66,9 +66,10 @@ function loadSockopt(): Sockopt | Error {
 export function setReceiveBuffer(socket: Socket, bytes: number, load: () => Sockopt | Error = loadSockopt): ReceiveBufferOutcome {
   const option = SO_RCVBUF_BY_PLATFORM[process.platform];
   if (!option) return { notSet: `socket options are not known on ${process.platform}`, fix: `set capture.receiveBufferBytes: 0` };
-  // A TLS socket's handle is its TLS layer, with no descriptor: the buffer is then the kernel's to size.
+  // Over TLS (pg wraps its connected socket) the handle is the TLS layer's, which gives the TCP socket's
+  // descriptor too. Only a socket not connected yet has none.
   const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) return { notSet: 'the connection is not a plain TCP socket (TLS?)', fix: `connect without TLS where the database is local, ${SILENCE}` };
+  if (typeof fd !== 'number' || fd < 0) return { notSet: 'the connection has no socket descriptor yet', fix: `set capture.receiveBufferBytes: 0 if this repeats` };
   const addon = load();
   if (addon instanceof Error) {
     return { notSet: `the optional package sockopt is not installed or not built (${addon.message.split('\n')[0]})`, fix: `run npm ci where python3, make and a C++ compiler are installed, ${SILENCE}` };

@@ -4,7 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createServer, Socket, type AddressInfo } from 'node:net';
+import { connect as connectTls, createServer as createTlsServer } from 'node:tls';
 import { after, before, test } from 'node:test';
 import { setReceiveBuffer } from '../../connectors/postgres/receive-buffer.ts';
 
@@ -37,9 +39,28 @@ test('a connected TCP socket gets the size asked for (Linux reports it doubled, 
   assert.deepEqual(setReceiveBuffer(socket, 8192), { bytes: 16384 });
 });
 
-test('a socket without a descriptor (not connected, or TLS) is left alone, with the reason', () => {
+test('over TLS, as pg wraps its connected socket, the TCP socket underneath gets it', { skip: process.platform !== 'linux' && 'Linux only' }, async () => {
+  // A self-signed certificate for localhost, made for this test (openssl req -x509 -days 36500).
+  const fixtures = new URL('../fixtures/', import.meta.url);
+  const tlsServer = createTlsServer({ key: readFileSync(new URL('localhost-key.pem', fixtures)), cert: readFileSync(new URL('localhost-cert.pem', fixtures)) }, (peer) => peer.resume());
+  tlsServer.listen(0, '127.0.0.1');
+  await once(tlsServer, 'listening');
+  const plain = new Socket();
+  plain.connect((tlsServer.address() as AddressInfo).port, '127.0.0.1');
+  await once(plain, 'connect');
+  const secure = connectTls({ socket: plain, rejectUnauthorized: false });
+  await once(secure, 'secureConnect');
+  try {
+    assert.deepEqual(setReceiveBuffer(secure, 32768), { bytes: 65536 });
+  } finally {
+    secure.destroy();
+    tlsServer.close();
+  }
+});
+
+test('a socket not connected yet has no descriptor: left alone, with the reason', () => {
   const outcome = setReceiveBuffer(new Socket(), 32768);
-  assert.ok('notSet' in outcome && /not a plain TCP socket/.test(outcome.notSet), JSON.stringify(outcome));
+  assert.ok('notSet' in outcome && /no socket descriptor/.test(outcome.notSet), JSON.stringify(outcome));
 });
 
 test('without the native package the buffer is left to the kernel, and the reason names the package', async () => {
