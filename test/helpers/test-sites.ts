@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -176,6 +176,7 @@ export async function createTestSites(
       await channel.deleteExchange(tablesExchange(config.broker.exchange));
       await channel.deleteExchange(config.broker.exchange);
       await connection.close();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

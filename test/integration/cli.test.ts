@@ -4,10 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import amqp from 'amqplib';
@@ -27,8 +27,16 @@ async function sitesync(args: string[], env: Record<string, string> = {}): Promi
   }
 }
 
+/** Folders of the configuration files written here, removed when the file's tests end. */
+const configDirs: string[] = [];
+after(() => {
+  for (const dir of configDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 function configFile(text: string): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'sitesync-cli-')), 'sitesync.yml');
+  const dir = mkdtempSync(join(tmpdir(), 'sitesync-cli-'));
+  configDirs.push(dir);
+  const file = join(dir, 'sitesync.yml');
   writeFileSync(file, text);
   return file;
 }
