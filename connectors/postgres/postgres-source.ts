@@ -29,6 +29,9 @@ import { CONNECTION_OPTIONS } from './session-settings.ts';
 import { startReplicationCommand } from './start-replication.ts';
 import { TransactionAssembler } from './transaction-assembler.ts';
 
+/** How long a clean stop waits for the slot to show the last status sent. */
+const SETTLE_TIMEOUT_MS = 3000;
+
 export interface PostgresSourceOptions {
   readonly site: string;
   readonly url: string;
@@ -294,6 +297,23 @@ export class PostgresSource implements Source {
       this.persisted = resume;
     }
     this.sendStatus(lsn);
+  }
+
+  /**
+   * The standby status is sent and not answered, and the connection is then closed by destroying it (pg's
+   * end() during a query): a status the walsender had not read by then was lost, and the next stream
+   * resent what it confirmed (`test/integration/clean-stop.test.ts`). So a clean stop waits until the
+   * slot shows the position.
+   */
+  async settle(): Promise<boolean> {
+    if (this.lastSentStatus === 0n) return true;
+    const deadline = Date.now() + SETTLE_TIMEOUT_MS;
+    for (;;) {
+      const { rows } = await this.query<{ lsn: string | null }>('SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [this.slot]);
+      if (parseLsn(rows[0]?.lsn ?? '0/0') >= this.lastSentStatus) return true;
+      if (Date.now() > deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   }
 
   private sendStatus(lsn: bigint): void {

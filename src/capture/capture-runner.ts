@@ -220,6 +220,8 @@ export class CaptureRunner {
         const deadline = Date.now() + 10_000;
         while (unconfirmed > 0 && Date.now() < deadline) await Promise.race([sleep(20), failed]);
         await confirmFrontier();
+        const settled = await source.settle();
+        if (!settled) logger.warn({ confirmed: confirmedCheckpoint }, 'the source did not show the last confirmed position in time; the next start sends what follows its previous one again (applied once)');
         logger.info({ unconfirmed, confirmed: confirmedCheckpoint }, 'capture stopped');
       } else {
         throw new SitesyncError('SITESYNC_ERR_POSTGRES_UNREACHABLE', `the replication stream of site ${this.site} ended; sitesync restarts it`);

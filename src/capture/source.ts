@@ -58,6 +58,11 @@ export interface Source {
    * stream can say `previous` and carry on the causal context.
    */
   confirm(checkpoint: string, resume: ResumePoint): Promise<void>;
+  /**
+   * Waits, a bounded time, until the source itself holds the last confirmed checkpoint, so that a clean
+   * stop resumes exactly there and publishes nothing twice; false if it did not in time.
+   */
+  settle(): Promise<boolean>;
   /** Ask the source to produce an idle checkpoint soon, so a quiet site's position moves. */
   heartbeat(): Promise<void>;
   /** Bytes and seconds the confirmed position is behind the source's current one. */
