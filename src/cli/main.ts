@@ -8,7 +8,8 @@ import { describeError, SitesyncError } from '../errors.ts';
 import { createLogger } from '../observability/logger.ts';
 import { createMetrics, serveMetrics } from '../observability/metrics.ts';
 import { createPipeline } from '../pipeline.ts';
-import { collectStatus, formatStatus } from './status-command.ts';
+import { collectStatus, formatStatus, unreachableServices } from './status-command.ts';
+import { setupCommand } from './setup-command.ts';
 import { planReplay, runReplay, type ReplayCommandOptions } from './replay-command.ts';
 import { subscribe, unsubscribe, type SubscriptionOptions } from './subscribe-command.ts';
 import { parkedCommand } from './parked-command.ts';
@@ -93,6 +94,29 @@ program
       const config = loadConfig(opts.config);
       const statuses = await collectStatus(config);
       process.stdout.write(opts.json ? `${JSON.stringify(statuses, null, 2)}\n` : `${formatStatus(statuses)}\n`);
+      // A service that could not be read makes the whole answer partial: scripts and probes must see it.
+      const unreachable = unreachableServices(statuses);
+      for (const line of unreachable) process.stderr.write(`sitesync: ${line}\n`);
+      process.exit(unreachable.length > 0 ? EXIT_FAILURE : 0);
+    } catch (error) {
+      fail(error);
+    }
+  });
+
+program
+  .command('setup')
+  .description("declare the broker topology and give each site's broker user the least permissions it needs (run with an administrator's credentials in broker.url)")
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .option('--management-url <url>', "RabbitMQ's management API with an administrator's credentials (http://admin:secret@host:15672/): create the users and set their permissions; without it, the rabbitmqctl commands are printed")
+  .addHelpText(
+    'after',
+    `
+A new site user's password is read from SITESYNC_SETUP_PASSWORD_<SITE> (never printed). Run it again after
+adding a site. The running processes then need no configure permission.`,
+  )
+  .action(async (opts: { config: string; managementUrl?: string }) => {
+    try {
+      await setupCommand(loadConfig(opts.config), { managementUrl: opts.managementUrl }, (line) => process.stdout.write(`${line}\n`));
       process.exit(0);
     } catch (error) {
       fail(error);

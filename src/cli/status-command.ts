@@ -1,10 +1,11 @@
 /**
  * `sitesync status`: every site's slot, how far each source is applied there, and the queues, at a glance.
  */
-import { capturingSites, type Config } from '../config/config-schema.ts';
+import { capturingSites, postgresUrlFor, type Config } from '../config/config-schema.ts';
 import { parkingQueue, siteQueue } from '../config/names.ts';
 import { connectBroker } from '../bus/broker-connection.ts';
 import { describeError } from '../errors.ts';
+import { redactSecrets } from '../observability/logger.ts';
 import { readPostgresStatus, type OriginStatus, type SlotStatus } from '../../connectors/postgres/postgres-status.ts';
 
 export interface SiteStatus {
@@ -14,7 +15,25 @@ export interface SiteStatus {
   readonly error?: string;
   readonly slot?: SlotStatus;
   readonly origins?: OriginStatus[];
-  readonly queue?: { name: string; messages: number; consumers: number; parked: number } | { name: string; error: string };
+  readonly queue?: QueueStatus;
+}
+
+export type QueueStatus =
+  | { name: string; messages: number; consumers: number; parked: number }
+  /** `unreachable`: RabbitMQ could not be read (down, login refused, connection lost), as opposed to a queue
+   *  merely not declared yet, which is the normal state of a site never run. */
+  | { name: string; error: string; unreachable?: true };
+
+/**
+ * One line per service that `status` had to read and could not: each site whose database did not answer,
+ * and RabbitMQ once (it is one broker for every site). Empty when every answer came back, even if some
+ * queue or slot does not exist yet. The CLI exits non-zero when this is not empty, so that a script or a
+ * probe running `sitesync status` notices.
+ */
+export function unreachableServices(statuses: readonly SiteStatus[]): string[] {
+  const databases = statuses.flatMap((s) => (s.error ? [`site ${s.site}: ${s.error}`] : []));
+  const brokerErrors = new Set(statuses.flatMap((s) => (s.queue && 'error' in s.queue && s.queue.unreachable ? [s.queue.error] : [])));
+  return [...databases, ...[...brokerErrors].map((error) => `RabbitMQ: ${error}`)];
 }
 
 export async function collectStatus(config: Config): Promise<SiteStatus[]> {
@@ -26,36 +45,41 @@ export async function collectStatus(config: Config): Promise<SiteStatus[]> {
       const queue = queues.get(site);
       const capture = config.sites[site]!.capture;
       try {
-        const pgStatus = await readPostgresStatus(config.sites[site]!.postgres, site, sources.filter((s) => s !== site));
+        const pgStatus = await readPostgresStatus(postgresUrlFor(config, site, 'monitor'), site, sources.filter((s) => s !== site));
         return { site, capture, ...pgStatus, ...(queue ? { queue } : {}) };
       } catch (error) {
-        return { site, capture, error: describeError(error), ...(queue ? { queue } : {}) };
+        return { site, capture, error: redactSecrets(describeError(error)), ...(queue ? { queue } : {}) };
       }
     }),
   );
 }
 
-async function readQueues(config: Config, sites: string[]): Promise<Map<string, NonNullable<SiteStatus['queue']>>> {
-  const result = new Map<string, NonNullable<SiteStatus['queue']>>();
+/** AMQP reply code of a passive declare for a queue that does not exist. */
+const AMQP_NOT_FOUND = 404;
+
+async function readQueues(config: Config, sites: string[]): Promise<Map<string, QueueStatus>> {
+  const result = new Map<string, QueueStatus>();
   let connection;
   try {
     connection = await connectBroker(config.broker.url, 'sitesync status');
   } catch (error) {
-    for (const site of sites) result.set(site, { name: siteQueue(site), error: describeError(error) });
+    for (const site of sites) result.set(site, { name: siteQueue(site), error: redactSecrets(describeError(error)), unreachable: true });
     return result;
   }
   try {
     for (const site of sites) {
-      // A failed check closes the channel, so each queue gets its own.
-      const channel = await connection.createChannel();
-      channel.on('error', () => undefined);
       try {
+        // A failed check closes the channel, so each queue gets its own.
+        const channel = await connection.createChannel();
+        channel.on('error', () => undefined);
         const q = await channel.checkQueue(siteQueue(site));
         const parked = await channel.checkQueue(parkingQueue(site)).then((p) => p.messageCount, () => 0);
         result.set(site, { name: siteQueue(site), messages: q.messageCount, consumers: q.consumerCount, parked });
         await channel.close().catch(() => undefined);
-      } catch {
-        result.set(site, { name: siteQueue(site), error: 'not declared yet (run the site once)' });
+      } catch (error) {
+        // Only NOT_FOUND means "not declared yet"; a refused check or a lost connection means RabbitMQ could not be read.
+        const notDeclared = (error as { code?: unknown }).code === AMQP_NOT_FOUND;
+        result.set(site, notDeclared ? { name: siteQueue(site), error: 'not declared yet (run the site once)' } : { name: siteQueue(site), error: redactSecrets(describeError(error)), unreachable: true });
       }
     }
   } finally {

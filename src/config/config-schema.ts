@@ -2,12 +2,36 @@
  * The configuration contract: the JSON Schema that validates a config file, and the type it yields.
  * Every option says its unit and default here; docs in README.md "Configuration" mirror this file.
  */
+import { SITE_NAME_PATTERN } from '../events/transaction.ts';
 
 export interface SiteConfig {
-  /** PostgreSQL connection URL of this site's database. */
-  readonly postgres: string;
-  /** Tables to replicate as `schema.table`; absent = every user table, including tables created later. */
+  /**
+   * PostgreSQL connection URL of this site's database: the default for capture, apply and monitoring.
+   * Required unless each of those has a URL of its own.
+   */
+  readonly postgres?: string;
+  /** A URL (role) for capture alone: REPLICATION, no superuser needed. Default `postgres`. */
+  readonly capturePostgres?: string;
+  /** A URL (role) for apply alone: owner of the replicated tables. Default `postgres`. */
+  readonly applyPostgres?: string;
+  /**
+   * A read-only URL (role) that other sites' processes and `status` use to read this site's slot and
+   * origins, so that no process needs another site's capture or apply credentials. Default `postgres`.
+   */
+  readonly monitorPostgres?: string;
+  /**
+   * Tables to replicate as `schema.table`; absent = every user table, including tables created later.
+   * The same list bounds what the site accepts from the others: a change to any other table is refused.
+   */
   readonly tables?: readonly string[];
+  /**
+   * The RabbitMQ user this site's process publishes as. Appliers refuse a message that claims this site
+   * unless RabbitMQ validated it as published by this user (AMQP `user-id`). Default: the user of
+   * `brokerUrl`, else of `broker.url`.
+   */
+  readonly brokerUser?: string;
+  /** AMQP URL this site's process connects with (its own user). Default `broker.url`. */
+  readonly brokerUrl?: string;
   /**
    * Whether this site's own writes are captured and sent to the others. Default true. False makes a site
    * that only receives (a reporting copy, a standby): no slot or publication at its database, and none of
@@ -88,7 +112,7 @@ export interface Config {
   };
 }
 
-export const SITE_NAME = '^[a-z][a-z0-9_]{0,39}$';
+export const SITE_NAME = SITE_NAME_PATTERN;
 
 export const configSchema = {
   type: 'object',
@@ -113,9 +137,13 @@ export const configSchema = {
       additionalProperties: {
         type: 'object',
         additionalProperties: false,
-        required: ['postgres'],
         properties: {
           postgres: { type: 'string', pattern: '^postgres(ql)?://' },
+          capturePostgres: { type: 'string', pattern: '^postgres(ql)?://' },
+          applyPostgres: { type: 'string', pattern: '^postgres(ql)?://' },
+          monitorPostgres: { type: 'string', pattern: '^postgres(ql)?://' },
+          brokerUser: { type: 'string', minLength: 1, maxLength: 255 },
+          brokerUrl: { type: 'string', pattern: '^amqps?://' },
           tables: {
             type: 'array',
             minItems: 1,
@@ -197,6 +225,42 @@ export const configSchema = {
     },
   },
 } as const;
+
+/** The user an AMQP URL logs in as (amqplib's default is guest). */
+export function brokerUserOf(url: string): string {
+  try {
+    return decodeURIComponent(new URL(url).username) || 'guest';
+  } catch {
+    return 'guest';
+  }
+}
+
+/** The AMQP URL the process of `site` connects with. */
+export function brokerUrlFor(config: Config, site: string): string {
+  return siteConfig(config, site)?.brokerUrl ?? config.broker.url;
+}
+
+/** The RabbitMQ user whose messages are the only ones accepted as coming from `site`. */
+export function expectedBrokerUser(config: Config, site: string): string {
+  const c = siteConfig(config, site);
+  return c?.brokerUser ?? brokerUserOf(c?.brokerUrl ?? config.broker.url);
+}
+
+/** A configured site's settings, or undefined: prototype-safe (`constructor` is a valid site name). */
+export function siteConfig(config: Config, site: string): SiteConfig | undefined {
+  return Object.hasOwn(config.sites, site) ? config.sites[site] : undefined;
+}
+
+export function isConfiguredSite(config: Config, site: string): boolean {
+  return Object.hasOwn(config.sites, site);
+}
+
+/** The PostgreSQL URL of one role of a site (capture, apply, monitor), falling back to `postgres`. */
+export function postgresUrlFor(config: Config, site: string, role: 'capture' | 'apply' | 'monitor'): string {
+  const c = siteConfig(config, site)!;
+  // load-config.ts's crossCheck made sure every role a site uses has a URL.
+  return (role === 'capture' ? c.capturePostgres : role === 'apply' ? c.applyPostgres : c.monitorPostgres) ?? c.postgres!;
+}
 
 /** The sites whose writes are captured and sent, in configuration order. */
 export function capturingSites(config: Config): string[] {

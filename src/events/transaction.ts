@@ -115,6 +115,12 @@ export interface ChangeMessage {
   readonly part: TransactionPart | null;
 }
 
+/** What a site name may be (configuration, wire, causal context): lower case, digits, _, at most 40. */
+export const SITE_NAME_PATTERN = '^[a-z][a-z0-9_]{0,39}$';
+
+/** How each source kind writes its positions: fixed-width upper-case hex (see position.ts). */
+export const POSITION_FORMATS: Readonly<Record<SourceKind, RegExp>> = { postgres: /^[0-9A-F]{16}$/ };
+
 export function transactionId(site: string, position: Position): string {
   return `${site}:${position}`;
 }

@@ -208,7 +208,7 @@ describe('parseConfig', () => {
     assert.deepEqual(capturingSites(config), ['london']);
   });
 
-  test('capture off everywhere, or a tables list at a site that does not capture, is refused', () => {
+  test('capture off everywhere is refused; a site that does not capture may list the tables it accepts', () => {
     const none = minimal();
     for (const site of Object.values(none.sites as Record<string, Record<string, unknown>>)) {
       site.capture = false;
@@ -217,7 +217,17 @@ describe('parseConfig', () => {
     assert.throws(() => parseConfig(none), configError('no site captures', 'capture: false'));
     const listed = minimal();
     (listed.sites as Record<string, Record<string, unknown>>).london!.capture = false;
-    assert.throws(() => parseConfig(listed), configError('sites.london.tables', 'capture is off'));
+    assert.deepEqual(parseConfig(listed).sites.london!.tables, (listed.sites as Record<string, { tables: string[] }>).london!.tables);
+  });
+
+  test("a site's broker URL and broker user must name the same RabbitMQ user", () => {
+    const config = minimal();
+    const london = (config.sites as Record<string, Record<string, unknown>>).london!;
+    london.brokerUrl = 'amqp://sitesync_london:pw@127.0.0.1/';
+    london.brokerUser = 'someone_else';
+    assert.throws(() => parseConfig(config), configError('sites.london.brokerUrl logs in as "sitesync_london" but sites.london.brokerUser is "someone_else"'));
+    london.brokerUser = 'sitesync_london';
+    assert.equal(parseConfig(config).sites.london!.brokerUser, 'sitesync_london');
   });
 
   test('a receive buffer is 0 (the kernel sizes it) or at least 65536, which cannot stall the connection', () => {
@@ -277,6 +287,7 @@ describe('applyEnvironment', () => {
 
   test('unrelated environment variables are ignored', () => {
     const raw = minimal();
+    const warnings: string[] = [];
     const result = applyEnvironment(raw, {
       PATH: '/usr/bin',
       HOME: '/root',
@@ -286,9 +297,11 @@ describe('applyEnvironment', () => {
       BROKER__URL: 'amqp://wrong',
       SITESYNC_: 'ignored: nothing after the prefix',
       NODE_OPTIONS: '--import tsx',
-    });
+    }, (line) => warnings.push(line));
     assert.deepEqual(result, raw);
     assert.equal(parseConfig(result).broker.url, 'amqp://guest:guest@127.0.0.1:5672/');
+    assert.equal(warnings.length, 1, 'only SITESYNC_ has the prefix, and it names no key');
+    assert.match(warnings[0]!, /^environment variable SITESYNC_ names no configuration key; ignored/);
   });
 
   test('does not change its input', () => {
@@ -298,14 +311,92 @@ describe('applyEnvironment', () => {
     assert.deepEqual(raw, before);
   });
 
-  test('an override to an unknown key is rejected by validation, naming it', () => {
-    const result = applyEnvironment(minimal(), { SITESYNC_BROKER__PASSWORD: 'secret' });
-    assert.throws(() => parseConfig(result), configError('broker.password'));
+  test('a SITESYNC_ variable that names no key is ignored with a warning naming it and the fix, never its value', () => {
+    const raw = minimal();
+    const warnings: string[] = [];
+    const result = applyEnvironment(raw, {
+      // Kubernetes, for a Service named sitesync:
+      SITESYNC_PORT_9464_TCP: 'tcp://10.96.0.12:9464',
+      SITESYNC_SERVICE_HOST: '10.96.0.12',
+      // docker-compose.yml's port override, and a value that is not even valid YAML:
+      SITESYNC_AMQP_PORT: '[5672',
+      SITESYNC_BROKER__PASSWORD: 'hunter2',
+      SITESYNC_BROKER__URL__HOST: 'hunter2',
+    }, (line) => warnings.push(line));
+    assert.deepEqual(result, raw);
+    assert.doesNotThrow(() => parseConfig(result));
+    assert.deepEqual(warnings, [
+      'environment variable SITESYNC_PORT_9464_TCP names no configuration key (it would set "port_9464_tcp"); ignored — rename it if it was meant for sitesync (SITESYNC_ + key path in capitals joined by __, e.g. SITESYNC_BROKER__URL)',
+      'environment variable SITESYNC_SERVICE_HOST names no configuration key (it would set "service_host"); ignored — rename it if it was meant for sitesync (SITESYNC_ + key path in capitals joined by __, e.g. SITESYNC_BROKER__URL)',
+      'environment variable SITESYNC_AMQP_PORT names no configuration key (it would set "amqp_port"); ignored — rename it if it was meant for sitesync (SITESYNC_ + key path in capitals joined by __, e.g. SITESYNC_BROKER__URL)',
+      'environment variable SITESYNC_BROKER__PASSWORD names no configuration key (it would set "broker.password"); ignored — rename it if it was meant for sitesync (SITESYNC_ + key path in capitals joined by __, e.g. SITESYNC_BROKER__URL)',
+      'environment variable SITESYNC_BROKER__URL__HOST names no configuration key (it would set "broker.url.host"); ignored — rename it if it was meant for sitesync (SITESYNC_ + key path in capitals joined by __, e.g. SITESYNC_BROKER__URL)',
+    ]);
   });
 
-  test('an environment value that is not valid YAML is a configuration error naming the variable', () => {
-    for (const value of ['[unclosed', '@prod']) {
-      assert.throws(() => applyEnvironment(minimal(), { SITESYNC_BROKER__EXCHANGE: value }), configError('SITESYNC_BROKER__EXCHANGE'), value);
+  test('a free key (a site, a table) must match its pattern, or the variable is ignored saying why', () => {
+    const warnings: string[] = [];
+    const result = applyEnvironment(minimal(), { 'SITESYNC_SITES__PAR-IS__POSTGRES': 'postgres://x/y' }, (line) => warnings.push(line));
+    assert.deepEqual(result, minimal());
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /SITESYNC_SITES__PAR-IS__POSTGRES names no configuration key \(it would set "sites\.par-is\.postgres", but "par-is" is not a site name of lower-case letters/);
+    const table = applyEnvironment(minimal(), { 'SITESYNC_CONFLICTS__TABLES__PUBLIC.USERS__POLICY': 'keep-local' }, (line) => warnings.push(line));
+    assert.equal(parseConfig(table).conflicts.tables['public.users']?.policy, 'keep-local');
+    assert.equal(warnings.length, 1, 'a schema.table key is a real key');
+  });
+
+  test('every key the schema declares can be set, including keys added to it later', () => {
+    // Walks the schema itself, so that a key another change adds is covered here too.
+    const sections = configSchema.properties as Record<string, { properties?: Record<string, unknown>; additionalProperties?: unknown }>;
+    const siteKeys = Object.keys((sections.sites!.additionalProperties as { properties: Record<string, unknown> }).properties);
+    const names = [
+      ...Object.entries(sections).flatMap(([section, schema]) => Object.keys(schema.properties ?? {}).map((key) => `SITESYNC_${section}__${key}`.toUpperCase())),
+      ...siteKeys.map((key) => `SITESYNC_SITES__PARIS__${key.toUpperCase()}`),
+      ...siteKeys.map((key) => `SITESYNC_SITES__MADRID__${key.toUpperCase()}`),
+    ];
+    const warnings: string[] = [];
+    applyEnvironment(minimal(), Object.fromEntries(names.map((name) => [name, 'x'])), (line) => warnings.push(line));
+    assert.deepEqual(warnings, []);
+    assert.ok(names.includes('SITESYNC_SITES__PARIS__POSTGRES') && names.includes('SITESYNC_CAPTURE__MAXMESSAGEBYTES'));
+  });
+
+  test('real keys, a new site included, still apply without a warning', () => {
+    const warnings: string[] = [];
+    const result = applyEnvironment(minimal(), {
+      SITESYNC_BROKER__URL: 'amqp://u:p@b/',
+      SITESYNC_SITES__PARIS__POSTGRES: 'postgres://x@h/paris2',
+      SITESYNC_SITES__MADRID__POSTGRES: 'postgres://x@h/madrid',
+      SITESYNC_CAPTURE__MAXMESSAGEBYTES: '65536',
+    }, (line) => warnings.push(line));
+    const config = parseConfig(result);
+    assert.deepEqual(warnings, []);
+    assert.equal(config.broker.url, 'amqp://u:p@b/');
+    assert.equal(config.sites.paris?.postgres, 'postgres://x@h/paris2');
+    assert.equal(config.sites.madrid?.postgres, 'postgres://x@h/madrid');
+    assert.equal(config.capture.maxMessageBytes, 65536);
+  });
+
+  test('without onWarning, the warning goes to stderr as one "sitesync: warning:" line', (t) => {
+    const written: string[] = [];
+    t.mock.method(process.stderr, 'write', (chunk: string) => {
+      written.push(chunk);
+      return true;
+    });
+    applyEnvironment(minimal(), { SITESYNC_SERVICE_HOST: '10.96.0.12' });
+    t.mock.restoreAll();
+    assert.equal(written.length, 1);
+    assert.match(written[0]!, /^sitesync: warning: environment variable SITESYNC_SERVICE_HOST names no configuration key .*\n$/);
+    assert.ok(!written[0]!.includes('10.96.0.12'), 'the value is never shown');
+  });
+
+  test('an environment value that is not valid YAML is a configuration error naming the variable, not the value', () => {
+    for (const value of ['[unclosed', '@prod', '*hunter2', '[postgres://u:hunter2@h/db']) {
+      assert.throws(() => applyEnvironment(minimal(), { SITESYNC_BROKER__EXCHANGE: value }), (error: unknown) => {
+        configError('SITESYNC_BROKER__EXCHANGE', 'not a valid YAML value')(error);
+        assert.ok(!(error as Error).message.includes(value), (error as Error).message);
+        assert.ok(!(error as Error).message.includes('hunter2'), (error as Error).message);
+        return true;
+      }, value);
     }
   });
 });
@@ -322,6 +413,15 @@ describe('loadConfig', () => {
     isDeeplyFrozen(config);
   });
 
+  test('a variable that names no key is reported through onWarning and does not stop loading', () => {
+    const file = writeConfig(YAML_CONFIG);
+    const warnings: string[] = [];
+    const config = loadConfig(file, { SITESYNC_PORT_9464_TCP: 'tcp://10.96.0.12:9464', SITESYNC_CAPTURE__HEARTBEATSECONDS: '4' }, (line) => warnings.push(line));
+    assert.equal(config.capture.heartbeatSeconds, 4);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /SITESYNC_PORT_9464_TCP/);
+  });
+
   test('an environment override wins over the file value of the same key', () => {
     const file = writeConfig(YAML_CONFIG);
     assert.equal(loadConfig(file, { SITESYNC_CAPTURE__HEARTBEATSECONDS: '0' }).capture.heartbeatSeconds, 0);
@@ -336,6 +436,16 @@ describe('loadConfig', () => {
     assert.throws(() => loadConfig(list, {}), configError(list, 'mapping'));
     const empty = writeConfig('');
     assert.throws(() => loadConfig(empty, {}), configError(empty));
+  });
+
+  test('a YAML warning in the file goes to onWarning with its position, not through process warnings', (t) => {
+    const emitted = t.mock.method(process, 'emitWarning', () => undefined);
+    // The yaml package would print the line, password and all.
+    const file = writeConfig(YAML_CONFIG.replace('url: amqp://guest:guest@', 'url: !vault amqp://guest:hunter2@'));
+    const warnings: string[] = [];
+    assert.equal(loadConfig(file, {}, (line) => warnings.push(line)).broker.url, 'amqp://guest:hunter2@127.0.0.1:5672/');
+    assert.equal(emitted.mock.callCount(), 0);
+    assert.deepEqual(warnings, [`${file}: Unresolved tag at line 3, column 8`]);
   });
 
   test('a validation error names the file', () => {
