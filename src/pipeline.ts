@@ -6,7 +6,7 @@
 import { ApplyRunner } from './apply/apply-runner.ts';
 import { policyResolver } from './apply/conflict-policy.ts';
 import { CaptureRunner } from './capture/capture-runner.ts';
-import { capturingSites, type Config } from './config/config-schema.ts';
+import { capturingSites, postgresUrlFor, siteConfig, type Config } from './config/config-schema.ts';
 import { describeError, SitesyncError } from './errors.ts';
 import type { Logger } from './observability/logger.ts';
 import { PipelineEvents } from './observability/pipeline-events.ts';
@@ -24,24 +24,24 @@ export interface Pipeline {
 }
 
 export function createPipeline(config: Config, site: string, logger: Logger, events = new PipelineEvents()): Pipeline {
-  const siteConfig = config.sites[site];
-  if (!siteConfig) {
+  const ownConfig = siteConfig(config, site);
+  if (!ownConfig) {
     throw new SitesyncError('SITESYNC_ERR_CONFIG', `site ${JSON.stringify(site)} is not in the configuration (sites: ${Object.keys(config.sites).join(', ')}); pass one of them with --site`);
   }
   const sink = new PostgresSink({
     site,
-    url: siteConfig.postgres,
+    url: postgresUrlFor(config, site, 'apply'),
     replicaRole: config.apply.replicaRole,
     conflictPolicy: policyResolver(config.conflicts),
     onConflict: (c) => events.emit('apply:conflict', { site, source: c.source, kind: c.kind, table: c.table, resolution: c.resolution }),
     logger: logger.child({ site, part: 'apply' }),
   });
   // A site that only receives has no source at all: nothing at its database is decoded or published.
-  const source = siteConfig.capture
+  const source = ownConfig.capture
     ? new PostgresSource({
         site,
-        url: siteConfig.postgres,
-        tables: siteConfig.tables ?? null,
+        url: postgresUrlFor(config, site, 'capture'),
+        tables: ownConfig.tables ?? null,
         maxPartBytes: config.capture.maxMessageBytes,
         receiveBufferBytes: config.capture.receiveBufferBytes,
         logger: logger.child({ site, part: 'capture' }),
@@ -52,7 +52,8 @@ export function createPipeline(config: Config, site: string, logger: Logger, eve
   const watch = new WalRetentionWatch({
     site,
     sites: capturingSites(config),
-    readSlot: async (slotSite) => (await readPostgresStatus(config.sites[slotSite]!.postgres, slotSite, [])).slot,
+    // Other sites' slots are read with their monitoring URL: no process needs another site's capture or apply role.
+    readSlot: async (slotSite) => (await readPostgresStatus(postgresUrlFor(config, slotSite, slotSite === site ? 'capture' : 'monitor'), slotSite, [])).slot,
     intervalSeconds: config.watch.intervalSeconds,
     warnBytes: config.watch.walRetentionWarnBytes,
     events,
@@ -76,7 +77,7 @@ export function createPipeline(config: Config, site: string, logger: Logger, eve
         });
       watch.start();
       try {
-        if (!capture) void announceCaptureOff(siteConfig.postgres, site, logger.child({ site, part: 'capture' }));
+        if (!capture) void announceCaptureOff(postgresUrlFor(config, site, 'monitor'), site, logger.child({ site, part: 'capture' }));
         const results = await Promise.allSettled([capture ? guard(capture.run()) : Promise.resolve(), guard(apply.run())]);
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         if (failed) throw failed.reason;

@@ -11,7 +11,7 @@ interface PgError extends Error {
 }
 
 /** SQLSTATE classes and codes that a wait and a retry can cure. */
-const TRANSIENT = [/^08/, /^53/, /^57P0[1-3]$/, /^40001$/, /^40P01$/, /^55P03$/, /^55006$/];
+const TRANSIENT = [/^08/, /^53/, /^57P0[1-3]$/, /^57014$/, /^40001$/, /^40P01$/, /^55P03$/, /^55006$/];
 /** The target's tables do not match the source's: halt that source until someone fixes the table. */
 const SCHEMA = [/^42P01$/, /^42703$/, /^42704$/, /^42804$/, /^42883$/, /^3F000$/, /^42501$/];
 
@@ -20,11 +20,18 @@ export function classifyApplyError(error: unknown): ApplyErrorKind {
     return error.consequence === 'halt-source' || error.consequence === 'fatal' ? 'schema' : error.consequence === 'park' ? 'data' : 'transient';
   }
   const code = (error as PgError)?.code;
-  if (!code) return 'transient'; // a timeout, a closed client: no SQLSTATE
+  // No SQLSTATE: a lost connection or a timeout of the client is transient; anything else (a TypeError
+  // from a value the plan could not handle…) came from the message, and retrying it would never end.
+  if (!code) return isConnectionLoss(error) ? 'transient' : 'data';
   if (isSocketError(error)) return 'transient'; // ECONNRESET, EPIPE…: Node's code, not a SQLSTATE
   if (TRANSIENT.some((re) => re.test(code))) return 'transient';
   if (SCHEMA.some((re) => re.test(code))) return 'schema';
   return 'data';
+}
+
+/** node-postgres's own errors for a connection that is gone or never answered carry no code. */
+function isConnectionLoss(error: unknown): boolean {
+  return /connection|terminated|not queryable|timeout|timed out|socket|ECONN|EPIPE/i.test((error as Error)?.message ?? String(error));
 }
 
 /** A Node system error (its code is an errno name such as ECONNRESET, never a SQLSTATE, none of whose classes begins with E). */

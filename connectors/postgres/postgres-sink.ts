@@ -11,7 +11,7 @@
  * position. Memory stays at one part, whatever the transaction's size.
  */
 import pg from 'pg';
-import type { ApplyErrorKind, Sink, SourceSession } from '../../src/apply/sink.ts';
+import type { ApplyErrorKind, NewParkedRecord, ParkedRecord, Sink, SourceSession } from '../../src/apply/sink.ts';
 import { originName } from '../../src/config/names.ts';
 import { comparePositions, formatLsn, lsnToPosition, parseLsn, positionToLsn } from '../../src/events/position.ts';
 import { rowImageBytes } from '../../src/events/encoded-row.ts';
@@ -23,12 +23,34 @@ import { decide, DEFAULT_POLICY, isConcurrent, type ConflictKind, type ConflictP
 import { ORIGIN_PREFIX } from '../../src/config/names.ts';
 import { classifyApplyError, describePostgresError } from './postgres-errors.ts';
 import { PipelinedCopy } from './pipelined-copy.ts';
+import { ensureBookkeepingSchema } from './bookkeeping-schema.ts';
 import { CONNECTION_OPTIONS } from './session-settings.ts';
 import { SitesyncError } from '../../src/errors.ts';
 import { BOOKKEEPING_SCHEMA } from '../../src/config/names.ts';
 import { CURRENT_SCHEMA_VERSION, decodeMessage, encodeMessage } from '../../src/events/avro-codec.ts';
 
 const SPILL_TABLE = `${BOOKKEEPING_SCHEMA}.spilled_parts`;
+/** What this site parked (src/apply/sink.ts ParkedRecord): an operator's retry must match a row here. */
+const PARKED_TABLE = `${BOOKKEEPING_SCHEMA}.parked`;
+const CREATE_PARKED_TABLE = `CREATE TABLE IF NOT EXISTS ${PARKED_TABLE} (
+  id uuid PRIMARY KEY, parked_at timestamptz NOT NULL DEFAULT now(), kind text NOT NULL CHECK (kind IN ('skipped', 'refused')),
+  source text, transaction_id text, body_sha256 text NOT NULL, user_id text, route text NOT NULL, reason text NOT NULL,
+  done_at timestamptz)`;
+const INSERT_PARKED = `INSERT INTO ${PARKED_TABLE} (id, kind, source, transaction_id, body_sha256, user_id, route, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`;
+const parkedValues = (r: NewParkedRecord): unknown[] => [r.id, r.kind, r.source, r.transactionId, r.bodySha256, r.userId, r.route, r.reason.slice(0, 2000)];
+
+/**
+ * Apply sessions give up on a statement or a lock after these, so a target that hangs (a lock held by an
+ * application, a runaway statement) surfaces as a cancel, retried as transient, and is told apart from data
+ * the target refuses.
+ */
+const STATEMENT_TIMEOUT = '10min';
+const LOCK_TIMEOUT = '1min';
+
+/** Schemas no message may write into: PostgreSQL's catalogs (every pg_* schema) and sitesync's own. */
+export function isReservedPostgresSchema(schema: string): boolean {
+  return schema.startsWith('pg_') || schema === 'information_schema' || schema === BOOKKEEPING_SCHEMA;
+}
 
 export interface PostgresSinkOptions {
   readonly site: string;
@@ -104,13 +126,53 @@ interface InsertRun {
 export class PostgresSink implements Sink {
   readonly site: string;
   private readonly sessions = new Set<PostgresSourceSession>();
+  /** For the parked records, apart from every source's origin session (nothing may share those). */
+  private readonly bookkeeping: pg.Pool;
+  private bookkeepingReady: Promise<void> | null = null;
 
   constructor(private readonly options: PostgresSinkOptions) {
     this.site = options.site;
+    this.bookkeeping = new pg.Pool({ connectionString: options.url, ...CONNECTION_OPTIONS, max: 1, application_name: `sitesync apply ${options.site} bookkeeping` });
+    this.bookkeeping.on('error', (error) => options.logger.warn({ reason: error.message }, 'apply bookkeeping connection lost'));
   }
 
   classify(error: unknown): ApplyErrorKind {
     return classifyApplyError(error);
+  }
+
+  isReservedSchema(schema: string): boolean {
+    return isReservedPostgresSchema(schema);
+  }
+
+  async recordParked(record: NewParkedRecord): Promise<void> {
+    await this.parkedTable();
+    await this.bookkeeping.query(INSERT_PARKED, parkedValues(record));
+  }
+
+  async findParked(id: string): Promise<ParkedRecord | null> {
+    await this.parkedTable();
+    const { rows } = await this.bookkeeping.query<{ id: string; kind: 'skipped' | 'refused'; source: string | null; transaction_id: string | null; body_sha256: string; user_id: string | null; route: string; reason: string; done: boolean }>(
+      `SELECT id::text, kind, source, transaction_id, body_sha256, user_id, route, reason, done_at IS NOT NULL AS done FROM ${PARKED_TABLE} WHERE id = $1`,
+      [id],
+    );
+    const r = rows[0];
+    return r ? { id: r.id, kind: r.kind, source: r.source, transactionId: r.transaction_id, bodySha256: r.body_sha256, userId: r.user_id, route: r.route, reason: r.reason, done: r.done } : null;
+  }
+
+  async finishParked(id: string): Promise<void> {
+    await this.parkedTable();
+    await this.bookkeeping.query(`UPDATE ${PARKED_TABLE} SET done_at = now() WHERE id = $1 AND done_at IS NULL`, [id]);
+  }
+
+  private parkedTable(): Promise<void> {
+    this.bookkeepingReady ??= (async () => {
+      await ensureBookkeepingSchema(this.bookkeeping);
+      await this.bookkeeping.query(CREATE_PARKED_TABLE).catch(ignoreConcurrentCreate);
+    })().catch((error: unknown) => {
+      this.bookkeepingReady = null;
+      throw error;
+    });
+    return this.bookkeepingReady;
   }
 
   async openSession(source: string): Promise<SourceSession> {
@@ -127,6 +189,7 @@ export class PostgresSink implements Sink {
 
   async close(): Promise<void> {
     await Promise.all([...this.sessions].map((s) => s.close()));
+    await this.bookkeeping.end().catch(() => undefined);
   }
 }
 
@@ -162,7 +225,7 @@ class PostgresSourceSession implements SourceSession {
     ).catch((error: { code?: string }) => {
       if (error.code !== '23505') throw error; // created meanwhile
     });
-    await this.client.query(`CREATE SCHEMA IF NOT EXISTS ${BOOKKEEPING_SCHEMA}`).catch(ignoreConcurrentCreate);
+    await ensureBookkeepingSchema(this.client);
     await this.client.query(
       `CREATE TABLE IF NOT EXISTS ${SPILL_TABLE} (source text, position text, part int, schema_version int NOT NULL, body bytea NOT NULL, PRIMARY KEY (source, position, part))`,
     ).catch(ignoreConcurrentCreate);
@@ -174,6 +237,8 @@ class PostgresSourceSession implements SourceSession {
          local_site text, local_commit_time timestamptz,
          policy text NOT NULL, winner text NOT NULL, resolution text NOT NULL)`,
     ).catch(ignoreConcurrentCreate);
+    await this.client.query(CREATE_PARKED_TABLE).catch(ignoreConcurrentCreate);
+    await this.client.query(`SET statement_timeout = '${STATEMENT_TIMEOUT}'; SET lock_timeout = '${LOCK_TIMEOUT}'`);
     this.commitTimestamps = (await this.client.query<{ on: string }>(`SELECT current_setting('track_commit_timestamp') AS on`)).rows[0]?.on === 'on';
     if (!this.commitTimestamps) {
       this.logger.warn('track_commit_timestamp is off at this site: concurrent writes to the same row cannot be detected as conflicts; turn it on (npm run setup does) and restart PostgreSQL');
@@ -300,11 +365,40 @@ class PostgresSourceSession implements SourceSession {
     });
   }
 
-  async skip(position: Position, commitTimeMicros: bigint): Promise<void> {
+  async skip(position: Position, commitTimeMicros: bigint, parked?: NewParkedRecord): Promise<void> {
     await this.inside(async () => {
       await this.begin([{ position, commitTimeMicros, waitForDisk: true, run: null }]);
+      if (parked) await this.client.query(INSERT_PARKED, parkedValues(parked));
       await this.commit();
     });
+  }
+
+  /**
+   * One target commit: the retried transaction's changes (tagged with the origin, so capture drops them as
+   * relayed) and every open record of it marked done. The origin's progress does not move back: PostgreSQL
+   * advances it only forward at commit.
+   */
+  async applyRetried(transactions: readonly Transaction[], parkedId: string): Promise<boolean> {
+    const tx = transactions[0];
+    if (transactions.length !== 1 || !tx) throw new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `a retried parked message holds ${transactions.length} transactions; sitesync parks them one by one`);
+    let applied = false;
+    await this.inside(async () => {
+      await this.begin([{ ...tx, waitForDisk: true, run: null }]);
+      const { rowCount } = await this.client.query(
+        `UPDATE ${PARKED_TABLE} SET done_at = now()
+          WHERE transaction_id = $2 AND kind = 'skipped' AND done_at IS NULL
+            AND EXISTS (SELECT 1 FROM ${PARKED_TABLE} WHERE id = $1 AND done_at IS NULL)`,
+        [parkedId, tx.id],
+      );
+      if (!rowCount) {
+        await this.rollback();
+        return;
+      }
+      await this.applyChanges(tx, false);
+      await this.commit();
+      applied = true;
+    });
+    return applied;
   }
 
   async close(): Promise<void> {

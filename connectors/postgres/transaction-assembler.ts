@@ -153,7 +153,7 @@ export class TransactionAssembler {
         const checkpoint = lsnToPosition(message.endLsn);
         if (tx.relayed) {
           const from = tx.relayedFrom;
-          if (from !== null && (this.seenSites[from] ?? -1n) < tx.commitTimeMicros) {
+          if (from !== null && ((Object.hasOwn(this.seenSites, from) ? this.seenSites[from] : undefined) ?? -1n) < tx.commitTimeMicros) {
             this.seenSites = { ...this.seenSites, [from]: tx.commitTimeMicros };
           }
           this.handler.skipped(tx.position, checkpoint, 'relayed', this.seenSites);

@@ -9,29 +9,38 @@
  * - parts of a large transaction are kept durably by the sink, each acknowledged at once, and applied
  *   together in one target commit when the last arrives: memory and prefetch stay bounded.
  *
+ * Trust: nothing is applied that RabbitMQ does not vouch for. Before anything else a message must decode
+ * to a well-formed shape (avro-codec.ts), claim a configured site other than this one, and have arrived
+ * through the change exchange with that site's routing key and that site's broker user as its validated
+ * user-id (message-provenance.ts); a transaction must touch only tables this site replicates
+ * (apply-scope.ts). A message that fails is parked, whole, with its reason; a transaction outside the
+ * scope is parked alone and recorded as skipped, so the source goes on. An operator's retry (RETRY_HEADER)
+ * is honoured only through the default exchange and against the site's own record of what it parked.
+ *
  * Failures, by what they call for: a lost connection or a deadlock is retried after a pause; a table
  * missing or different at the target, or data it refuses, halts that source (in order) and is retried
  * every apply.retrySeconds until someone fixes it (with apply.onDataError: park, refused data is parked
- * instead); a message that cannot be decoded or comes from an unknown site is published to the site's
- * parking queue with its reason, counted, and skipped, so the rest goes on.
+ * instead).
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ConfirmChannel, ConsumeMessage } from 'amqplib';
-import type { Config } from '../config/config-schema.ts';
-import { PARKED_ID_HEADER, parkingQueue, RETRY_HEADER, siteQueue } from '../config/names.ts';
+import { brokerUrlFor, siteConfig, type Config } from '../config/config-schema.ts';
+import { ORIGINAL_ROUTE_HEADER, ORIGINAL_USER_HEADER, PARKED_ID_HEADER, parkingExchange, parkingQueue, RETRY_HEADER, siteQueue } from '../config/names.ts';
 import { connectBroker } from '../bus/broker-connection.ts';
 import { SCHEMA_VERSION_HEADER, messageHeaders } from '../bus/message-headers.ts';
-import { declareTopology } from '../bus/topology.ts';
+import { ensureTopology, siteNeeds } from '../bus/topology.ts';
 import { CURRENT_SCHEMA_VERSION, decodeMessage, encodeMessage } from '../events/avro-codec.ts';
 import { comparePositions, describePosition } from '../events/position.ts';
 import { microsToIso } from '../events/time.ts';
-import type { ChangeMessage, Position, Transaction } from '../events/transaction.ts';
+import type { ChangeMessage, Position, RelationInfo, Transaction } from '../events/transaction.ts';
 import { describeError, SitesyncError, type ErrorCode } from '../errors.ts';
 import { SessionLoop } from '../session-loop.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PipelineEvents } from '../observability/pipeline-events.ts';
-import type { ApplyErrorKind, Sink, SourceSession } from './sink.ts';
+import { refusedChange, tableScope, type TableScope } from './apply-scope.ts';
+import { describeRoute, parseRoute, untrustedReason, type Provenance } from './message-provenance.ts';
+import type { ApplyErrorKind, NewParkedRecord, ParkedRecord, Sink, SourceSession } from './sink.ts';
 
 export interface ApplyRunnerOptions {
   readonly config: Config;
@@ -47,11 +56,22 @@ interface SourceState {
   halted: string | null;
 }
 
+/**
+ * Largest message body decoded. RabbitMQ 3.x refuses larger messages by default (max_message_size 128 MiB;
+ * 4.x: 16 MiB), so anything larger was not published by a sitesync capture on a default broker.
+ */
+export const MAX_BODY_BYTES = 128 * 1024 * 1024;
+/** Parked messages past which each park logs a warning (the queue also has a hard byte limit, topology.ts). */
+const PARKED_WARN_MESSAGES = 1000;
+
 export class ApplyRunner {
   private readonly loop: SessionLoop;
+  private readonly scope: TableScope;
 
   constructor(private readonly options: ApplyRunnerOptions) {
     this.loop = new SessionLoop(options.logger);
+    const tables = siteConfig(options.config, options.site)?.tables ?? null;
+    this.scope = tableScope(options.site, tables, (schema) => options.sink.isReservedSchema(schema));
   }
 
   /** Runs sessions until `stop`; throws only on a fatal error. */
@@ -66,7 +86,7 @@ export class ApplyRunner {
 
   private async session(onHealthy: () => void, onStop: (end: () => void) => void): Promise<void> {
     const { config, site, logger } = this.options;
-    const connection = await connectBroker(config.broker.url, `sitesync apply ${site}`);
+    const connection = await connectBroker(brokerUrlFor(config, site), `sitesync apply ${site}`);
     const sources = new Map<string, SourceState>();
     let broken: Error | null = null;
     let endWaiting: (() => void) | null = null;
@@ -79,12 +99,12 @@ export class ApplyRunner {
     connection.on('error', (error: Error) => end(error));
     connection.on('close', () => end(new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', 'the connection to RabbitMQ closed; sitesync reconnects')));
     try {
+      await ensureTopology(connection, config, siteNeeds(config, site), logger);
       const channel = await connection.createChannel();
       channel.on('error', (error: Error) => end(error));
       channel.on('close', () => end(new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', 'the consuming channel closed; sitesync reconnects')));
-      await declareTopology(channel, config);
       const parking = await connection.createConfirmChannel();
-      const ctx: Context = { channel, parking, sources, deferred: [], parkedReturned: false, waiting: () => backlog.length, alive: () => broken === null && !this.loop.stopped };
+      const ctx: Context = { channel, parking, sources, deferred: [], parkedReturned: false, parkedWarned: false, waiting: () => backlog.length, alive: () => broken === null && !this.loop.stopped };
       parking.on('return', () => (ctx.parkedReturned = true));
 
       // Deliveries are handled strictly one after another, in queue order.
@@ -119,31 +139,50 @@ export class ApplyRunner {
     }
   }
 
+  /** One delivery, from the queue to the sink or the parking queue; returns once it is acknowledged (or held by group commit). */
   private async handle(ctx: Context, delivery: ConsumeMessage): Promise<void> {
-    const { config, site } = this.options;
+    const headers = delivery.properties.headers ?? {};
+    const retry: unknown = headers[RETRY_HEADER];
+    if (retry !== undefined) return this.handleRetry(ctx, delivery, retry);
+    const provenance: Provenance = { userId: delivery.properties.userId as string | undefined, exchange: delivery.fields.exchange, routingKey: delivery.fields.routingKey };
+    await this.handleAs(ctx, delivery, provenance);
+  }
+
+  /** Decodes, checks trust and applies a delivery as if it had arrived the way `provenance` says. */
+  private async handleAs(ctx: Context, delivery: ConsumeMessage, provenance: Provenance): Promise<void> {
+    const refuse = (source: string | null, error: SitesyncError): Promise<void> => this.parkRefused(ctx, delivery, provenance, source, error);
+    if (delivery.content.length > MAX_BODY_BYTES) {
+      return refuse(null, new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `message body of ${delivery.content.length} bytes is larger than any sitesync publishes (${MAX_BODY_BYTES}); not decoded`));
+    }
     let message: ChangeMessage;
     try {
       const version = Number(delivery.properties.headers?.[SCHEMA_VERSION_HEADER] ?? NaN);
       if (!Number.isInteger(version)) throw new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `message has no ${SCHEMA_VERSION_HEADER} header: it was not published by sitesync`);
       message = decodeMessage(delivery.content, version);
     } catch (error) {
-      await this.park(ctx, delivery.content, delivery.properties.headers ?? {}, 'unknown', error);
-      ctx.channel.ack(delivery);
-      return;
+      return refuse(null, error as SitesyncError);
     }
-    if (!(message.site in config.sites) || message.site === site) {
-      const why = message.site === site ? `it comes from site ${site} itself` : `site ${JSON.stringify(message.site)} is not in the configuration`;
-      await this.park(ctx, delivery.content, delivery.properties.headers ?? {}, message.site, new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `message cannot be applied: ${why}; add the site to the configuration, then retry it from the parking queue`));
-      ctx.channel.ack(delivery);
-      return;
+    const untrusted = untrustedReason(this.options.config, this.options.site, message.site, provenance);
+    if (untrusted !== null) {
+      const code = message.site === this.options.site || !Object.hasOwn(this.options.config.sites, message.site) ? 'SITESYNC_ERR_MESSAGE_INVALID' : 'SITESYNC_ERR_UNTRUSTED';
+      return refuse(message.site, new SitesyncError(code, `message cannot be applied: ${untrusted}`));
     }
     const state = await this.sourceState(ctx, message.site);
+    await this.withRetries(ctx, state, message, () => this.applyMessage(ctx, state, message, delivery));
+  }
+
+  /**
+   * Runs `work` until it succeeds: transient failures wait and retry, a halted source retries every
+   * apply.retrySeconds, refused data with onDataError: park goes one transaction at a time.
+   */
+  private async withRetries(ctx: Context, state: SourceState, message: ChangeMessage, work: () => Promise<void>, onData?: (error: unknown) => Promise<void>): Promise<void> {
+    const source = message.site;
     for (let attempt = 0; ctx.alive(); attempt++) {
       try {
-        await this.applyMessage(ctx, state, message, delivery);
+        await work();
         if (state.halted) {
-          this.options.logger.info({ source: message.site }, 'source resumed');
-          this.options.events.emit('apply:resumed', { site, source: message.site });
+          this.options.logger.info({ source }, 'source resumed');
+          this.options.events.emit('apply:resumed', { site: this.options.site, source });
           state.halted = null;
         }
         return;
@@ -151,17 +190,14 @@ export class ApplyRunner {
         const kind = this.options.sink.classify(error);
         // Transactions of a message commit one by one: some may be in before the failure.
         if (kind !== 'transient') state.progress = await state.session.progress().catch(() => state.progress);
-        if (kind === 'data' && !message.part && this.options.config.apply.onDataError === 'park') {
-          await this.applyParkingFailures(ctx, state, message, delivery);
-          return;
-        }
+        if (kind === 'data' && onData) return onData(error);
         if (kind === 'transient' && ctx.deferred.length > 0) {
           // Commits that group commit has not seen reach the disk may be gone with the connection: end
           // the session, so that every unacknowledged message comes again, in order, and the applied
           // position (which rolled back with them) filters what did survive.
           throw new SitesyncError('SITESYNC_ERR_POSTGRES_UNREACHABLE', `the connection to site ${this.options.site}'s PostgreSQL failed with commits not yet on disk (${describeError(error)}); their messages are delivered again`, { cause: error });
         }
-        await this.waitAndRecover(state, message.site, kind, error, attempt);
+        await this.waitAndRecover(state, source, kind, error, attempt);
       }
     }
   }
@@ -171,25 +207,6 @@ export class ApplyRunner {
     const { site, events } = this.options;
     const source = message.site;
     const applied = (p: Position): boolean => state.progress !== null && comparePositions(p, state.progress) <= 0;
-    if (delivery.properties.headers?.[RETRY_HEADER] === true && !message.part) {
-      // A parked transaction an operator sent back (`sitesync parked --retry`): its position is behind
-      // what was applied since, so it is applied as it is; the applied position never moves back.
-      try {
-        await state.session.apply(message.transactions);
-      } catch (error) {
-        if (this.options.sink.classify(error) !== 'data') throw error;
-        const { [RETRY_HEADER]: _retry, ...headers } = delivery.properties.headers ?? {};
-        await this.park(ctx, delivery.content, headers, source, error, message.transactions[0]);
-        ctx.channel.ack(delivery);
-        return;
-      }
-      this.ackDeferred(ctx);
-      ctx.channel.ack(delivery);
-      const last = message.transactions[message.transactions.length - 1];
-      if (last && !applied(last.position)) state.progress = last.position;
-      if (last) events.emit('apply:applied', { site, source, transactions: message.transactions.length, rows: message.transactions.reduce((n, tx) => n + tx.changes.length, 0), position: last.position, commitTimeMicros: last.commitTimeMicros });
-      return;
-    }
     if (message.part) {
       const tx = message.transactions[0]!;
       const part = message.part;
@@ -199,6 +216,10 @@ export class ApplyRunner {
         return;
       }
       if (part.index === 0) this.checkGap(state, message);
+      // A part outside the scope halts the source: the transaction cannot be set aside whole before its
+      // last part, and applying the rest of it would not be the source's transaction.
+      const refused = refusedChange(tx, this.scope);
+      if (refused !== null) throw new SitesyncError('SITESYNC_ERR_APPLY_SCHEMA', `transaction ${tx.id} (in parts) cannot be applied at ${site}: ${refused}`);
       await state.session.applyPart(tx, part);
       this.ackDeferred(ctx);
       ctx.channel.ack(delivery);
@@ -215,10 +236,23 @@ export class ApplyRunner {
       return;
     }
     if (fresh[0] === message.transactions[0]) this.checkGap(state, message);
+    const judged = new Map<RelationInfo, string | null>();
+    if (fresh.some((tx) => refusedChange(tx, this.scope, judged) !== null)) {
+      // Some transaction touches a table this site does not replicate: one at a time, that one set aside.
+      return this.applyOneByOne(ctx, state, message, delivery, this.options.config.apply.onDataError === 'park');
+    }
     // Group commit: while more messages wait, commit without waiting for the disk and hold the
     // acknowledgement; the next durable commit (when the queue runs dry, or enough are held) covers them.
     const durable = ctx.waiting() === 0 || ctx.deferred.length >= MAX_DEFERRED_ACKS;
-    await state.session.apply(fresh, { durable });
+    try {
+      await state.session.apply(fresh, { durable });
+    } catch (error) {
+      if (this.options.sink.classify(error) === 'data' && this.options.config.apply.onDataError === 'park') {
+        state.progress = await state.session.progress();
+        return this.applyOneByOne(ctx, state, message, delivery, true);
+      }
+      throw error;
+    }
     const last = fresh[fresh.length - 1]!;
     state.progress = last.position;
     if (durable) {
@@ -243,24 +277,96 @@ export class ApplyRunner {
     );
   }
 
-  /** A transaction the target refused: apply the message's transactions one by one, parking each refused one. */
-  private async applyParkingFailures(ctx: Context, state: SourceState, message: ChangeMessage, delivery: ConsumeMessage): Promise<void> {
+  /**
+   * Applies a message's transactions one at a time. One outside the scope, or (with `parkData`) one the
+   * target refuses, is parked alone and recorded as skipped, in one commit; the others are applied.
+   */
+  private async applyOneByOne(ctx: Context, state: SourceState, message: ChangeMessage, delivery: ConsumeMessage, parkData: boolean): Promise<void> {
+    const { site, events } = this.options;
     let previous = message.previous;
     for (const tx of message.transactions) {
       const single: ChangeMessage = { ...message, previous, transactions: [tx], part: null };
       previous = tx.position;
       if (state.progress !== null && comparePositions(tx.position, state.progress) <= 0) continue;
+      const refused = refusedChange(tx, this.scope);
       try {
+        if (refused !== null) throw new SitesyncError('SITESYNC_ERR_NOT_REPLICATED', `transaction ${tx.id} cannot be applied at ${site}: ${refused}`);
         await state.session.apply([tx]);
+        events.emit('apply:applied', { site, source: message.site, transactions: 1, rows: tx.changes.length, position: tx.position, commitTimeMicros: tx.commitTimeMicros });
       } catch (error) {
-        if (this.options.sink.classify(error) !== 'data') throw error;
-        await this.park(ctx, encodeMessage(single), messageHeaders(single, CURRENT_SCHEMA_VERSION), message.site, error, tx);
-        await state.session.skip(tx.position, tx.commitTimeMicros);
+        if (refused === null && !(parkData && this.options.sink.classify(error) === 'data')) throw error;
+        const body = encodeMessage(single);
+        const record = parkedRecord('skipped', body, message.site, tx, delivery, error);
+        await this.publishParked(ctx, body, { ...messageHeaders(single, CURRENT_SCHEMA_VERSION), ...originalHeaders(delivery) }, delivery, record, error);
+        await state.session.skip(tx.position, tx.commitTimeMicros, record);
       }
       state.progress = tx.position;
     }
     this.ackDeferred(ctx);
     ctx.channel.ack(delivery);
+  }
+
+  /**
+   * An operator's retry (`sitesync parked --retry`). Honoured only through the default exchange, which no
+   * site user may publish to, and only for a body this site recorded when it parked it; a transaction
+   * recorded as skipped is applied as it is, exactly once; a refused message is handled as it first came.
+   */
+  private async handleRetry(ctx: Context, delivery: ConsumeMessage, retry: unknown): Promise<void> {
+    const { sink, site, logger } = this.options;
+    const asReceived: Provenance = { userId: delivery.properties.userId as string | undefined, exchange: delivery.fields.exchange, routingKey: delivery.fields.routingKey };
+    const forged = (why: string): Promise<void> =>
+      this.parkRefused(ctx, delivery, asReceived, null, new SitesyncError('SITESYNC_ERR_UNTRUSTED', `refused a retry: ${why}; only \`sitesync parked --retry\` sends retries`));
+    if (delivery.fields.exchange !== '') return forged(`it carries ${RETRY_HEADER} but came through exchange ${JSON.stringify(delivery.fields.exchange)} (user ${JSON.stringify(asReceived.userId ?? 'none')}), not straight into ${siteQueue(site)}`);
+    if (typeof retry !== 'string' || !/^[0-9a-f-]{36}$/.test(retry)) return forged(`its ${RETRY_HEADER} header is not a parked id`);
+    const record = await this.retrying(ctx, () => sink.findParked(retry));
+    if (record === null) return forged(`site ${site} never parked a message ${retry}`);
+    if (record.bodySha256 !== sha256(delivery.content)) return forged(`its body is not the one site ${site} parked as ${retry}`);
+    if (record.done) {
+      logger.info({ parked: retry, tx: record.transactionId }, 'retry of a parked message that was already handled: ignored as a duplicate');
+      ctx.channel.ack(delivery);
+      return;
+    }
+    if (record.kind === 'refused') {
+      await this.handleAs(ctx, delivery, { userId: record.userId ?? undefined, ...parseRoute(record.route) });
+      await this.retrying(ctx, () => sink.finishParked(retry));
+      return;
+    }
+    let message: ChangeMessage;
+    try {
+      message = decodeMessage(delivery.content, Number(delivery.properties.headers?.[SCHEMA_VERSION_HEADER]));
+    } catch (error) {
+      return forged(`its body does not decode with its ${SCHEMA_VERSION_HEADER} header (${describeError(error)})`);
+    }
+    const state = await this.sourceState(ctx, message.site);
+    const reparked = async (error: unknown): Promise<void> => {
+      // Refused again: back to the parking queue under the same id, whose record stays open.
+      await this.publishParked(ctx, delivery.content, withoutRetry(delivery), delivery, { ...record, reason: describeError(error) }, error, false);
+      ctx.channel.ack(delivery);
+    };
+    await this.withRetries(ctx, state, message, async () => {
+      const refused = refusedChange(message.transactions[0]!, this.scope);
+      if (refused !== null) throw new SitesyncError('SITESYNC_ERR_NOT_REPLICATED', `transaction ${record.transactionId} cannot be applied at ${site}: ${refused}`);
+      const applied = await state.session.applyRetried(message.transactions, retry);
+      this.ackDeferred(ctx);
+      ctx.channel.ack(delivery);
+      if (!applied) return;
+      const last = message.transactions[message.transactions.length - 1]!;
+      logger.info({ parked: retry, tx: last.id }, 'parked transaction applied on retry');
+      this.options.events.emit('apply:applied', { site, source: message.site, transactions: message.transactions.length, rows: message.transactions.reduce((n, tx) => n + tx.changes.length, 0), position: last.position, commitTimeMicros: last.commitTimeMicros });
+    }, reparked);
+  }
+
+  /** Sink bookkeeping outside any source's session: retried while it fails transiently. */
+  private async retrying<T>(ctx: Context, work: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await work();
+      } catch (error) {
+        if (this.options.sink.classify(error) !== 'transient' || !ctx.alive()) throw error;
+        this.options.logger.warn({ attempt }, `site ${this.options.site}'s bookkeeping failed, retrying: ${describeError(error)}`);
+        await sleep(Math.min(10_000, 200 * 2 ** Math.min(attempt, 5)));
+      }
+    }
   }
 
   private async waitAndRecover(state: SourceState, source: string, kind: ApplyErrorKind, error: unknown, attempt: number): Promise<void> {
@@ -296,36 +402,111 @@ export class ApplyRunner {
     return state;
   }
 
-  private async park(ctx: Context, body: Buffer, headers: Record<string, unknown>, source: string, error: unknown, tx?: Transaction): Promise<void> {
-    const { site, logger, events } = this.options;
-    const code: ErrorCode | string = (error as SitesyncError).code ?? 'SITESYNC_ERR_APPLY_DATA';
+  /**
+   * Parks a message that is not applied at all (undecodable, untrusted, from an unknown site): the site's
+   * record of it first (so that an operator's retry is recognised), then the parking queue, then the ack.
+   */
+  private async parkRefused(ctx: Context, delivery: ConsumeMessage, provenance: Provenance, source: string | null, error: unknown): Promise<void> {
+    const record: NewParkedRecord = {
+      id: randomUUID(),
+      kind: 'refused',
+      source,
+      transactionId: null,
+      bodySha256: sha256(delivery.content),
+      userId: provenance.userId ?? null,
+      route: describeRoute(provenance),
+      reason: describeError(error),
+    };
+    await this.retrying(ctx, () => this.options.sink.recordParked(record));
+    await this.publishParked(ctx, delivery.content, { ...withoutRetry(delivery), ...originalHeaders(delivery, provenance) }, delivery, record, error);
+    ctx.channel.ack(delivery);
+  }
+
+  /** Publishes to the site's parking queue through the parking exchange and waits for the broker's confirm. */
+  private async publishParked(ctx: Context, body: Buffer, headers: Record<string, unknown>, delivery: ConsumeMessage, record: NewParkedRecord, error: unknown, count = true): Promise<void> {
+    const { site, logger, events, config } = this.options;
+    const code: ErrorCode | string = (error as SitesyncError).code ?? (error as { code?: string }).code ?? 'SITESYNC_ERR_APPLY_DATA';
     const reason = describeError(error);
     ctx.parkedReturned = false;
-    ctx.parking.publish('', parkingQueue(site), body, {
+    const p = delivery.properties;
+    ctx.parking.publish(parkingExchange(config.broker.exchange), site, body, {
       persistent: true,
       mandatory: true,
+      // What the original said of itself is kept (its user-id is in a header: RabbitMQ would refuse it here).
+      messageId: p.messageId,
+      timestamp: p.timestamp,
+      contentType: p.contentType,
+      appId: p.appId,
       headers: {
         ...headers,
         'sitesync-parked-reason': reason.slice(0, 2000),
         'sitesync-parked-code': code,
-        'sitesync-parked-source': source,
+        'sitesync-parked-source': record.source ?? 'unknown',
         'sitesync-parked-at': microsToIso(BigInt(Date.now()) * 1000n),
-        [PARKED_ID_HEADER]: randomUUID(),
-        ...(tx ? { 'sitesync-parked-transaction': tx.id } : {}),
+        [PARKED_ID_HEADER]: record.id,
+        ...(record.transactionId ? { 'sitesync-parked-transaction': record.transactionId } : {}),
       },
     });
-    await ctx.parking.waitForConfirms();
+    try {
+      await ctx.parking.waitForConfirms();
+    } catch (cause) {
+      throw new SitesyncError('SITESYNC_ERR_BROKER_REJECTED', `RabbitMQ refused to park a message in ${parkingQueue(site)} (it holds at most 1 GiB, then refuses more); list and discard what is there with sitesync parked, and the message is parked then`, { cause });
+    }
     if (ctx.parkedReturned) {
       // The parking queue is gone: the message stays unacknowledged, and the next session declares it again.
       throw new SitesyncError('SITESYNC_ERR_BROKER_REJECTED', `queue ${parkingQueue(site)} does not exist, so a message could not be parked; sitesync reconnects and declares it again`);
     }
-    logger.error({ source, code, tx: tx?.id, queue: parkingQueue(site) }, `message parked: ${reason}`);
-    events.emit('apply:parked', { site, source, reason, code: String(code) });
+    logger.error({ source: record.source, code, tx: record.transactionId, parked: record.id, queue: parkingQueue(site) }, `message parked: ${reason}`);
+    if (count) events.emit('apply:parked', { site, source: this.metricSource(record.source), reason, code: String(code) });
+    await this.warnIfParkingFills(ctx);
+  }
+
+  /** Metric labels name configured sites only: a message can claim any name. */
+  private metricSource(source: string | null): string {
+    return source !== null && Object.hasOwn(this.options.config.sites, source) ? source : 'unknown';
+  }
+
+  private async warnIfParkingFills(ctx: Context): Promise<void> {
+    const queue = parkingQueue(this.options.site);
+    const { messageCount } = await ctx.parking.checkQueue(queue);
+    if (messageCount >= PARKED_WARN_MESSAGES && !ctx.parkedWarned) {
+      ctx.parkedWarned = true;
+      this.options.logger.warn({ queue, messages: messageCount }, `${messageCount} messages wait in ${queue}: see why with sitesync parked, then retry or discard them (the queue refuses more past 1 GiB, and applying then waits)`);
+    }
   }
 }
 
 /** Most acknowledgements group commit holds before it waits for the disk anyway. */
 const MAX_DEFERRED_ACKS = 256;
+
+function sha256(body: Buffer): string {
+  return createHash('sha256').update(body).digest('hex');
+}
+
+function parkedRecord(kind: ParkedRecord['kind'], body: Buffer, source: string, tx: Transaction, delivery: ConsumeMessage, error: unknown): NewParkedRecord {
+  return {
+    id: randomUUID(),
+    kind,
+    source,
+    transactionId: tx.id,
+    bodySha256: sha256(body),
+    userId: (delivery.properties.userId as string | undefined) ?? null,
+    route: describeRoute(delivery.fields),
+    reason: describeError(error),
+  };
+}
+
+/** The delivery's headers without a retry mark (a message parked again is not a retry until sent back). */
+function withoutRetry(delivery: ConsumeMessage): Record<string, unknown> {
+  const { [RETRY_HEADER]: _retry, ...headers } = delivery.properties.headers ?? {};
+  return headers;
+}
+
+/** How the message first arrived, for people reading the parking queue (never trusted: the record is). */
+function originalHeaders(delivery: ConsumeMessage, provenance?: Provenance): Record<string, string> {
+  const userId = provenance ? provenance.userId : (delivery.properties.userId as string | undefined);
+  return { [ORIGINAL_USER_HEADER]: userId ?? '', [ORIGINAL_ROUTE_HEADER]: describeRoute(provenance ?? delivery.fields) };
+}
 
 interface Context {
   readonly channel: Channel;
@@ -333,6 +514,8 @@ interface Context {
   readonly deferred: ConsumeMessage[];
   /** Set when RabbitMQ returns a message published to the parking queue (the queue is missing). */
   parkedReturned: boolean;
+  /** The parking queue's size was warned about in this session. */
+  parkedWarned: boolean;
   /** Deliveries received and not yet handled. */
   waiting(): number;
   readonly parking: ConfirmChannel;

@@ -47,7 +47,8 @@ export const DEFAULT_POLICY: ConflictPolicy = { policy: 'last-writer-wins', prio
  */
 export function isConcurrent(local: Writer | null, remoteSite: string, remoteSeen: SeenSites): boolean {
   if (local === null || local.site === remoteSite) return false;
-  const known = remoteSeen[local.site];
+  // Own keys only: `seen` comes off the wire, and a site may be named `constructor`.
+  const known = Object.hasOwn(remoteSeen, local.site) ? remoteSeen[local.site] : undefined;
   return known === undefined || local.commitTimeMicros > known;
 }
 

@@ -34,6 +34,8 @@ import type { ChangeMessage, Position, Transaction } from '../events/transaction
 import { describeError, SitesyncError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Sink, SourceSession } from './sink.ts';
+import { refusedChange, tableScope, type TableScope } from './apply-scope.ts';
+import { untrustedReason } from './message-provenance.ts';
 
 /** Where a replay starts or ends: a time (microseconds since the epoch) or a source position. */
 export type ReplayPoint =
@@ -244,7 +246,13 @@ class ArchiveReader {
     private readonly states: Map<string, SourceReplay>,
     /** The stream's highest offset when the replay started. */
     private readonly end: number,
-  ) {}
+  ) {
+    const { config, site, sink } = options;
+    this.scope = tableScope(site, config.sites[site]?.tables ?? null, (schema) => sink.isReservedSchema(schema));
+  }
+
+  /** The tables the target accepts (apply-scope.ts), as `sitesync run` does. */
+  private readonly scope: TableScope;
 
   async run(): Promise<{ messagesRead: number; undecodableUnattributed: number }> {
     const { config } = this.options;
@@ -340,6 +348,18 @@ class ArchiveReader {
     }
     const state = this.states.get(message.site);
     if (!state || state.finished) return;
+    // The archive holds whatever was published with a site's routing key: only what RabbitMQ vouches was
+    // published by that site's broker user is replayed (message-provenance.ts), as `sitesync run` applies.
+    const untrusted = untrustedReason(this.options.config, this.options.site, message.site, { userId: delivery.properties.userId as string | undefined, exchange: delivery.fields.exchange, routingKey: delivery.fields.routingKey });
+    if (untrusted !== null) {
+      state.undecodable++;
+      this.options.logger.warn({ source: message.site, offset: streamOffset(delivery) }, `archived message skipped: ${untrusted}`);
+      return;
+    }
+    for (const tx of message.transactions) {
+      const refused = refusedChange(tx, this.scope);
+      if (refused !== null) throw new SitesyncError('SITESYNC_ERR_NOT_REPLICATED', `replay stopped at transaction ${tx.id}: ${refused}`);
+    }
     await this.applyMessage(state, message);
   }
 

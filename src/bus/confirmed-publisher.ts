@@ -15,6 +15,8 @@ export class ConfirmedPublisher {
   constructor(
     private readonly channel: ConfirmChannel,
     private readonly exchange: string,
+    /** The connection's user, sent as AMQP user-id, which RabbitMQ validates: appliers trust only it. */
+    private readonly userId: string,
   ) {
     // The broker sends basic.return before the confirm of the same message.
     channel.on('return', (message) => {
@@ -41,6 +43,7 @@ export class ConfirmedPublisher {
           persistent: true,
           mandatory: true,
           messageId,
+          userId: this.userId,
           headers,
           timestamp: timestampSeconds,
           contentType: 'application/vnd.sitesync.change+avro',

@@ -12,14 +12,14 @@
  * again (appliers drop the duplicates) and nothing is lost.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Config } from '../config/config-schema.ts';
+import { brokerUrlFor, brokerUserOf, type Config } from '../config/config-schema.ts';
 import { routingKey } from '../config/names.ts';
 import { CURRENT_SCHEMA_VERSION, encodeMessage } from '../events/avro-codec.ts';
 import { changeBytes, type ChangeMessage, type Position, type SeenSites, type Transaction, type TransactionPart } from '../events/transaction.ts';
 import { connectBroker } from '../bus/broker-connection.ts';
 import { ConfirmedPublisher } from '../bus/confirmed-publisher.ts';
 import { messageHeaders, messageId } from '../bus/message-headers.ts';
-import { declareTopology } from '../bus/topology.ts';
+import { ensureTopology } from '../bus/topology.ts';
 import { SitesyncError } from '../errors.ts';
 import { SessionLoop } from '../session-loop.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -69,7 +69,8 @@ export class CaptureRunner {
 
   private async session(onHealthy: () => void, onStop: (end: () => void) => void): Promise<void> {
     const { config, source, events, logger } = this.options;
-    const connection = await connectBroker(config.broker.url, `sitesync capture ${this.site}`);
+    const brokerUrl = brokerUrlFor(config, this.site);
+    const connection = await connectBroker(brokerUrl, `sitesync capture ${this.site}`);
     // Once the session fails, nothing more is published from it: what the source handed over after the
     // failure may be incomplete, and the next session sends everything unconfirmed again anyway.
     let dead = false;
@@ -83,9 +84,10 @@ export class CaptureRunner {
     const timers: NodeJS.Timeout[] = [];
     let batcher: MessageBatcher | null = null; // for the finally: closed with the session
     try {
+      await ensureTopology(connection, config, { exchanges: [config.broker.exchange], queues: [] }, logger);
       const channel = await connection.createConfirmChannel();
-      await declareTopology(channel, config);
-      const publisher = new ConfirmedPublisher(channel, config.broker.exchange);
+      // RabbitMQ checks the user-id against this connection's user: it is what appliers trust.
+      const publisher = new ConfirmedPublisher(channel, config.broker.exchange, brokerUserOf(brokerUrl));
       const capture = config.capture;
 
       const resume = await source.resumePoint();

@@ -1,8 +1,10 @@
 /**
  * `sitesync parked`: what waits in a site's parking queue, and what to do with it. A message sent back
- * (--retry) returns to the end of the site's queue marked so that the running applier applies it as it is
- * (its position is behind what was applied since); if the target still refuses it, it is parked again.
- * --discard removes it for good. Without either, the command only lists: nothing moves.
+ * (--retry) goes straight into the site's queue (through the default exchange, which only an operator's
+ * broker user may publish to), marked with its parked id. The running applier honours the mark only if
+ * the site recorded parking exactly that body under that id: a transaction it set aside is applied as it
+ * is (its position is behind what was applied since), once; if the target still refuses it, it is parked
+ * again. --discard removes it for good. Without either, the command only lists: nothing moves.
  */
 import type { Config } from '../config/config-schema.ts';
 import { PARKED_ID_HEADER, parkingQueue, RETRY_HEADER, siteQueue } from '../config/names.ts';
@@ -39,7 +41,11 @@ export async function parkedCommand(config: Config, site: string, action: Parked
       }
       matched++;
       if (action.kind === 'retry') {
-        channel.sendToQueue(siteQueue(site), message.content, { persistent: true, headers: { ...h, [RETRY_HEADER]: true }, messageId: message.properties.messageId });
+        if (h[PARKED_ID_HEADER] === undefined) {
+          throw new SitesyncError('SITESYNC_ERR_CONFIG', `parked message #${count} in ${queue} has no ${PARKED_ID_HEADER} (parked by an older sitesync, or dead-lettered by RabbitMQ), so ${site} cannot recognise it as its own: replay its range from the archive (sitesync replay), then discard it`);
+        }
+        const p = message.properties;
+        channel.sendToQueue(siteQueue(site), message.content, { persistent: true, headers: { ...h, [RETRY_HEADER]: id }, messageId: p.messageId, timestamp: p.timestamp, contentType: p.contentType, appId: p.appId });
         await channel.waitForConfirms();
         channel.ack(message);
         print(`sent back to ${siteQueue(site)}: ${id}`);

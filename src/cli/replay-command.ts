@@ -2,7 +2,7 @@
  * `sitesync replay`: re-applies archived transactions to a site (see src/apply/replay.ts). This file reads
  * the options (pure, unit-tested) and wires the PostgreSQL sink; main.ts only declares the command.
  */
-import { capturingSites, type Config } from '../config/config-schema.ts';
+import { capturingSites, postgresUrlFor, type Config } from '../config/config-schema.ts';
 import { policyResolver } from '../apply/conflict-policy.ts';
 import { replayArchive, formatReplaySummary, stopRunFirst, type ReplayPoint, type ReplayResult } from '../apply/replay.ts';
 import { comparePositions, lsnToPosition, parseLsn } from '../events/position.ts';
@@ -97,14 +97,13 @@ export function planReplay(config: Config, options: ReplayCommandOptions): Repla
 
 /** Runs the replay with the PostgreSQL sink; returns the lines to print (one per source, and one more for unattributed undecodable messages). */
 export async function runReplay(config: Config, plan: ReplayPlan, logger: Logger, report: (line: string) => void): Promise<string[]> {
-  const siteConfig = config.sites[plan.site]!;
   // The site's capture streams from its slot while its `sitesync run` runs.
-  const { slot } = await readPostgresStatus(siteConfig.postgres, plan.site, []);
+  const { slot } = await readPostgresStatus(postgresUrlFor(config, plan.site, 'monitor'), plan.site, []);
   if (slot.active) throw stopRunFirst(plan.site, `its slot ${slot.slot} is being read`);
   // The same sink settings as `sitesync run` (pipeline.ts), so a replayed transaction lands as it would have.
   const sink = new PostgresSink({
     site: plan.site,
-    url: siteConfig.postgres,
+    url: postgresUrlFor(config, plan.site, 'apply'),
     replicaRole: config.apply.replicaRole,
     conflictPolicy: policyResolver(config.conflicts),
     logger: logger.child({ site: plan.site, part: 'replay' }),

@@ -14,7 +14,7 @@
  * that several bindings match is still delivered to the queue once. Publishers are never touched: they
  * already name every table a message touches in its headers (src/bus/message-headers.ts).
  */
-import type { Channel } from 'amqplib';
+import type { Channel, ChannelModel } from 'amqplib';
 import type { Config } from '../config/config-schema.ts';
 import { allTablesHeader, subscriberQueue, tableHeader, tablesExchange } from '../config/names.ts';
 import { connectBroker } from '../bus/broker-connection.ts';
@@ -80,13 +80,13 @@ export function bindingArguments(site: string, table: string): Record<string, st
 
 type Print = (line: string) => void;
 
-async function withChannel<T>(config: Config, purpose: string, work: (channel: Channel) => Promise<T>): Promise<T> {
+async function withChannel<T>(config: Config, purpose: string, work: (channel: Channel, connection: ChannelModel) => Promise<T>): Promise<T> {
   const connection = await connectBroker(config.broker.url, `sitesync ${purpose}`);
   connection.on('error', () => undefined);
   try {
     const channel = await connection.createChannel();
     channel.on('error', () => undefined);
-    return await work(channel);
+    return await work(channel, connection);
   } finally {
     await connection.close().catch(() => undefined);
   }
@@ -126,8 +126,8 @@ export async function subscribe(config: Config, options: SubscriptionOptions, pr
   const subscription = parseSubscription(config, options);
   if (subscription.tables.length === 0) throw configError('subscribe needs --tables schema.table[,schema.table…]');
   const exchange = tablesExchange(config.broker.exchange);
-  await withChannel(config, `subscribe ${subscription.name}`, async (channel) => {
-    await declareTopology(channel, config);
+  await withChannel(config, `subscribe ${subscription.name}`, async (channel, connection) => {
+    await declareTopology(connection, config);
     print(`topology ready: headers exchange ${exchange} receives every message of ${config.broker.exchange} (site.#)`);
     const queue = await brokerStep(`declare queue ${subscription.queue}`, () =>
       channel.assertQueue(subscription.queue, {

@@ -21,6 +21,12 @@ export const originName = (source: string, target: string): string => `${ORIGIN_
 export const siteQueue = (site: string): string => `SITE_${site.toUpperCase()}`;
 /** Where messages that cannot be applied at a site wait, with their reason, for an operator. */
 export const parkingQueue = (site: string): string => `${siteQueue(site)}.parked`;
+/**
+ * The topic exchange appliers park through (routing key: the parking site's name), so that a site's
+ * broker user can be allowed to park only into its own parking queue and needs no access to the
+ * default exchange (through which only operators send messages back, see RETRY_HEADER).
+ */
+export const parkingExchange = (exchange: string): string => `${exchange}.parking`;
 /** Routing key of a source site's change messages on the topic exchange. */
 export const routingKey = (site: string): string => `site.${site}`;
 /** The headers exchange, bound to the topic exchange with `site.#`, that selective subscribers bind to. */
@@ -36,5 +42,13 @@ export const subscriberQueue = (name: string): string => `sitesync.subscriber.${
 
 /** Header naming a parked message, for `sitesync parked --retry/--discard`. */
 export const PARKED_ID_HEADER = 'sitesync-parked-id';
-/** Header of a parked message an operator sent back to its site's queue: apply it as it is. */
+/**
+ * Header of a parked message an operator sent back to its site's queue (`sitesync parked --retry`): its
+ * value is the parked id. The applier honours it only on a message that came through the default
+ * exchange (which site users may not publish to) and whose id and body match a record the site wrote
+ * when it parked the message; it clears that record in the same commit as the apply (exactly once).
+ */
 export const RETRY_HEADER = 'sitesync-retry';
+/** Headers a parked message keeps of how it first arrived (RabbitMQ validates user-id only at publish). */
+export const ORIGINAL_USER_HEADER = 'sitesync-original-user-id';
+export const ORIGINAL_ROUTE_HEADER = 'sitesync-original-route';

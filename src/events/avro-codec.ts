@@ -18,6 +18,7 @@ import avro from 'avsc';
 import type { Type } from 'avsc';
 import { DecodeError, SitesyncError } from '../errors.ts';
 import { EncodedRow, RowOverrun } from './encoded-row.ts';
+import { POSITION_FORMATS, SITE_NAME_PATTERN, transactionId } from './transaction.ts';
 import type {
   Change,
   ChangeMessage,
@@ -551,10 +552,40 @@ export function decodeMessage(body: Buffer, writerVersion: number): ChangeMessag
   }
 }
 
-function fromWire(wire: WireMessage, label: string): ChangeMessage {
-  if (!Object.hasOwn(SOURCE_KINDS, wire.sourceKind)) {
-    throw new DecodeError(`${label}: unknown source kind ${preview(wire.sourceKind)}`);
+const SITE_NAME = new RegExp(SITE_NAME_PATTERN);
+
+/**
+ * The shape rules the model states and Avro cannot: what the applier relies on, checked once here so that
+ * a hostile or broken message is refused (and parked) before anything reads it. A message holds at least
+ * one transaction, all of its own site, each with the id its site and position make; a part holds exactly
+ * one; positions are in their source kind's format; every row has one value per column of its relation.
+ */
+function checkMessageShape(wire: WireMessage, label: string): void {
+  const bad = (what: string): never => {
+    throw new DecodeError(`${label}: ${what}`);
+  };
+  const kind = wire.sourceKind as SourceKind;
+  if (!Object.hasOwn(SOURCE_KINDS, kind)) bad(`unknown source kind ${preview(wire.sourceKind)}`);
+  const format = POSITION_FORMATS[kind];
+  if (!SITE_NAME.test(wire.site)) bad(`site ${preview(wire.site)} is not a site name`);
+  if (wire.previous !== null && !format.test(wire.previous)) bad(`previous position ${preview(wire.previous)} is not a ${kind} position`);
+  if (wire.transactions.length === 0) bad('it holds no transaction');
+  if (wire.part !== null) {
+    if (wire.transactions.length !== 1) bad(`part ${wire.part.index} holds ${wire.transactions.length} transactions instead of one`);
+    if (wire.part.index < 0) bad(`part index ${wire.part.index} is negative`);
   }
+  let t = 0;
+  for (const tx of wire.transactions) {
+    if (tx.site !== wire.site) bad(`transaction ${t} names site ${preview(tx.site)} in a message of site ${preview(wire.site)}`);
+    if (!format.test(tx.position)) bad(`transaction ${t} position ${preview(tx.position)} is not a ${kind} position`);
+    if (tx.id !== transactionId(tx.site, tx.position)) bad(`transaction ${t} id ${preview(tx.id)} is not ${preview(transactionId(tx.site, tx.position))}`);
+    for (const s of tx.seen) if (!SITE_NAME.test(s.site)) bad(`transaction ${t} causal context names ${preview(s.site)}, not a site name`);
+    t++;
+  }
+}
+
+function fromWire(wire: WireMessage, label: string): ChangeMessage {
+  checkMessageShape(wire, label);
   const relations: RelationInfo[] = new Array<RelationInfo>(wire.relations.length);
   let r = 0;
   for (const relation of wire.relations) {
@@ -571,9 +602,12 @@ function fromWire(wire: WireMessage, label: string): ChangeMessage {
     }
     return relation;
   };
-  const rowOf = (row: RowImage | null, t: number, c: number, which: string, op: WireOp): RowImage => {
+  const rowOf = (row: RowImage | null, t: number, c: number, which: string, op: WireOp, relation: RelationInfo): RowImage => {
     if (row === null) throw new DecodeError(`${label}: ${where(t, c)} is ${op} without ${which}`);
     const count = columnCount(row);
+    if (count !== relation.columns.length) {
+      throw new DecodeError(`${label}: ${where(t, c)} ${which} has ${count} values for the ${relation.columns.length} columns of ${preview(`${relation.schema}.${relation.table}`)}`);
+    }
     for (const index of row.unchanged) {
       if (index < 0 || index >= count) {
         throw new DecodeError(`${label}: ${where(t, c)} ${which} lists unchanged column ${index} but has ${count} values`);
@@ -590,28 +624,26 @@ function fromWire(wire: WireMessage, label: string): ChangeMessage {
     for (const change of tx.changes) {
       let decoded: Change;
       switch (change.op) {
-        case 'INSERT':
-          decoded = {
-            op: 'insert',
-            relation: relationAt(required(change.relation, t, c, 'relation', change.op, label), t, c),
-            newRow: rowOf(change.newRow, t, c, 'newRow', change.op),
-          };
+        case 'INSERT': {
+          const relation = relationAt(required(change.relation, t, c, 'relation', change.op, label), t, c);
+          decoded = { op: 'insert', relation, newRow: rowOf(change.newRow, t, c, 'newRow', change.op, relation) };
           break;
-        case 'UPDATE':
+        }
+        case 'UPDATE': {
+          const relation = relationAt(required(change.relation, t, c, 'relation', change.op, label), t, c);
           decoded = {
             op: 'update',
-            relation: relationAt(required(change.relation, t, c, 'relation', change.op, label), t, c),
-            oldRow: change.oldRow === null ? null : rowOf(change.oldRow, t, c, 'oldRow', change.op),
-            newRow: rowOf(change.newRow, t, c, 'newRow', change.op),
+            relation,
+            oldRow: change.oldRow === null ? null : rowOf(change.oldRow, t, c, 'oldRow', change.op, relation),
+            newRow: rowOf(change.newRow, t, c, 'newRow', change.op, relation),
           };
           break;
-        case 'DELETE':
-          decoded = {
-            op: 'delete',
-            relation: relationAt(required(change.relation, t, c, 'relation', change.op, label), t, c),
-            oldRow: rowOf(change.oldRow, t, c, 'oldRow', change.op),
-          };
+        }
+        case 'DELETE': {
+          const relation = relationAt(required(change.relation, t, c, 'relation', change.op, label), t, c);
+          decoded = { op: 'delete', relation, oldRow: rowOf(change.oldRow, t, c, 'oldRow', change.op, relation) };
           break;
+        }
         case 'TRUNCATE':
           decoded = {
             op: 'truncate',

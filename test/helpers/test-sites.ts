@@ -1,6 +1,11 @@
 /**
  * Real PostgreSQL and RabbitMQ for tests, isolated per test: every test gets its own databases, site
  * names (so its slots and origins), exchange, stream and queues, all removed afterwards.
+ *
+ * With TEST_SITESYNC_LEAST_PRIVILEGE=1 (or `leastPrivilege`) the sites run as README "Security model"
+ * deploys them: capture, apply and monitoring as three PostgreSQL roles without superuser
+ * (least-privilege.ts), tables created by `everywhere` owned by the apply role, and every site's process
+ * as a RabbitMQ user of its own, made by `sitesync setup`, that may declare nothing.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -13,13 +18,17 @@ import amqp from 'amqplib';
 import pg from 'pg';
 import { parseConfig } from '../../src/config/load-config.ts';
 import type { Config } from '../../src/config/config-schema.ts';
-import { parkingQueue, siteQueue, slotName, tablesExchange, ORIGIN_PREFIX } from '../../src/config/names.ts';
+import { parkingExchange, parkingQueue, siteQueue, slotName, tablesExchange, ORIGIN_PREFIX } from '../../src/config/names.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { PipelineEvents } from '../../src/observability/pipeline-events.ts';
 import { createPipeline, type Pipeline } from '../../src/pipeline.ts';
+import { passwordVariable, setupCommand } from '../../src/cli/setup-command.ts';
+import { asRole, createRoles, dropRoles, prepareDatabase, rolesFor } from './least-privilege.ts';
 
 export const PG_ADMIN = process.env.TEST_SITESYNC_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const BROKER = process.env.TEST_SITESYNC_BROKER ?? 'amqp://guest:guest@127.0.0.1:5672/';
+export const MANAGEMENT = process.env.TEST_SITESYNC_MANAGEMENT ?? 'http://guest:guest@127.0.0.1:15672/';
+const LEAST_PRIVILEGE = process.env.TEST_SITESYNC_LEAST_PRIVILEGE === '1';
 const ROOT = new URL('../../', import.meta.url).pathname;
 
 export function dbUrl(database: string): string {
@@ -28,8 +37,8 @@ export function dbUrl(database: string): string {
   return url.toString();
 }
 
-export async function sql<T extends pg.QueryResultRow = Record<string, unknown>>(database: string, text: string, values?: unknown[]): Promise<T[]> {
-  const client = new pg.Client({ connectionString: dbUrl(database) });
+export async function sql<T extends pg.QueryResultRow = Record<string, unknown>>(database: string, text: string, values?: unknown[], url = dbUrl(database)): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
   client.on('error', () => undefined); // the query's own promise reports a lost connection
   await client.connect();
   try {
@@ -88,21 +97,41 @@ export interface SpawnedSite {
 export async function createTestSites(
   shortNames: string[],
   overrides: Record<string, unknown> | ((sites: Record<string, string>) => Record<string, unknown>) = {},
+  { leastPrivilege = LEAST_PRIVILEGE }: { leastPrivilege?: boolean } = {},
 ): Promise<TestSites> {
   const suffix = randomBytes(3).toString('hex');
   const sites: Record<string, string> = {};
   for (const short of shortNames) sites[short] = `${short}_${suffix}`;
   const db = (short: string): string => `sitesync_test_${sites[short]}`;
   for (const short of shortNames) await sql('postgres', `CREATE DATABASE ${db(short)}`);
+  const roles = leastPrivilege ? rolesFor(suffix) : null;
+  const brokerPasswords: Record<string, string> = {};
+  const siteSettings = (short: string): Record<string, unknown> => {
+    const url = dbUrl(db(short));
+    if (!roles) return { postgres: url };
+    brokerPasswords[sites[short]!] = randomBytes(12).toString('hex');
+    const broker = new URL(BROKER);
+    broker.username = `sitesync_test_${sites[short]}`;
+    broker.password = brokerPasswords[sites[short]!]!;
+    return { capturePostgres: asRole(url, roles.capture), applyPostgres: asRole(url, roles.apply), monitorPostgres: asRole(url, roles.monitor), brokerUser: broker.username, brokerUrl: broker.toString() };
+  };
   const raw = {
     broker: { url: BROKER, exchange: `sitesync.test.${suffix}`, archiveStream: `sitesync.test.${suffix}.archive` },
-    sites: Object.fromEntries(shortNames.map((s) => [sites[s], { postgres: dbUrl(db(s)) }])),
+    sites: Object.fromEntries(shortNames.map((s) => [sites[s], siteSettings(s)])),
     capture: { statusIntervalSeconds: 0.2, heartbeatSeconds: 2 },
     apply: { retrySeconds: 0.5 },
     log: { level: process.env.TEST_SITESYNC_LOG ?? 'silent' },
     ...(typeof overrides === 'function' ? overrides(sites) : overrides),
   };
   const config = parseConfig(JSON.parse(JSON.stringify(raw)));
+  if (roles) {
+    await createRoles((text) => sql('postgres', text), roles);
+    for (const short of shortNames) await prepareDatabase((text) => sql(db(short), text), roles, sites[short]!, config.sites[sites[short]!]!.capture);
+    const env = Object.fromEntries(Object.entries(brokerPasswords).map(([site, password]) => [passwordVariable(site), password]));
+    await setupCommand(config, { managementUrl: MANAGEMENT }, () => undefined, env);
+  }
+  // Tables are created as the apply role when there is one: it owns what it replicates.
+  const schemaUrl = (short: string): string => (roles ? asRole(dbUrl(db(short)), roles.apply) : dbUrl(db(short)));
   const dir = mkdtempSync(join(tmpdir(), 'sitesync-test-'));
   const configFile = join(dir, 'sitesync.yml');
   writeFileSync(configFile, JSON.stringify(raw, null, 2)); // JSON is YAML
@@ -116,7 +145,7 @@ export async function createTestSites(
     db,
     configFile,
     async everywhere(text) {
-      for (const short of shortNames) await sql(db(short), text);
+      for (const short of shortNames) await sql(db(short), text, undefined, schemaUrl(short));
     },
     async start(short, events = new PipelineEvents()) {
       const logger = createLogger(config.log.level);
@@ -174,11 +203,38 @@ export async function createTestSites(
       }
       await channel.deleteQueue(config.broker.archiveStream);
       await channel.deleteExchange(tablesExchange(config.broker.exchange));
+      await channel.deleteExchange(parkingExchange(config.broker.exchange));
       await channel.deleteExchange(config.broker.exchange);
       await connection.close();
+      if (roles) {
+        await dropRoles((text) => sql('postgres', text), roles);
+        const management = new URL(MANAGEMENT);
+        const authorization = `Basic ${Buffer.from(`${decodeURIComponent(management.username)}:${decodeURIComponent(management.password)}`).toString('base64')}`;
+        for (const site of Object.keys(brokerPasswords)) {
+          const user = encodeURIComponent(`sitesync_test_${site}`);
+          await fetch(new URL(`api/users/${user}`, `${management.protocol}//${management.host}/`), { method: 'DELETE', headers: { authorization } }).catch(() => undefined);
+        }
+      }
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** What waits in a parking queue, left there (read without acknowledging). */
+export async function parkedMessages(queue: string): Promise<amqp.GetMessage[]> {
+  const connection = await amqp.connect(BROKER);
+  try {
+    const channel = await connection.createChannel();
+    const messages: amqp.GetMessage[] = [];
+    for (;;) {
+      const m = await channel.get(queue, { noAck: false });
+      if (!m) break;
+      messages.push(m);
+    }
+    return messages;
+  } finally {
+    await connection.close(); // unacknowledged: they stay parked
+  }
 }
 
 /** Rows of a table as text, sorted: equal multisets mean equal tables (duplicates included). */

@@ -14,7 +14,7 @@ import { parkingQueue, routingKey } from '../../src/config/names.ts';
 import { SCHEMA_VERSION_HEADER } from '../../src/bus/message-headers.ts';
 import { CURRENT_SCHEMA_VERSION, encodeMessage } from '../../src/events/avro-codec.ts';
 import { createMetrics, serveMetrics } from '../../src/observability/metrics.ts';
-import { BROKER, createTestSites, sql, waitFor, type RunningSite, type TestSites } from '../helpers/test-sites.ts';
+import { BROKER, createTestSites, parkedMessages, sql, waitFor, type RunningSite, type TestSites } from '../helpers/test-sites.ts';
 
 const run = promisify(execFile);
 let t: TestSites;
@@ -49,24 +49,18 @@ async function publishRaw(body: Buffer, headers: Record<string, unknown>): Promi
   await connection.close();
 }
 
-async function parkedMessages(): Promise<amqp.GetMessage[]> {
-  const connection = await amqp.connect(BROKER);
-  const channel = await connection.createChannel();
-  const messages: amqp.GetMessage[] = [];
-  for (;;) {
-    const m = await channel.get(parkingQueue(t.sites.london!), { noAck: false });
-    if (!m) break;
-    messages.push(m);
-  }
-  await connection.close(); // unacknowledged: they stay parked
-  return messages;
-}
-
 test('foreign and malformed messages are parked with their reason, and the pipeline goes on', async () => {
   await publishRaw(Buffer.from('{"not": "avro"}'), {}); // no schema header: not from sitesync
   await publishRaw(Buffer.from([1, 2, 3]), { [SCHEMA_VERSION_HEADER]: CURRENT_SCHEMA_VERSION }); // truncated Avro
   await publishRaw(Buffer.from([0]), { [SCHEMA_VERSION_HEADER]: 99 }); // unknown schema version
-  const stranger = encodeMessage({ site: 'atlantis', sourceKind: 'postgres', previous: null, part: null, transactions: [] });
+  const position = '0000000001000000';
+  const stranger = encodeMessage({
+    site: 'atlantis',
+    sourceKind: 'postgres',
+    previous: null,
+    part: null,
+    transactions: [{ id: `atlantis:${position}`, site: 'atlantis', position, commitTimeMicros: 0n, sourceTxId: '1', seen: {}, changes: [] }],
+  });
   await publishRaw(stranger, { [SCHEMA_VERSION_HEADER]: CURRENT_SCHEMA_VERSION }); // a site not configured
 
   await sql(t.db('paris'), `INSERT INTO items VALUES (1, 1)`);
@@ -78,7 +72,7 @@ test('foreign and malformed messages are parked with their reason, and the pipel
   assert.match(parked[2]!.reason, /schema-version 99, which this reader does not know/);
   assert.match(parked[3]!.reason, /site "atlantis" is not in the configuration/);
 
-  const kept = await parkedMessages();
+  const kept = await parkedMessages(parkingQueue(t.sites.london!));
   assert.equal(kept.length, 4, 'every parked message is kept in the parking queue');
   assert.deepEqual(kept[0]!.content, Buffer.from('{"not": "avro"}'), 'with its original body');
   assert.match(String(kept[3]!.properties.headers?.['sitesync-parked-reason']), /atlantis/);
@@ -93,7 +87,7 @@ test('with onDataError: park, a transaction the target refuses is parked; the tr
   assert.equal(parked[before]!.code, '23514');
   assert.match(parked[before]!.reason, /violates check constraint "small"/);
   assert.equal((await sql(t.db('london'), 'SELECT 1 FROM items WHERE id = 2')).length, 0);
-  const kept = await parkedMessages();
+  const kept = await parkedMessages(parkingQueue(t.sites.london!));
   assert.match(String(kept[kept.length - 1]!.properties.headers?.['sitesync-parked-transaction']), new RegExp(`^${t.sites.paris}:`));
 });
 

@@ -154,7 +154,7 @@ test('a role without REPLICATION, then without the replication origin functions:
   await sql('postgres', `ALTER DATABASE ${db} OWNER TO ${role}`);
   await t.everywhere('CREATE TABLE log (id int, note text)');
   await sql(db, `ALTER TABLE log OWNER TO ${role}`);
-  const url = new URL(t.config.sites[t.sites.paris!]!.postgres);
+  const url = new URL(t.config.sites[t.sites.paris!]!.postgres!);
   url.username = role;
   url.password = `Secr3t-${t.suffix}`;
   const env = { ...siteEnv(t, 'paris', 'POSTGRES', url.toString()), ...siteEnv(t, 'paris', 'TABLES', '[public.log]') };

@@ -15,6 +15,7 @@ import type {
   RelationInfo,
   RowImage,
   Transaction,
+  TransactionPart,
 } from '../../src/events/transaction.ts';
 
 const SCHEMA_DIR = new URL('../../schemas/', import.meta.url);
@@ -121,6 +122,14 @@ const text = fc.oneof(
 );
 
 const name = fc.string({ unit: 'binary', maxLength: 10 });
+/**
+ * Site names as the model allows them, including the ones that are also Object.prototype's keys
+ * (`constructor`; `__proto__` is no site name and is refused at decode, see the shape tests).
+ */
+const siteName = fc.oneof(
+  fc.stringMatching(/^[a-z][a-z0-9_]{0,39}$/),
+  fc.constantFrom('constructor', 'paris', 'london', 'valueof', 'hasownproperty'),
+);
 const hex = fc.constantFrom(...'0123456789ABCDEF');
 const position = fc.string({ unit: hex, minLength: 16, maxLength: 16 });
 const int32 = fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 });
@@ -173,10 +182,11 @@ const commitTimeMicros = fc.oneof(
   fc.constantFrom(0n, 1_700_000_000_123_456n, MAX_EXACT_MICROS, MIN_EXACT_MICROS, -1n),
 );
 
-const message: fc.Arbitrary<ChangeMessage> = fc.array(relation, { minLength: 1, maxLength: 4 }).chain((pool) => {
+// Every message the model allows: at least one transaction, all of the message's site; a part holds one.
+const message: fc.Arbitrary<ChangeMessage> = fc.tuple(fc.array(relation, { minLength: 1, maxLength: 4 }), siteName).chain(([pool, site]) => {
   const transaction: fc.Arbitrary<Transaction> = fc
-    .tuple(name, position, commitTimeMicros, fc.nat(), fc.dictionary(name, commitTimeMicros, { maxKeys: 3, noNullPrototype: true }), fc.array(change(pool), { maxLength: 8 }))
-    .map(([site, position, commitTimeMicros, txid, seen, changes]) => ({
+    .tuple(position, commitTimeMicros, fc.nat(), fc.dictionary(siteName, commitTimeMicros, { maxKeys: 3, noNullPrototype: true }), fc.array(change(pool), { maxLength: 8 }))
+    .map(([position, commitTimeMicros, txid, seen, changes]) => ({
       id: `${site}:${position}`,
       site,
       position,
@@ -185,13 +195,23 @@ const message: fc.Arbitrary<ChangeMessage> = fc.array(relation, { minLength: 1, 
       seen,
       changes,
     }));
-  return record({
-    site: name,
-    sourceKind: fc.constant('postgres' as const),
-    previous: fc.option(position, { nil: null }),
-    transactions: fc.array(transaction, { maxLength: 4 }),
-    part: fc.option(record({ index: fc.integer({ min: 0, max: 2 ** 31 - 1 }), last: fc.boolean() }), { nil: null }),
-  });
+  const part = record({ index: fc.integer({ min: 0, max: 2 ** 31 - 1 }), last: fc.boolean() });
+  return fc.oneof(
+    record({
+      site: fc.constant(site),
+      sourceKind: fc.constant('postgres' as const),
+      previous: fc.option(position, { nil: null }),
+      transactions: fc.array(transaction, { minLength: 1, maxLength: 4 }),
+      part: fc.constant(null),
+    }),
+    record({
+      site: fc.constant(site),
+      sourceKind: fc.constant('postgres' as const),
+      previous: fc.option(position, { nil: null }),
+      transactions: fc.array(transaction, { minLength: 1, maxLength: 1 }),
+      part: part as fc.Arbitrary<TransactionPart | null>,
+    }),
+  );
 });
 
 // A fixed sample with every op, shared relations, nulls and unchanged columns.
@@ -508,6 +528,32 @@ test('references and values the model forbids throw DecodeError saying what is w
   w = wire();
   w.sourceKind = 'oracle';
   assert.match(read(w).message, /unknown source kind "oracle"/);
+});
+
+test('shapes an applier must never act on throw DecodeError saying what is wrong (hostile or broken input)', () => {
+  const type = typeFor(currentSchema());
+  type Wire = Record<string, unknown> & { part: unknown; transactions: (Record<string, unknown> & { seen: { site: string; commitTimeMicros: number }[]; changes: Record<string, unknown>[] })[] };
+  const wire = (): Wire => JSON.parse(JSON.stringify(type.fromBuffer(encodeMessage(sample)))) as never;
+  const read = (w: unknown): DecodeError =>
+    decodeErrorOf(() => decodeMessage(type.toBuffer(type.clone(w, { coerceBuffers: true })), CURRENT_SCHEMA_VERSION));
+  const cases: [string, (w: Wire) => void, RegExp][] = [
+    ['one value too many', (w) => ((w.transactions[0]!.changes[0]!.newRow as { values: unknown[] }).values.push('extra')), /newRow has \d+ values for the \d+ columns of "public\.accounts"/],
+    ['no transaction', (w) => (w.transactions = []), /it holds no transaction/],
+    ['a part of several transactions', (w) => (w.part = { index: 1, last: false }), /part 1 holds 2 transactions instead of one/],
+    ['a negative part', (w) => ((w.part = { index: -1, last: true }), w.transactions.pop()), /part index -1 is negative/],
+    ['a transaction of another site', (w) => (w.transactions[0]!.site = 'london'), /transaction 0 names site "london" in a message of site "paris"/],
+    ['an id that is not site:position', (w) => (w.transactions[0]!.id = 'paris:0'), /transaction 0 id "paris:0" is not "paris:00000000016B3798"/],
+    ['a malformed position', (w) => ((w.transactions[0]!.position = '0/16B3748'), (w.transactions[0]!.id = 'paris:0/16B3748')), /position "0\/16B3748" is not a postgres position/],
+    ['a lower-case position', (w) => ((w.transactions[0]!.position = '00000000016b3748'), (w.transactions[0]!.id = 'paris:00000000016b3748')), /is not a postgres position/],
+    ['a malformed previous', (w) => (w.previous = 'x'), /previous position "x" is not a postgres position/],
+    ['a site that is no site name', (w) => (w.site = '__proto__'), /site "__proto__" is not a site name/],
+    ['a causal context keyed __proto__', (w) => w.transactions[0]!.seen.push({ site: '__proto__', commitTimeMicros: 1 }), /causal context names "__proto__", not a site name/],
+  ];
+  for (const [what, corrupt, expected] of cases) {
+    const w = wire();
+    corrupt(w);
+    assert.match(read(w).message, expected, what);
+  }
 });
 
 test('an enum index the schema does not have throws DecodeError', () => {
