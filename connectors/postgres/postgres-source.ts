@@ -15,6 +15,7 @@ import { LogicalReplicationService } from 'pg-logical-replication';
 import type { Client } from 'pg';
 import { AbstractPlugin } from 'pg-logical-replication/dist/output-plugins/abstract.plugin.js';
 import type { ResumePoint, Source, SourceHandler } from '../../src/capture/source.ts';
+import { ensureBookkeepingSchema } from './bookkeeping-schema.ts';
 import { BOOKKEEPING_SCHEMA, MESSAGE_PREFIX, publicationName, slotName } from '../../src/config/names.ts';
 import { formatLsn, lsnToPosition, parseLsn, positionToLsn } from '../../src/events/position.ts';
 import type { Position, SeenSites } from '../../src/events/transaction.ts';
@@ -112,8 +113,9 @@ export class PostgresSource implements Source {
   }
 
   private async checkServer(): Promise<void> {
-    const { rows } = await this.pool.query<{ wal_level: string; replication: boolean; superuser: boolean; user: string }>(
-      `SELECT current_setting('wal_level') AS wal_level, r.rolreplication AS replication, r.rolsuper AS superuser, current_user AS user
+    const { rows } = await this.pool.query<{ wal_level: string; replication: boolean; superuser: boolean; user: string; encoding: string; database: string }>(
+      `SELECT current_setting('wal_level') AS wal_level, r.rolreplication AS replication, r.rolsuper AS superuser, current_user AS user,
+              current_setting('server_encoding') AS encoding, current_database() AS database
          FROM pg_roles r WHERE r.rolname = current_user`,
     );
     const info = rows[0];
@@ -130,11 +132,22 @@ export class PostgresSource implements Source {
         `role ${info.user} at site ${this.site} may not stream changes; run "ALTER ROLE ${info.user} REPLICATION" as a superuser`,
       );
     }
+    // The walsender converts what it sends from the database's encoding into UTF-8 (session-settings.ts).
+    // SQL_ASCII stores bytes without saying what they mean, so nothing can convert them: the walsender
+    // sends them unchanged, only checked to be UTF-8, and the first value that is not stops the stream at
+    // the server (invalid byte sequence for encoding "UTF8"), at the same place on every retry, while the
+    // slot holds WAL. Refuse before creating anything.
+    if (info.encoding === 'SQL_ASCII') {
+      throw new SitesyncError(
+        'SITESYNC_ERR_CONFIG',
+        `database ${info.database} of site ${this.site} has encoding SQL_ASCII, whose bytes no one can convert to UTF-8; re-create it with ENCODING 'UTF8' (CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0) and restore a dump into it, or set sites.${this.site}.capture: false if this site only receives`,
+      );
+    }
   }
 
   /** sitesync's own state at a source: the position of the last transaction the broker confirmed. */
   private async ensureBookkeeping(): Promise<void> {
-    await this.pool.query(`CREATE SCHEMA IF NOT EXISTS ${BOOKKEEPING_SCHEMA}`);
+    await ensureBookkeepingSchema(this.pool);
     await this.pool.query(
       `CREATE TABLE IF NOT EXISTS ${BOOKKEEPING_SCHEMA}.capture_progress (site text PRIMARY KEY, last_published text, seen jsonb NOT NULL DEFAULT '{}')`,
     );
@@ -143,24 +156,48 @@ export class PostgresSource implements Source {
     await this.pool.query(`ALTER TABLE ${BOOKKEEPING_SCHEMA}.capture_progress ALTER COLUMN last_published DROP NOT NULL`);
   }
 
+  /**
+   * The publication `sitesync_<site>`: every table, or the `tables` list. An existing one that already says
+   * that is left as it is, so an administrator may create it (creating one needs a superuser for FOR ALL
+   * TABLES, else ownership of every table) and capture then runs as a role with nothing but REPLICATION.
+   */
   private async ensurePublication(): Promise<void> {
     const pub = quoteIdent(this.publication);
     const tables = this.options.tables;
     const target = tables ? `FOR TABLE ${tables.map(quoteQualified).join(', ')}` : 'FOR ALL TABLES';
-    const { rows } = await this.pool.query<{ puballtables: boolean }>('SELECT puballtables FROM pg_publication WHERE pubname = $1', [this.publication]);
+    const { rows } = await this.pool.query<{ puballtables: boolean; tables: string[] | null }>(
+      `SELECT p.puballtables,
+              (SELECT array_agg(n.nspname || '.' || c.relname ORDER BY 1) FROM pg_publication_rel r
+                 JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE r.prpubid = p.oid) AS tables
+         FROM pg_publication p WHERE p.pubname = $1`,
+      [this.publication],
+    );
     const existing = rows[0];
+    const create = `CREATE PUBLICATION ${pub} ${target} WITH (publish_via_partition_root = true)`;
+    const may = (what: string, action: () => Promise<unknown>): Promise<unknown> =>
+      action().catch((error: { code?: string }) => {
+        if (error.code !== '42501') throw error;
+        throw new SitesyncError(
+          'SITESYNC_ERR_PERMISSION',
+          `capture's role at site ${this.site} may not ${what} (a superuser can, or the owner of every listed table); as one, run: ${existing ? `DROP PUBLICATION ${pub}; ` : ''}${create}`,
+          { cause: error },
+        );
+      });
     if (!existing) {
-      await this.pool.query(`CREATE PUBLICATION ${pub} ${target} WITH (publish_via_partition_root = true)`);
+      await may(`create publication ${this.publication}`, () => this.pool.query(create));
       this.options.logger.info({ publication: this.publication, tables: tables ?? 'all' }, 'created publication');
       return;
     }
     if (existing.puballtables !== (tables === null)) {
       // Switching between all tables and a list cannot be altered in place.
-      await this.pool.query(`DROP PUBLICATION ${pub}`);
-      await this.pool.query(`CREATE PUBLICATION ${pub} ${target} WITH (publish_via_partition_root = true)`);
+      await may(`recreate publication ${this.publication}`, async () => {
+        await this.pool.query(`DROP PUBLICATION ${pub}`);
+        await this.pool.query(create);
+      });
       this.options.logger.info({ publication: this.publication, tables: tables ?? 'all' }, 'recreated publication for the new table list');
-    } else if (tables) {
-      await this.pool.query(`ALTER PUBLICATION ${pub} SET TABLE ${tables.map(quoteQualified).join(', ')}`);
+    } else if (tables && !sameTables(existing.tables ?? [], tables)) {
+      await may(`change the tables of publication ${this.publication}`, () => this.pool.query(`ALTER PUBLICATION ${pub} SET TABLE ${tables.map(quoteQualified).join(', ')}`));
     }
   }
 
@@ -372,4 +409,10 @@ export function quoteIdent(name: string): string {
 function quoteQualified(table: string): string {
   const dot = table.indexOf('.');
   return `${quoteIdent(table.slice(0, dot))}.${quoteIdent(table.slice(dot + 1))}`;
+}
+
+/** Whether a publication's `schema.table` list is the configured one (order aside). */
+function sameTables(published: readonly string[], configured: readonly string[]): boolean {
+  const wanted = new Set(configured);
+  return published.length === wanted.size && published.every((t) => wanted.has(t));
 }

@@ -9,6 +9,16 @@
  * TCP keepalives: when the network between sitesync and the server dies silently, the server would keep
  * the old backend (holding the replication origin or the slot) for the kernel default of about two hours,
  * and the restarted session could not take them back. With these, the server notices within a minute.
+ *
+ * client_encoding=UTF8: pgoutput's walsender converts row values and relation, column and type names from
+ * the database's encoding to the client's, so capture reads UTF-8 whatever the source database stores
+ * (LATIN1, WIN1252, EUC_JP…), which the decoder requires: it refuses bytes that are not UTF-8. The
+ * applier's writes are UTF-8 too, and the target's server converts them into its own encoding.
+ * node-postgres already sends client_encoding=UTF8 as a startup parameter on every connection, replication
+ * ones included (and that wins over a `-c` here); this line makes the settings say it themselves, for a
+ * driver that sends none (libpq, unless told), where it also outranks a database's or role's own default
+ * (ALTER DATABASE … SET client_encoding). A SQL_ASCII database has nothing to convert from: capture
+ * refuses it at start (postgres-source.ts).
  */
 export const SESSION_OPTIONS = [
   'synchronous_commit=on',
@@ -22,6 +32,7 @@ export const SESSION_OPTIONS = [
   'bytea_output=hex',
   'lc_monetary=C',
   'standard_conforming_strings=on',
+  'client_encoding=UTF8',
 ]
   .map((setting) => `-c ${setting}`)
   .join(' ');
