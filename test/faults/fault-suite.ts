@@ -20,6 +20,9 @@ import { FAULT_KINDS, inject, type FaultKind } from './faults.ts';
 import { SiteProcess } from './site-process.ts';
 import { TcpProxy } from './tcp-proxy.ts';
 import { initPgbench, SCHEMA, Workload } from './workload.ts';
+import { parseConfig } from '../../src/config/load-config.ts';
+import { setupCommand, sitePermissions } from '../../src/cli/setup-command.ts';
+import { asRole, createRoles, giveTablesTo, prepareDatabase, rolesFor } from '../helpers/least-privilege.ts';
 
 export interface SuiteOptions {
   readonly faultsPerKind: number;
@@ -31,6 +34,11 @@ export interface SuiteOptions {
   /** Ports of the suite's own servers, below the ephemeral range: PostgreSQL, and RabbitMQ (AMQP; Erlang distribution on the next port). */
   readonly postgresPort: number;
   readonly brokerPort: number;
+  /**
+   * Deploy as README "Security model" does: capture, apply and monitoring as three PostgreSQL roles
+   * without superuser, and each site's process as a RabbitMQ user of its own that may declare nothing.
+   */
+  readonly leastPrivilege?: boolean;
   readonly log: (line: string) => void;
 }
 
@@ -85,25 +93,48 @@ export async function runFaultSuite(options: SuiteOptions): Promise<SuiteReport>
   let sampler: Promise<void> | null = null;
   let configDir: string | null = null;
   try {
-    for (const db of [dbA, dbB]) {
+    const roles = options.leastPrivilege ? rolesFor(suffix) : null;
+    if (roles) await createRoles((text) => postgres.query('postgres', text), roles);
+    for (const [db, site] of [[dbA, siteA], [dbB, siteB]] as const) {
       await postgres.query('postgres', `CREATE DATABASE ${db}`);
       await initPgbench(postgres.url(db));
       await postgres.query(db, SCHEMA);
       await createCheckerSlot(postgres, db);
+      if (roles) {
+        await prepareDatabase((text) => postgres.query(db, text), roles, site);
+        await giveTablesTo((text) => postgres.query(db, text), roles.apply);
+      }
     }
     await postgresProxy.listen();
     await brokerProxy.listen();
     const viaProxy = new URL(BROKER);
     viaProxy.port = String(brokerProxy.port);
+    const brokerPassword = randomBytes(12).toString('hex');
+    const siteSettings = (db: string, site: string): Record<string, string> => {
+      const url = `postgres://postgres@127.0.0.1:${postgresProxy.port}/${db}`;
+      if (!roles) return { postgres: url };
+      const broker = new URL(viaProxy);
+      broker.username = `sitesync_${site}`;
+      broker.password = brokerPassword;
+      return { capturePostgres: asRole(url, roles.capture), applyPostgres: asRole(url, roles.apply), monitorPostgres: asRole(url, roles.monitor), brokerUser: broker.username, brokerUrl: broker.toString() };
+    };
     const config = {
       broker: { url: viaProxy.toString(), exchange, archiveStream: archive },
-      sites: {
-        [siteA]: { postgres: `postgres://postgres@127.0.0.1:${postgresProxy.port}/${dbA}` },
-        [siteB]: { postgres: `postgres://postgres@127.0.0.1:${postgresProxy.port}/${dbB}` },
-      },
+      sites: { [siteA]: siteSettings(dbA, siteA), [siteB]: siteSettings(dbB, siteB) },
       capture: { statusIntervalSeconds: 0.2, heartbeatSeconds: 1 },
       apply: { retrySeconds: 0.5 },
     };
+    if (roles) {
+      // The administrator's step: the topology, then a user per site with the least permissions.
+      const parsed = parseConfig(config);
+      await setupCommand(parsed, {}, () => undefined);
+      for (const p of sitePermissions(parsed)) {
+        await broker.ctl('add_user', p.user, brokerPassword);
+        await broker.ctl('set_permissions', '-p', '/', p.user, p.configure, p.write, p.read);
+        for (const topic of p.topic) await broker.ctl('set_topic_permissions', '-p', '/', p.user, topic.exchange, topic.write, topic.read);
+      }
+      log('least privilege: three PostgreSQL roles without superuser, a RabbitMQ user per site without configure permission');
+    }
     configDir = mkdtempSync(join(tmpdir(), 'sitesync-faults-'));
     const configFile = join(configDir, 'sitesync.yml');
     writeFileSync(configFile, JSON.stringify(config, null, 2));

@@ -1,6 +1,10 @@
 /**
  * The short fault-injection run: every fault kind, twice, at random moments, while both sites write;
  * then the checker's verdict (see test/faults/). `npm run soak` runs the same at length.
+ *
+ * It runs deployed with least privilege (README, Security model): capture, apply and monitoring as three
+ * PostgreSQL roles without superuser, each site's process as a RabbitMQ user that may declare nothing. The
+ * soak runs the default deployment, so both are proven under faults.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -14,6 +18,7 @@ test('faults of every kind: nothing lost, nothing twice, order kept, slot never 
     mixRate: 20,
     postgresPort: 26450,
     brokerPort: 26672,
+    leastPrivilege: true,
     log: (line) => console.log(`# ${line}`),
   });
   console.log(formatReport(report).replace(/^/gm, '# '));
