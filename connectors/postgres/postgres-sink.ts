@@ -47,6 +47,13 @@ const parkedValues = (r: NewParkedRecord): unknown[] => [r.id, r.kind, r.source,
 const STATEMENT_TIMEOUT = '10min';
 const LOCK_TIMEOUT = '1min';
 
+/**
+ * Most bytes of one transaction's parts kept at a target before its last part: a source that never finishes
+ * a transaction (a broken or hostile one) cannot fill the target's disk. Past it the source halts, saying so.
+ * Part 0 of any transaction starts over, so one transaction per source is kept at most.
+ */
+export const MAX_SPILLED_BYTES = 64 * 1024 ** 3;
+
 /** Schemas no message may write into: PostgreSQL's catalogs (every pg_* schema) and sitesync's own. */
 export function isReservedPostgresSchema(schema: string): boolean {
   return schema.startsWith('pg_') || schema === 'information_schema' || schema === BOOKKEEPING_SCHEMA;
@@ -200,6 +207,8 @@ class PostgresSourceSession implements SourceSession {
   private readonly logger: Logger;
   private inTransaction = false;
   private closed = false;
+  /** Bytes of the unfinished transaction's parts kept in SPILL_TABLE (null: not read yet). */
+  private spilledBytes: number | null = null;
   private commitTimestamps = true;
   /** Replication origin ids to the site they apply from (0 is this site's own writes). */
   private readonly originSites = new Map<number, string>();
@@ -333,6 +342,7 @@ class PostgresSourceSession implements SourceSession {
       if (part.index === 0) {
         // The source sends a transaction again from its first part after a restart: start over.
         await this.client.query(`DELETE FROM ${SPILL_TABLE} WHERE source = $1`, [this.source]);
+        this.spilledBytes = 0;
       } else {
         const { rows } = await this.client.query(`SELECT 1 FROM ${SPILL_TABLE} WHERE source = $1 AND position = $2 AND part = $3`, [...key, part.index - 1]);
         if (rows.length === 0) {
@@ -341,10 +351,18 @@ class PostgresSourceSession implements SourceSession {
       }
       if (!part.last) {
         const body = encodeMessage({ site: this.source, sourceKind: 'postgres', previous: null, transactions: [transaction], part });
+        this.spilledBytes ??= Number((await this.client.query<{ n: string }>(`SELECT coalesce(sum(octet_length(body)), 0) AS n FROM ${SPILL_TABLE} WHERE source = $1`, [this.source])).rows[0]?.n ?? 0);
+        if (this.spilledBytes + body.length > MAX_SPILLED_BYTES) {
+          throw new SitesyncError(
+            'SITESYNC_ERR_APPLY_DATA',
+            `transaction ${transaction.id} has sent ${this.spilledBytes + body.length} bytes in ${part.index + 1} parts without its last, more than a target keeps of one transaction (${MAX_SPILLED_BYTES}); see why site ${this.source} sends it, then skip it by replaying from after it`,
+          );
+        }
         await this.client.query(
           `INSERT INTO ${SPILL_TABLE} VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source, position, part) DO UPDATE SET body = excluded.body, schema_version = excluded.schema_version`,
           [...key, part.index, CURRENT_SCHEMA_VERSION, body],
         );
+        this.spilledBytes += body.length;
         return;
       }
       await this.copyOrRedo(async (copy) => {
