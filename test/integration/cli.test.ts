@@ -3,7 +3,7 @@
  * unreachable services named with the fix, and status.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -165,4 +165,53 @@ test('RabbitMQ unreachable: capture says so in one line and keeps retrying', asy
   } finally {
     await t.cleanup();
   }
+});
+
+test('no password appears in any output: configuration errors, status (text and JSON), run; status exits 1 on what it cannot read', async () => {
+  const secrets = ['hunter2', 'hunter3', 'hunter4', 'hunter5'];
+  const unreachable = configFile(`broker:
+  url: amqp://guest:hunter4@127.0.0.1:1/
+sites:
+  paris:
+    postgres: postgres://postgres:hunter2@127.0.0.1:1/paris?password=hunter3
+  london:
+    postgres: postgres://postgres@127.0.0.1:1/london
+    monitorPostgres: postgres://monitor:hunter5@127.0.0.1:1/london
+`);
+  const outputs: string[] = [];
+  for (const json of [false, true]) {
+    const status = await sitesync(['status', '--config', unreachable, ...(json ? ['--json'] : [])]);
+    assert.equal(status.code, 1, `status exits 1 when it cannot read a service: ${status.stderr}`);
+    assert.match(status.stderr, /sitesync: .*(unreachable|refused|could not)/i);
+    outputs.push(status.stdout, status.stderr);
+  }
+  // run retries an unreachable service for ever: what it says until both have been reported is enough.
+  const child = spawn(process.execPath, [join(ROOT, 'bin/sitesync.js'), 'run', '--config', unreachable, '--site', 'paris'], { env: { ...process.env, SITESYNC_LOG__LEVEL: 'info' } });
+  let said = '';
+  child.stdout.on('data', (d: Buffer) => (said += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (said += d.toString()));
+  try {
+    await waitFor('run to report both services unreachable', async () => /POSTGRES_UNREACHABLE/.test(said) && /BROKER_UNREACHABLE/.test(said));
+  } finally {
+    child.kill('SIGKILL');
+  }
+  outputs.push(said);
+  const wrongScheme = configFile(VALID.replace('postgres://postgres@127.0.0.1:5432/paris', 'mysql://root:hunter2@127.0.0.1/paris'));
+  const invalid = await sitesync(['status', '--config', wrongScheme]);
+  assert.equal(invalid.code, 2);
+  outputs.push(invalid.stdout, invalid.stderr);
+  const badEnvironment = await sitesync(['status', '--config', wrongScheme], { SITESYNC_BROKER__URL: '"hunter3' });
+  outputs.push(badEnvironment.stdout, badEnvironment.stderr);
+  const all = outputs.join('\n');
+  assert.ok(all.includes('***'), 'passwords are shown as ***');
+  for (const secret of secrets) assert.ok(!all.includes(secret), `${secret} appears in:\n${all}`);
+});
+
+test('an environment variable that names no configuration key is ignored with a warning, not fatal', async () => {
+  const file = configFile(VALID.replace(/127\.0\.0\.1:5432/g, '127.0.0.1:1'));
+  const result = await sitesync(['status', '--config', file], { SITESYNC_PORT_9464_TCP: 'tcp://10.0.0.1:9464', SITESYNC_AMQP_PORT: '5673' });
+  assert.notEqual(result.code, 2, result.stderr);
+  assert.match(result.stderr, /warning: environment variable SITESYNC_PORT_9464_TCP names no configuration key/);
+  assert.match(result.stderr, /warning: environment variable SITESYNC_AMQP_PORT names no configuration key/);
+  assert.ok(!result.stderr.includes('10.0.0.1'), 'the value is never shown');
 });
