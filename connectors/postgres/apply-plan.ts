@@ -64,7 +64,11 @@ export function planChange(change: Change, target: (schema: string, table: strin
         const t = target(r.schema, r.table);
         return qualifiedName(t.schema, t.table);
       });
-      const text = `TRUNCATE ${names.join(', ')}${change.restartIdentity ? ' RESTART IDENTITY' : ''}${change.cascade ? ' CASCADE' : ''}`;
+      // Never CASCADE, whatever the message says: the source already lists every published table its
+      // cascade reached, and at the target a cascade would empty tables the target does not replicate.
+      // As PostgreSQL's own apply does, RESTRICT: a target table outside the set that references one of
+      // these makes the TRUNCATE fail (a data error), rather than lose rows nobody sent.
+      const text = `TRUNCATE ${names.join(', ')}${change.restartIdentity ? ' RESTART IDENTITY' : ''}`;
       return [statement(text, [], false)];
     }
     case 'message':

@@ -29,9 +29,13 @@ export function classifyApplyError(error: unknown): ApplyErrorKind {
   return 'data';
 }
 
-/** node-postgres's own errors for a connection that is gone or never answered carry no code. */
+/**
+ * node-postgres's own errors for a connection that is gone or never answered carry no code, nor do
+ * amqplib's for a channel that closed under an acknowledgement (IllegalOperationError).
+ */
 function isConnectionLoss(error: unknown): boolean {
-  return /connection|terminated|not queryable|timeout|timed out|socket|ECONN|EPIPE/i.test((error as Error)?.message ?? String(error));
+  if ((error as Error)?.name === 'IllegalOperationError') return true;
+  return /connection|terminated|not queryable|timeout|timed out|socket|channel (closed|ended)|ECONN|EPIPE/i.test((error as Error)?.message ?? String(error));
 }
 
 /** A Node system error (its code is an errno name such as ECONNRESET, never a SQLSTATE, none of whose classes begins with E). */

@@ -36,7 +36,8 @@ const CREATE_PARKED_TABLE = `CREATE TABLE IF NOT EXISTS ${PARKED_TABLE} (
   id uuid PRIMARY KEY, parked_at timestamptz NOT NULL DEFAULT now(), kind text NOT NULL CHECK (kind IN ('skipped', 'refused')),
   source text, transaction_id text, body_sha256 text NOT NULL, user_id text, route text NOT NULL, reason text NOT NULL,
   done_at timestamptz)`;
-const INSERT_PARKED = `INSERT INTO ${PARKED_TABLE} (id, kind, source, transaction_id, body_sha256, user_id, route, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`;
+// A refused message's id is derived from what it is (apply-runner.ts): refused again, it keeps its record.
+const INSERT_PARKED = `INSERT INTO ${PARKED_TABLE} (id, kind, source, transaction_id, body_sha256, user_id, route, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`;
 const parkedValues = (r: NewParkedRecord): unknown[] => [r.id, r.kind, r.source, r.transactionId, r.bodySha256, r.userId, r.route, r.reason.slice(0, 2000)];
 
 /**

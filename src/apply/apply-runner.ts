@@ -148,9 +148,16 @@ export class ApplyRunner {
     await this.handleAs(ctx, delivery, provenance);
   }
 
-  /** Decodes, checks trust and applies a delivery as if it had arrived the way `provenance` says. */
-  private async handleAs(ctx: Context, delivery: ConsumeMessage, provenance: Provenance): Promise<void> {
-    const refuse = (source: string | null, error: SitesyncError): Promise<void> => this.parkRefused(ctx, delivery, provenance, source, error);
+  /**
+   * Decodes, checks trust and applies a delivery as if it had arrived the way `provenance` says. With
+   * `retryOf`, it is an operator's retry of a message this site refused: applied durably, and parked again
+   * under the same id if every transaction in it is already behind what was applied from its source.
+   */
+  private async handleAs(ctx: Context, delivery: ConsumeMessage, provenance: Provenance, retryOf?: ParkedRecord): Promise<Outcome> {
+    const refuse = async (source: string | null, error: SitesyncError): Promise<Outcome> => {
+      await this.parkRefused(ctx, delivery, provenance, source, error);
+      return 'parked';
+    };
     if (delivery.content.length > MAX_BODY_BYTES) {
       return refuse(null, new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `message body of ${delivery.content.length} bytes is larger than any sitesync publishes (${MAX_BODY_BYTES}); not decoded`));
     }
@@ -168,24 +175,25 @@ export class ApplyRunner {
       return refuse(message.site, new SitesyncError(code, `message cannot be applied: ${untrusted}`));
     }
     const state = await this.sourceState(ctx, message.site);
-    await this.withRetries(ctx, state, message, () => this.applyMessage(ctx, state, message, delivery));
+    return this.withRetries(ctx, state, message, () => this.applyMessage(ctx, state, message, delivery, retryOf));
   }
 
   /**
    * Runs `work` until it succeeds: transient failures wait and retry, a halted source retries every
-   * apply.retrySeconds, refused data with onDataError: park goes one transaction at a time.
+   * apply.retrySeconds, refused data with `onData` goes there. 'unsettled' when the session ended first
+   * (the delivery then comes again).
    */
-  private async withRetries(ctx: Context, state: SourceState, message: ChangeMessage, work: () => Promise<void>, onData?: (error: unknown) => Promise<void>): Promise<void> {
+  private async withRetries(ctx: Context, state: SourceState, message: ChangeMessage, work: () => Promise<Outcome>, onData?: (error: unknown) => Promise<Outcome>): Promise<Outcome> {
     const source = message.site;
     for (let attempt = 0; ctx.alive(); attempt++) {
       try {
-        await work();
+        const outcome = await work();
         if (state.halted) {
           this.options.logger.info({ source }, 'source resumed');
           this.options.events.emit('apply:resumed', { site: this.options.site, source });
           state.halted = null;
         }
-        return;
+        return outcome;
       } catch (error) {
         const kind = this.options.sink.classify(error);
         // Transactions of a message commit one by one: some may be in before the failure.
@@ -200,26 +208,47 @@ export class ApplyRunner {
         await this.waitAndRecover(state, source, kind, error, attempt);
       }
     }
+    return 'unsettled';
   }
 
   /** Applies a message. Duplicates are acknowledged, gaps throw, parts stay open until the last. */
-  private async applyMessage(ctx: Context, state: SourceState, message: ChangeMessage, delivery: ConsumeMessage): Promise<void> {
+  private async applyMessage(ctx: Context, state: SourceState, message: ChangeMessage, delivery: ConsumeMessage, retryOf?: ParkedRecord): Promise<Outcome> {
     const { site, events } = this.options;
     const source = message.site;
     const applied = (p: Position): boolean => state.progress !== null && comparePositions(p, state.progress) <= 0;
+    if (retryOf && message.transactions.every((tx) => applied(tx.position))) {
+      // Either applied since (sent again by its source), or this source's history here started after it
+      // (its site was configured, or its broker user fixed, only later): a person must tell which.
+      const why = new SitesyncError(
+        'SITESYNC_ERR_MESSAGE_INVALID',
+        `retried, but site ${site} has applied ${source} up to ${describePosition(state.progress)}, past every transaction in it: either it arrived again and was applied, or ${source}'s history here started after it; check, then discard it or replay it`,
+      );
+      await this.publishParked(ctx, delivery.content, withoutRetry(delivery), delivery, { ...retryOf, reason: describeError(why) }, why, false);
+      ctx.channel.ack(delivery);
+      return 'parked';
+    }
     if (message.part) {
       const tx = message.transactions[0]!;
       const part = message.part;
       if (applied(tx.position)) {
         events.emit('apply:duplicate', { site, source, position: tx.position });
         ctx.channel.ack(delivery);
-        return;
+        return 'applied';
       }
       if (part.index === 0) this.checkGap(state, message);
-      // A part outside the scope halts the source: the transaction cannot be set aside whole before its
-      // last part, and applying the rest of it would not be the source's transaction.
       const refused = refusedChange(tx, this.scope);
-      if (refused !== null) throw new SitesyncError('SITESYNC_ERR_APPLY_SCHEMA', `transaction ${tx.id} (in parts) cannot be applied at ${site}: ${refused}`);
+      if (refused !== null) {
+        // Set aside whole, from this part on: the part is parked with the reason, the transaction recorded
+        // as skipped, so its other parts arrive as duplicates and the source goes on. (Parts cannot be
+        // retried one by one: to apply it, add the table to the scope and replay the range.)
+        const why = new SitesyncError('SITESYNC_ERR_NOT_REPLICATED', `transaction ${tx.id} (in parts, set aside whole at part ${part.index}) cannot be applied at ${site}: ${refused}`);
+        await this.parkRefused(ctx, delivery, { userId: delivery.properties.userId as string | undefined, exchange: delivery.fields.exchange, routingKey: delivery.fields.routingKey }, source, why);
+        await state.session.skip(tx.position, tx.commitTimeMicros);
+        state.progress = tx.position;
+        this.ackDeferred(ctx);
+        ctx.channel.ack(delivery);
+        return 'parked';
+      }
       await state.session.applyPart(tx, part);
       this.ackDeferred(ctx);
       ctx.channel.ack(delivery);
@@ -227,13 +256,13 @@ export class ApplyRunner {
         state.progress = tx.position;
         events.emit('apply:applied', { site, source, transactions: 1, rows: tx.changes.length, position: tx.position, commitTimeMicros: tx.commitTimeMicros });
       }
-      return;
+      return 'applied';
     }
     const fresh = message.transactions.filter((tx) => !applied(tx.position));
     for (const tx of message.transactions) if (applied(tx.position)) events.emit('apply:duplicate', { site, source, position: tx.position });
     if (fresh.length === 0) {
       ctx.channel.ack(delivery);
-      return;
+      return 'applied';
     }
     if (fresh[0] === message.transactions[0]) this.checkGap(state, message);
     const judged = new Map<RelationInfo, string | null>();
@@ -243,7 +272,8 @@ export class ApplyRunner {
     }
     // Group commit: while more messages wait, commit without waiting for the disk and hold the
     // acknowledgement; the next durable commit (when the queue runs dry, or enough are held) covers them.
-    const durable = ctx.waiting() === 0 || ctx.deferred.length >= MAX_DEFERRED_ACKS;
+    // A retry is durable: its parked record is closed after it.
+    const durable = retryOf !== undefined || ctx.waiting() === 0 || ctx.deferred.length >= MAX_DEFERRED_ACKS;
     try {
       await state.session.apply(fresh, { durable });
     } catch (error) {
@@ -260,6 +290,7 @@ export class ApplyRunner {
       ctx.channel.ack(delivery);
     } else ctx.deferred.push(delivery);
     events.emit('apply:applied', { site, source, transactions: fresh.length, rows: fresh.reduce((n, tx) => n + tx.changes.length, 0), position: last.position, commitTimeMicros: last.commitTimeMicros });
+    return 'applied';
   }
 
   /** Acknowledges what group commit held: called right after a durable commit, which covers them. */
@@ -281,7 +312,7 @@ export class ApplyRunner {
    * Applies a message's transactions one at a time. One outside the scope, or (with `parkData`) one the
    * target refuses, is parked alone and recorded as skipped, in one commit; the others are applied.
    */
-  private async applyOneByOne(ctx: Context, state: SourceState, message: ChangeMessage, delivery: ConsumeMessage, parkData: boolean): Promise<void> {
+  private async applyOneByOne(ctx: Context, state: SourceState, message: ChangeMessage, delivery: ConsumeMessage, parkData: boolean): Promise<Outcome> {
     const { site, events } = this.options;
     let previous = message.previous;
     for (const tx of message.transactions) {
@@ -304,6 +335,7 @@ export class ApplyRunner {
     }
     this.ackDeferred(ctx);
     ctx.channel.ack(delivery);
+    return 'applied';
   }
 
   /**
@@ -317,8 +349,14 @@ export class ApplyRunner {
     const forged = (why: string): Promise<void> =>
       this.parkRefused(ctx, delivery, asReceived, null, new SitesyncError('SITESYNC_ERR_UNTRUSTED', `refused a retry: ${why}; only \`sitesync parked --retry\` sends retries`));
     if (delivery.fields.exchange !== '') return forged(`it carries ${RETRY_HEADER} but came through exchange ${JSON.stringify(delivery.fields.exchange)} (user ${JSON.stringify(asReceived.userId ?? 'none')}), not straight into ${siteQueue(site)}`);
-    if (typeof retry !== 'string' || !/^[0-9a-f-]{36}$/.test(retry)) return forged(`its ${RETRY_HEADER} header is not a parked id`);
-    const record = await this.retrying(ctx, () => sink.findParked(retry));
+    if (typeof retry !== 'string' || !UUID.test(retry)) return forged(`its ${RETRY_HEADER} header is not a parked id`);
+    let record: ParkedRecord | null;
+    try {
+      record = await this.retrying(ctx, () => sink.findParked(retry));
+    } catch (error) {
+      if (!ctx.alive()) throw error;
+      return forged(`site ${site} could not look up parked id ${retry} (${describeError(error)})`);
+    }
     if (record === null) return forged(`site ${site} never parked a message ${retry}`);
     if (record.bodySha256 !== sha256(delivery.content)) return forged(`its body is not the one site ${site} parked as ${retry}`);
     if (record.done) {
@@ -327,8 +365,9 @@ export class ApplyRunner {
       return;
     }
     if (record.kind === 'refused') {
-      await this.handleAs(ctx, delivery, { userId: record.userId ?? undefined, ...parseRoute(record.route) });
-      await this.retrying(ctx, () => sink.finishParked(retry));
+      // Closed only once handled here: applied (or found applied). Parked again, it keeps its id, open.
+      const outcome = await this.handleAs(ctx, delivery, { userId: record.userId ?? undefined, ...parseRoute(record.route) }, record);
+      if (outcome === 'applied') await this.retrying(ctx, () => sink.finishParked(retry));
       return;
     }
     let message: ChangeMessage;
@@ -338,22 +377,27 @@ export class ApplyRunner {
       return forged(`its body does not decode with its ${SCHEMA_VERSION_HEADER} header (${describeError(error)})`);
     }
     const state = await this.sourceState(ctx, message.site);
-    const reparked = async (error: unknown): Promise<void> => {
+    const reparked = async (error: unknown): Promise<Outcome> => {
       // Refused again: back to the parking queue under the same id, whose record stays open.
       await this.publishParked(ctx, delivery.content, withoutRetry(delivery), delivery, { ...record, reason: describeError(error) }, error, false);
       ctx.channel.ack(delivery);
+      return 'parked';
     };
-    await this.withRetries(ctx, state, message, async () => {
+    let applied = false;
+    const outcome = await this.withRetries(ctx, state, message, async () => {
       const refused = refusedChange(message.transactions[0]!, this.scope);
       if (refused !== null) throw new SitesyncError('SITESYNC_ERR_NOT_REPLICATED', `transaction ${record.transactionId} cannot be applied at ${site}: ${refused}`);
-      const applied = await state.session.applyRetried(message.transactions, retry);
-      this.ackDeferred(ctx);
-      ctx.channel.ack(delivery);
-      if (!applied) return;
-      const last = message.transactions[message.transactions.length - 1]!;
-      logger.info({ parked: retry, tx: last.id }, 'parked transaction applied on retry');
-      this.options.events.emit('apply:applied', { site, source: message.site, transactions: message.transactions.length, rows: message.transactions.reduce((n, tx) => n + tx.changes.length, 0), position: last.position, commitTimeMicros: last.commitTimeMicros });
+      applied = await state.session.applyRetried(message.transactions, retry);
+      return 'applied';
     }, reparked);
+    if (outcome !== 'applied') return;
+    // Acknowledged after the commit (outside the retried work: a closed channel must not re-park it).
+    this.ackDeferred(ctx);
+    ctx.channel.ack(delivery);
+    if (!applied) return;
+    const last = message.transactions[message.transactions.length - 1]!;
+    logger.info({ parked: retry, tx: last.id }, 'parked transaction applied on retry');
+    this.options.events.emit('apply:applied', { site, source: message.site, transactions: message.transactions.length, rows: message.transactions.reduce((n, tx) => n + tx.changes.length, 0), position: last.position, commitTimeMicros: last.commitTimeMicros });
   }
 
   /** Sink bookkeeping outside any source's session: retried while it fails transiently. */
@@ -406,19 +450,22 @@ export class ApplyRunner {
    * Parks a message that is not applied at all (undecodable, untrusted, from an unknown site): the site's
    * record of it first (so that an operator's retry is recognised), then the parking queue, then the ack.
    */
-  private async parkRefused(ctx: Context, delivery: ConsumeMessage, provenance: Provenance, source: string | null, error: unknown): Promise<void> {
+  private async parkRefused(ctx: Context, delivery: ConsumeMessage, provenance: Provenance, source: string | null, error: unknown, count = true): Promise<void> {
+    const bodySha256 = sha256(delivery.content);
+    const route = describeRoute(provenance);
     const record: NewParkedRecord = {
-      id: randomUUID(),
+      // The same message refused again (a reconnect while the parking queue refused more) keeps one record.
+      id: stableId(`refused:${bodySha256}:${route}:${provenance.userId ?? ''}`),
       kind: 'refused',
       source,
       transactionId: null,
-      bodySha256: sha256(delivery.content),
+      bodySha256,
       userId: provenance.userId ?? null,
-      route: describeRoute(provenance),
+      route,
       reason: describeError(error),
     };
     await this.retrying(ctx, () => this.options.sink.recordParked(record));
-    await this.publishParked(ctx, delivery.content, { ...withoutRetry(delivery), ...originalHeaders(delivery, provenance) }, delivery, record, error);
+    await this.publishParked(ctx, delivery.content, { ...withoutRetry(delivery), ...originalHeaders(delivery, provenance) }, delivery, record, error, count);
     ctx.channel.ack(delivery);
   }
 
@@ -478,6 +525,17 @@ export class ApplyRunner {
 
 /** Most acknowledgements group commit holds before it waits for the disk anyway. */
 const MAX_DEFERRED_ACKS = 256;
+
+/** What became of a delivery: applied (or found applied), parked, or not settled before the session ended. */
+type Outcome = 'applied' | 'parked' | 'unsettled';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** A UUID-shaped id derived from `text` (SHA-256, version bits of a name-based UUID). */
+function stableId(text: string): string {
+  const h = createHash('sha256').update(text).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
 
 function sha256(body: Buffer): string {
   return createHash('sha256').update(body).digest('hex');

@@ -64,7 +64,7 @@ export interface ReplaySourceResult {
   readonly applied: number;
   /** Transactions read that the target already had. */
   readonly alreadyThere: number;
-  /** Messages of this source that could not be decoded (skipped). */
+  /** Messages of this source skipped: undecodable, not vouched for by RabbitMQ, or transactions outside the target's tables. */
   readonly undecodable: number;
   /** The source's position at the target after the replay (null: nothing ever applied). */
   readonly progress: Position | null;
@@ -97,7 +97,7 @@ interface SourceReplay {
 
 /** The summary line of one source, as `sitesync replay` prints it at the end. */
 export function formatReplaySummary(result: ReplaySourceResult): string {
-  return `replayed ${result.applied} transactions from ${result.source} (${result.alreadyThere} already there, ${result.undecodable} skipped as undecodable), now at ${describePosition(result.progress)}`;
+  return `replayed ${result.applied} transactions from ${result.source} (${result.alreadyThere} already there, ${result.undecodable} skipped: undecodable, untrusted or outside the tables), now at ${describePosition(result.progress)}`;
 }
 
 /** The line that says the site's own process must be stopped first. */
@@ -356,10 +356,6 @@ class ArchiveReader {
       this.options.logger.warn({ source: message.site, offset: streamOffset(delivery) }, `archived message skipped: ${untrusted}`);
       return;
     }
-    for (const tx of message.transactions) {
-      const refused = refusedChange(tx, this.scope);
-      if (refused !== null) throw new SitesyncError('SITESYNC_ERR_NOT_REPLICATED', `replay stopped at transaction ${tx.id}: ${refused}`);
-    }
     await this.applyMessage(state, message);
   }
 
@@ -382,6 +378,7 @@ class ArchiveReader {
         return;
       }
       if (message.part.index === 0) this.checkGap(state, message.previous, tx);
+      if (await this.setAside(state, tx)) return;
       try {
         await state.session.applyPart(tx, message.part);
       } catch (error) {
@@ -419,15 +416,43 @@ class ArchiveReader {
       fresh.push(tx);
     }
     if (already > 0) this.count(state, 0, already, lastThere!);
-    const last = fresh[fresh.length - 1];
-    if (!last) return;
-    try {
-      await state.session.apply(fresh);
-    } catch (error) {
-      throw this.failed(state, fresh[0]!, error);
+    // Applied in runs; a transaction outside the target's scope between them is set aside (setAside).
+    let run: Transaction[] = [];
+    const flush = async (): Promise<void> => {
+      const last = run[run.length - 1];
+      if (!last) return;
+      try {
+        await state.session.apply(run);
+      } catch (error) {
+        throw this.failed(state, run[0]!, error);
+      }
+      state.progress = last.position;
+      this.count(state, run.length, 0, last);
+      run = [];
+    };
+    for (const tx of fresh) {
+      if (refusedChange(tx, this.scope) === null) {
+        run.push(tx);
+        continue;
+      }
+      await flush();
+      await this.setAside(state, tx);
     }
-    state.progress = last.position;
-    this.count(state, fresh.length, 0, last);
+    await flush();
+  }
+
+  /**
+   * A transaction that touches a table outside the target's scope (apply-scope.ts) is recorded as skipped,
+   * as `sitesync run` sets it aside, and said in a warning; true when `tx` was one.
+   */
+  private async setAside(state: SourceReplay, tx: Transaction): Promise<boolean> {
+    const refused = refusedChange(tx, this.scope);
+    if (refused === null) return false;
+    await state.session.skip(tx.position, tx.commitTimeMicros);
+    state.progress = tx.position;
+    state.undecodable++;
+    this.options.logger.warn({ source: state.source, tx: tx.id }, `transaction set aside, not replayed: ${refused}`);
+    return true;
   }
 
   /** The transactions before `tx` must be at the target already: otherwise the range read starts too late. */

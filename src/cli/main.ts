@@ -170,7 +170,7 @@ Transactions the site already has are counted and left alone, so replaying what 
 nothing, and a site restored from an older copy is brought level. A range that starts after what the
 site holds stops with SITESYNC_ERR_GAP: replay from an earlier --from. The archive keeps
 broker.archiveRetentionDays days (default 90). Ends with one line per source:
-  replayed N transactions from SOURCE (M already there, K skipped as undecodable), now at POSITION
+  replayed N transactions from SOURCE (M already there, K skipped: undecodable, untrusted or outside the tables), now at POSITION
 
 Examples:
   sitesync replay --config sitesync.yml --site london --from 2024-05-01T09:00:00Z

@@ -46,7 +46,8 @@ export const PARKED_ID_HEADER = 'sitesync-parked-id';
  * Header of a parked message an operator sent back to its site's queue (`sitesync parked --retry`): its
  * value is the parked id. The applier honours it only on a message that came through the default
  * exchange (which site users may not publish to) and whose id and body match a record the site wrote
- * when it parked the message; it clears that record in the same commit as the apply (exactly once).
+ * when it parked the message. A transaction set aside is applied and its record closed in one commit
+ * (exactly once); a message refused whole is handled as if it had just arrived, then its record closed.
  */
 export const RETRY_HEADER = 'sitesync-retry';
 /** Headers a parked message keeps of how it first arrived (RabbitMQ validates user-id only at publish). */

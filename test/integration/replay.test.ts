@@ -127,7 +127,7 @@ test('replaying what a site already has changes nothing', async () => {
     const outcome = await replay(t, 'london', '--from', from);
     assert.equal(outcome.code, 0, outcome.stderr);
     const at = await originProgress(t, 'paris', 'london');
-    assert.equal(outcome.stdout, `replayed 0 transactions from ${t.sites.paris} (6 already there, 1 skipped as undecodable), now at ${at}\n`);
+    assert.equal(outcome.stdout, `replayed 0 transactions from ${t.sites.paris} (6 already there, 1 skipped: undecodable, untrusted or outside the tables), now at ${at}\n`);
     assert.deepEqual(await tableRows(t.db('london'), 'notes'), before, 'nothing changed');
     assert.deepEqual(await tableRows(t.db('london'), 'notes'), await tableRows(t.db('paris'), 'notes'));
   } finally {
@@ -186,13 +186,13 @@ test('a site restored from an older copy is brought level, each row once', async
     const outcome = await replay(t, 'london', '--from', from);
     assert.equal(outcome.code, 0, outcome.stderr);
     const at = await originProgress(t, 'paris', 'london');
-    assert.equal(outcome.stdout, `replayed 5 transactions from ${t.sites.paris} (3 already there, 0 skipped as undecodable), now at ${at}\n`);
+    assert.equal(outcome.stdout, `replayed 5 transactions from ${t.sites.paris} (3 already there, 0 skipped: undecodable, untrusted or outside the tables), now at ${at}\n`);
     assert.deepEqual(await tableRows(t.db('london'), 'notes'), latest, 'london equals paris, each row once');
 
     // Again: nothing left to do.
     const again = await replay(t, 'london', '--from', from);
     assert.equal(again.code, 0, again.stderr);
-    assert.match(again.stdout, new RegExp(`^replayed 0 transactions from ${t.sites.paris} \\(8 already there, 0 skipped as undecodable\\), now at ${at}\n$`));
+    assert.match(again.stdout, new RegExp(`^replayed 0 transactions from ${t.sites.paris} \\(8 already there, 0 skipped: undecodable, untrusted or outside the tables\\), now at ${at}\n$`));
     assert.deepEqual(await tableRows(t.db('london'), 'notes'), latest);
   } finally {
     await t.cleanup();
@@ -227,7 +227,7 @@ test('--from and --to positions bound the range, --source limits it to one site'
     // Paris' third and fourth only.
     const ranged = await replay(t, 'london', '--source', t.sites.paris!, '--from', p[1]!, '--to', p[3]!);
     assert.equal(ranged.code, 0, ranged.stderr);
-    assert.equal(ranged.stdout, `replayed 2 transactions from ${t.sites.paris} (0 already there, 0 skipped as undecodable), now at ${p[3]}\n`);
+    assert.equal(ranged.stdout, `replayed 2 transactions from ${t.sites.paris} (0 already there, 0 skipped: undecodable, untrusted or outside the tables), now at ${p[3]}\n`);
     assert.deepEqual(await ns(), [1, 2, 3, 4, 101], 'paris up to --to, nothing of madrid');
     assert.equal(await originProgress(t, 'madrid', 'london'), m[0]);
 
@@ -239,8 +239,8 @@ test('--from and --to positions bound the range, --source limits it to one site'
     // Every source from a time: the rest of both.
     const all = await replay(t, 'london', '--from', from);
     assert.equal(all.code, 0, all.stderr);
-    assert.match(all.stdout, new RegExp(`^replayed 2 transactions from ${t.sites.paris} \\(4 already there, 0 skipped as undecodable\\), now at ${p[5]}$`, 'm'));
-    assert.match(all.stdout, new RegExp(`^replayed 2 transactions from ${t.sites.madrid} \\(1 already there, 0 skipped as undecodable\\), now at ${m[2]}$`, 'm'));
+    assert.match(all.stdout, new RegExp(`^replayed 2 transactions from ${t.sites.paris} \\(4 already there, 0 skipped: undecodable, untrusted or outside the tables\\), now at ${p[5]}$`, 'm'));
+    assert.match(all.stdout, new RegExp(`^replayed 2 transactions from ${t.sites.madrid} \\(1 already there, 0 skipped: undecodable, untrusted or outside the tables\\), now at ${m[2]}$`, 'm'));
     assert.deepEqual(await ns(), [1, 2, 3, 4, 5, 6, 101, 102, 103]);
     assert.deepEqual(await tableRows(t.db('london'), 'notes'), await tableRows(t.db('paris'), 'notes'));
   } finally {
@@ -276,7 +276,7 @@ test('a range that starts after what the site holds stops with SITESYNC_ERR_GAP;
     // What the line says to do works.
     const earlier = await replay(t, 'london', '--from', p[1]!);
     assert.equal(earlier.code, 0, earlier.stderr);
-    assert.equal(earlier.stdout, `replayed 2 transactions from ${t.sites.paris} (0 already there, 0 skipped as undecodable), now at ${p[3]}\n`);
+    assert.equal(earlier.stdout, `replayed 2 transactions from ${t.sites.paris} (0 already there, 0 skipped: undecodable, untrusted or outside the tables), now at ${p[3]}\n`);
     assert.deepEqual(await tableRows(t.db('london'), 'notes'), await tableRows(t.db('paris'), 'notes'));
 
     // While london runs.
@@ -349,7 +349,7 @@ test('a long replay reports its progress, applies large transactions part by par
     assert.ok(progress, lines[0]!);
     assert.ok(Number(progress[1]) >= 1000 && Number(progress[1]) < 1101, lines[0]!);
     assert.equal(Number(progress[2]), Number(progress[1]) - 1);
-    assert.equal(lines[1], `replayed 1101 transactions from ${t.sites.paris} (1 already there, 0 skipped as undecodable), now at ${p[p.length - 1]}`);
+    assert.equal(lines[1], `replayed 1101 transactions from ${t.sites.paris} (1 already there, 0 skipped: undecodable, untrusted or outside the tables), now at ${p[p.length - 1]}`);
     assert.equal(lines.length, 2);
     const paris = await tableRows(t.db('paris'), 'notes');
     assert.equal(paris.length, 1 + 1100 + 100);

@@ -173,14 +173,20 @@ test('what RabbitMQ does not vouch for, and what london does not replicate, is p
   const malformed = await insert(904);
   assert.equal(await asParis({ ...malformed, transactions: [{ ...malformed.transactions[0]!, position: '0/16B3748', id: `${paris}:0/16B3748` }] }), 'ok');
 
+  // A transaction in parts whose first part writes a catalog: set aside whole, its last part a duplicate.
+  const inParts = transaction(paris, await parisPositionAhead(), [{ op: 'update', relation: authid, oldRow: null, newRow: { values: ['postgres', 'md5forged'], unchanged: [] } }]);
+  assert.equal(await asParis({ site: paris, sourceKind: 'postgres', previous: null, part: { index: 0, last: false }, transactions: [inParts] }), 'ok');
+  assert.equal(await asParis({ site: paris, sourceKind: 'postgres', previous: null, part: { index: 1, last: true }, transactions: [{ ...inParts, changes: [{ op: 'insert', relation: items, newRow: { values: ['905', '1'], unchanged: [] } }] }] }), 'ok');
+
   await flows(4);
-  await waitFor('every forgery parked', async () => parked.length - before >= 7);
+  await waitFor('every forgery parked', async () => parked.length - before >= 8);
   const reasons = parked.slice(before).map((p) => `${p.code} ${p.reason}`);
   const expect = (pattern: RegExp, what: string): void => assert.ok(reasons.some((r) => pattern.test(r)), `${what} is parked with its reason; parked: ${reasons.join('\n')}`);
   expect(new RegExp(`SITESYNC_ERR_UNTRUSTED .*claims site ${paris} but carries no user-id`), 'a message without user-id');
   expect(new RegExp(`SITESYNC_ERR_UNTRUSTED .*published by RabbitMQ user "guest", not "${users.paris!.user}"`), "a message by another user");
   expect(/SITESYNC_ERR_MESSAGE_INVALID .*claims to come from site london_\w+ itself/, 'a message claiming the target itself');
   expect(/SITESYNC_ERR_NOT_REPLICATED .*table "pg_catalog\.pg_authid" is in a catalog/, 'a forged catalog update');
+  expect(/SITESYNC_ERR_NOT_REPLICATED .*\(in parts, set aside whole at part 0\).*pg_authid/, 'a forged catalog update in parts');
   expect(/SITESYNC_ERR_DECODE .*has 3 values for the 2 columns/, 'one value too many');
   expect(/SITESYNC_ERR_DECODE .*part 0 holds 2 transactions instead of one/, 'a part of two transactions');
   expect(/SITESYNC_ERR_DECODE .*position "0\/16B3748" is not a postgres position/, 'a malformed position');
@@ -188,7 +194,7 @@ test('what RabbitMQ does not vouch for, and what london does not replicate, is p
   const [role] = await sql<{ p: string | null }>('postgres', `SELECT rolpassword AS p FROM pg_authid WHERE rolname = 'postgres'`);
   assert.notEqual(role!.p, 'md5forged');
   const kept = await parkedMessages(parkingQueue(t.sites.london!));
-  assert.ok(kept.length >= 7, 'every refused message is kept in the parking queue');
+  assert.ok(kept.length >= 8, 'every refused message is kept in the parking queue');
   const catalogCopy = kept.find((m) => /pg_authid/.test(String(m.properties.headers?.['sitesync-parked-reason'])));
   assert.equal(catalogCopy?.properties.messageId, messageId(catalog), 'its properties are kept');
   assert.equal(catalogCopy?.properties.timestamp, 1_700_000_000);
