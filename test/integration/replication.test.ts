@@ -25,6 +25,8 @@ describe('replication between two running sites', () => {
       CREATE TABLE measures_2025 PARTITION OF measures FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
       CREATE TABLE measures_2026 PARTITION OF measures FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
       CREATE TABLE trunc (id int PRIMARY KEY);
+      CREATE TABLE trunc_parent (id int PRIMARY KEY);
+      CREATE TABLE trunc_child (id int PRIMARY KEY, parent int REFERENCES trunc_parent (id));
       CREATE TABLE saves (id int PRIMARY KEY, note text);
     `);
     paris = await t.start('paris');
@@ -108,6 +110,13 @@ describe('replication between two running sites', () => {
     await waitFor('rows at paris', async () => (await sql(t.db('paris'), 'SELECT 1 FROM trunc')).length === 50);
     await sql(t.db('london'), `TRUNCATE trunc`);
     await waitFor('truncated at paris', async () => (await sql(t.db('paris'), 'SELECT 1 FROM trunc')).length === 0);
+  });
+
+  test('TRUNCATE … CASCADE at the source empties the same tables at the target, without a CASCADE there', async () => {
+    await sql(t.db('london'), `INSERT INTO trunc_parent VALUES (1), (2); INSERT INTO trunc_child VALUES (10, 1), (20, 2)`);
+    await waitFor('child rows at paris', async () => (await sql(t.db('paris'), 'SELECT 1 FROM trunc_child')).length === 2);
+    await sql(t.db('london'), `TRUNCATE trunc_parent CASCADE`);
+    await waitFor('both truncated at paris', async () => (await sql(t.db('paris'), 'SELECT 1 FROM trunc_parent UNION ALL SELECT 1 FROM trunc_child')).length === 0);
   });
 
   test('a rolled-back savepoint is never visible at the other site', async () => {
