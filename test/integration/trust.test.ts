@@ -145,6 +145,14 @@ test('the broker refuses what a site user was not given', async () => {
   channel.on('error', () => undefined);
   await assert.rejects(channel.consume(siteQueue(t.sites.london!), () => undefined), /ACCESS_REFUSED/, "another site's queue");
   await connection.close().catch(() => undefined);
+  // A user the administrator gave no rights at all cannot even open the virtual host.
+  const nobody = { user: `sitesync_test_nobody_${t.suffix}`, password: randomUUID() };
+  users.nobody = nobody;
+  const management = new URL(MANAGEMENT);
+  const authorization = `Basic ${Buffer.from(`${management.username}:${management.password}`).toString('base64')}`;
+  const created = await fetch(new URL(`api/users/${nobody.user}`, `${management.protocol}//${management.host}/`), { method: 'PUT', headers: { authorization, 'content-type': 'application/json' }, body: JSON.stringify({ password: nobody.password, tags: '' }) });
+  assert.ok(created.ok);
+  await assert.rejects(amqp.connect(userUrl('nobody')), /ACCESS_REFUSED|access to vhost|403|ConnectionClose/i);
   await flows(3);
 });
 
