@@ -5,7 +5,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../config/load-config.ts';
 import { describeError, SitesyncError } from '../errors.ts';
-import { createLogger } from '../observability/logger.ts';
+import { createLogger, type Logger } from '../observability/logger.ts';
 import { createMetrics, serveMetrics } from '../observability/metrics.ts';
 import { createPipeline } from '../pipeline.ts';
 import { collectStatus, formatStatus, unreachableServices } from './status-command.ts';
@@ -19,8 +19,24 @@ const EXIT_FAILURE = 1;
 
 function fail(error: unknown): never {
   process.stderr.write(`sitesync: ${describeError(error)}\n`);
-  const config = error instanceof SitesyncError && error.code === 'SITESYNC_ERR_CONFIG';
-  process.exit(config ? EXIT_CONFIG : EXIT_FAILURE);
+  process.exit(exitCodeOf(error));
+}
+
+function exitCodeOf(error: unknown): number {
+  return error instanceof SitesyncError && error.code === 'SITESYNC_ERR_CONFIG' ? EXIT_CONFIG : EXIT_FAILURE;
+}
+
+/**
+ * Exits once the last log lines had their chance to be written: pino writes them asynchronously, and on exit
+ * writes what is left synchronously, retrying for ever if stderr's reader is gone (seen: a stopped process
+ * kept alive and busy). By then a failed write has made logger.ts drop the logs, so the exit is clean.
+ */
+function exitAfterLogs(log: Logger, code: number, line?: string): void {
+  log.flush();
+  setTimeout(() => {
+    if (line) process.stderr.write(line);
+    process.exit(code);
+  }, 250);
 }
 
 function port(value: string): number {
@@ -65,7 +81,8 @@ program
     const onSignal = (signal: string): void => {
       if (++signals > 1) {
         log.warn('second signal: exiting now; what was in flight is sent again at the next start');
-        process.exit(EXIT_FAILURE);
+        exitAfterLogs(log, EXIT_FAILURE);
+        return;
       }
       log.info({ signal }, 'stopping: finishing what is in flight');
       p.stop();
@@ -76,11 +93,9 @@ program
     try {
       await p.run();
       log.info('stopped cleanly');
-      log.flush();
-      process.exit(0);
+      exitAfterLogs(log, 0);
     } catch (error) {
-      log.flush();
-      fail(error);
+      exitAfterLogs(log, exitCodeOf(error), `sitesync: ${describeError(error)}\n`);
     }
   });
 
@@ -184,11 +199,10 @@ Examples:
       logger = createLogger(config.log.level);
       const lines = await runReplay(config, plan, logger, (line) => process.stdout.write(`${line}\n`));
       for (const line of lines) process.stdout.write(`${line}\n`);
-      logger.flush();
-      process.exit(0);
+      exitAfterLogs(logger, 0);
     } catch (error) {
-      logger?.flush();
-      fail(error);
+      if (!logger) fail(error);
+      exitAfterLogs(logger, exitCodeOf(error), `sitesync: ${describeError(error)}\n`);
     }
   });
 

@@ -28,15 +28,27 @@ const REDACT_PATHS = [
 ];
 
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
-  return pino(
+  const stderr = destination ? null : pino.destination({ fd: 2, sync: false });
+  const logger = pino(
     {
       level,
       base: { app: 'sitesync' },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    destination ?? pino.destination({ fd: 2, sync: false }),
+    destination ?? stderr!,
   );
+  // Whoever read stderr went away (a supervisor, a parent that closed its pipe): the logs cannot be written,
+  // and sitesync must go on working, and stop when told, without them. Seen: the exit-time flush retried a
+  // write to a closed pipe for ever, and kept a stopped process alive and busy. Every logger (children
+  // included) writes through this stream, so from then on it takes lines and drops them.
+  if (stderr) {
+    stderr.on('error', () => {
+      stderr.write = () => true;
+      stderr.flushSync = () => undefined;
+    });
+  }
+  return logger;
 }
 
 /** Query parameters that carry a password in libpq (`password`, `sslpassword`) and AMQP client URLs (`pass`). */

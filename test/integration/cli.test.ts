@@ -215,3 +215,21 @@ test('an environment variable that names no configuration key is ignored with a 
   assert.match(result.stderr, /warning: environment variable SITESYNC_AMQP_PORT names no configuration key/);
   assert.ok(!result.stderr.includes('10.0.0.1'), 'the value is never shown');
 });
+
+test("run stops on SIGTERM even when whoever read its stderr is gone (its last log lines cannot be written)", async () => {
+  const file = configFile(VALID.replace(/127\.0\.0\.1:5432/g, '127.0.0.1:1').replace('127.0.0.1:5672', '127.0.0.1:1'));
+  const child = spawn(process.execPath, [join(ROOT, 'bin/sitesync.js'), 'run', '--config', file, '--site', 'paris'], { env: { ...process.env, SITESYNC_LOG__LEVEL: 'info' } });
+  let said = '';
+  child.stderr.on('data', (d: Buffer) => (said += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    await waitFor('run to be retrying', async () => /UNREACHABLE/.test(said));
+    child.stdout.destroy();
+    child.stderr.destroy();
+    child.kill('SIGTERM');
+    const code = await Promise.race([exited, new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), 10_000))]);
+    assert.equal(code, 0, 'it stopped cleanly');
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
