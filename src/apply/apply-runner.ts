@@ -39,7 +39,7 @@ import { SessionLoop } from '../session-loop.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PipelineEvents } from '../observability/pipeline-events.ts';
 import { refusedChange, tableScope, type TableScope } from './apply-scope.ts';
-import { describeRoute, parseRoute, untrustedReason, type Provenance } from './message-provenance.ts';
+import { describeRoute, parseRoute, provenanceOf, untrustedReason, type Provenance } from './message-provenance.ts';
 import type { ApplyErrorKind, NewParkedRecord, ParkedRecord, Sink, SourceSession } from './sink.ts';
 
 export interface ApplyRunnerOptions {
@@ -144,7 +144,7 @@ export class ApplyRunner {
     const headers = delivery.properties.headers ?? {};
     const retry: unknown = headers[RETRY_HEADER];
     if (retry !== undefined) return this.handleRetry(ctx, delivery, retry);
-    const provenance: Provenance = { userId: delivery.properties.userId as string | undefined, exchange: delivery.fields.exchange, routingKey: delivery.fields.routingKey };
+    const provenance = provenanceOf(delivery);
     await this.handleAs(ctx, delivery, provenance);
   }
 
@@ -242,7 +242,7 @@ export class ApplyRunner {
         // as skipped, so its other parts arrive as duplicates and the source goes on. (Parts cannot be
         // retried one by one: to apply it, add the table to the scope and replay the range.)
         const why = new SitesyncError('SITESYNC_ERR_NOT_REPLICATED', `transaction ${tx.id} (in parts, set aside whole at part ${part.index}) cannot be applied at ${site}: ${refused}`);
-        await this.parkRefused(ctx, delivery, { userId: delivery.properties.userId as string | undefined, exchange: delivery.fields.exchange, routingKey: delivery.fields.routingKey }, source, why);
+        await this.parkRefused(ctx, delivery, provenanceOf(delivery), source, why);
         await state.session.skip(tx.position, tx.commitTimeMicros);
         state.progress = tx.position;
         this.ackDeferred(ctx);
@@ -327,8 +327,8 @@ export class ApplyRunner {
       } catch (error) {
         if (refused === null && !(parkData && this.options.sink.classify(error) === 'data')) throw error;
         const body = encodeMessage(single);
-        const record = parkedRecord('skipped', body, message.site, tx, delivery, error);
-        await this.publishParked(ctx, body, { ...messageHeaders(single, CURRENT_SCHEMA_VERSION), ...originalHeaders(delivery) }, delivery, record, error);
+        const record = skippedRecord(body, message.site, tx, delivery, error);
+        await this.publishParked(ctx, body, { ...messageHeaders(single, CURRENT_SCHEMA_VERSION), ...originalHeaders(provenanceOf(delivery)) }, delivery, record, error);
         await state.session.skip(tx.position, tx.commitTimeMicros, record);
       }
       state.progress = tx.position;
@@ -345,7 +345,7 @@ export class ApplyRunner {
    */
   private async handleRetry(ctx: Context, delivery: ConsumeMessage, retry: unknown): Promise<void> {
     const { sink, site, logger } = this.options;
-    const asReceived: Provenance = { userId: delivery.properties.userId as string | undefined, exchange: delivery.fields.exchange, routingKey: delivery.fields.routingKey };
+    const asReceived = provenanceOf(delivery);
     const forged = (why: string): Promise<void> =>
       this.parkRefused(ctx, delivery, asReceived, null, new SitesyncError('SITESYNC_ERR_UNTRUSTED', `refused a retry: ${why}; only \`sitesync parked --retry\` sends retries`));
     if (delivery.fields.exchange !== '') return forged(`it carries ${RETRY_HEADER} but came through exchange ${JSON.stringify(delivery.fields.exchange)} (user ${JSON.stringify(asReceived.userId ?? 'none')}), not straight into ${siteQueue(site)}`);
@@ -465,7 +465,7 @@ export class ApplyRunner {
       reason: describeError(error),
     };
     await this.retrying(ctx, () => this.options.sink.recordParked(record));
-    await this.publishParked(ctx, delivery.content, { ...withoutRetry(delivery), ...originalHeaders(delivery, provenance) }, delivery, record, error, count);
+    await this.publishParked(ctx, delivery.content, { ...withoutRetry(delivery), ...originalHeaders(provenance) }, delivery, record, error, count);
     ctx.channel.ack(delivery);
   }
 
@@ -541,15 +541,17 @@ function sha256(body: Buffer): string {
   return createHash('sha256').update(body).digest('hex');
 }
 
-function parkedRecord(kind: ParkedRecord['kind'], body: Buffer, source: string, tx: Transaction, delivery: ConsumeMessage, error: unknown): NewParkedRecord {
+/** The record of a transaction set aside (recorded as skipped in the same commit). */
+function skippedRecord(body: Buffer, source: string, tx: Transaction, delivery: ConsumeMessage, error: unknown): NewParkedRecord {
+  const provenance = provenanceOf(delivery);
   return {
     id: randomUUID(),
-    kind,
+    kind: 'skipped',
     source,
     transactionId: tx.id,
     bodySha256: sha256(body),
-    userId: (delivery.properties.userId as string | undefined) ?? null,
-    route: describeRoute(delivery.fields),
+    userId: provenance.userId ?? null,
+    route: describeRoute(provenance),
     reason: describeError(error),
   };
 }
@@ -561,9 +563,8 @@ function withoutRetry(delivery: ConsumeMessage): Record<string, unknown> {
 }
 
 /** How the message first arrived, for people reading the parking queue (never trusted: the record is). */
-function originalHeaders(delivery: ConsumeMessage, provenance?: Provenance): Record<string, string> {
-  const userId = provenance ? provenance.userId : (delivery.properties.userId as string | undefined);
-  return { [ORIGINAL_USER_HEADER]: userId ?? '', [ORIGINAL_ROUTE_HEADER]: describeRoute(provenance ?? delivery.fields) };
+function originalHeaders(provenance: Provenance): Record<string, string> {
+  return { [ORIGINAL_USER_HEADER]: provenance.userId ?? '', [ORIGINAL_ROUTE_HEADER]: describeRoute(provenance) };
 }
 
 interface Context {

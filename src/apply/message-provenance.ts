@@ -20,6 +20,12 @@ export interface Provenance {
   readonly routingKey: string;
 }
 
+/** What a delivery (from a queue or the archive stream) says of how it arrived. */
+export function provenanceOf(delivery: { readonly fields: { readonly exchange: string; readonly routingKey: string }; readonly properties: { readonly userId?: unknown } }): Provenance {
+  const userId = delivery.properties.userId;
+  return { userId: typeof userId === 'string' ? userId : undefined, exchange: delivery.fields.exchange, routingKey: delivery.fields.routingKey };
+}
+
 /** Why a message claiming `source` cannot be trusted at `site`, or null when it can. */
 export function untrustedReason(config: Config, site: string, source: string, provenance: Provenance): string | null {
   if (source === site) return `it claims to come from site ${site} itself`;

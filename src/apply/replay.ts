@@ -35,7 +35,7 @@ import { describeError, SitesyncError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Sink, SourceSession } from './sink.ts';
 import { refusedChange, tableScope, type TableScope } from './apply-scope.ts';
-import { untrustedReason } from './message-provenance.ts';
+import { provenanceOf, untrustedReason } from './message-provenance.ts';
 
 /** Where a replay starts or ends: a time (microseconds since the epoch) or a source position. */
 export type ReplayPoint =
@@ -350,7 +350,7 @@ class ArchiveReader {
     if (!state || state.finished) return;
     // The archive holds whatever was published with a site's routing key: only what RabbitMQ vouches was
     // published by that site's broker user is replayed (message-provenance.ts), as `sitesync run` applies.
-    const untrusted = untrustedReason(this.options.config, this.options.site, message.site, { userId: delivery.properties.userId as string | undefined, exchange: delivery.fields.exchange, routingKey: delivery.fields.routingKey });
+    const untrusted = untrustedReason(this.options.config, this.options.site, message.site, provenanceOf(delivery));
     if (untrusted !== null) {
       state.undecodable++;
       this.options.logger.warn({ source: message.site, offset: streamOffset(delivery) }, `archived message skipped: ${untrusted}`);
