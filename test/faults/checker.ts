@@ -48,7 +48,13 @@ export async function readLocalTransactions(postgres: ScratchPostgres, database:
 }
 
 /** Source transaction ids of every transaction the archive holds, per site. */
-export async function readArchive(brokerUrl: string, stream: string): Promise<Map<string, Set<string>>> {
+/**
+ * Every source transaction id the archive stream holds, by site. A stream consumer never ends by itself: the
+ * read stops after 2 s without a message once every `expected` transaction is seen, and otherwise waits up to
+ * 30 s of quiet (a loaded 2-core machine can pause a stream delivery for more than 2 s: CI once read a tail
+ * short that way and counted 131 transactions as missing).
+ */
+export async function readArchive(brokerUrl: string, stream: string, expected: ReadonlyMap<string, readonly string[]> = new Map()): Promise<Map<string, Set<string>>> {
   const published = new Map<string, Set<string>>();
   const connection = await amqp.connect(brokerUrl);
   const channel = await connection.createChannel();
@@ -59,15 +65,21 @@ export async function readArchive(brokerUrl: string, stream: string): Promise<Ma
     (m) => {
       if (!m) return;
       last = Date.now();
-      const message = decodeMessage(m.content, Number(m.properties.headers?.[SCHEMA_VERSION_HEADER] ?? CURRENT_SCHEMA_VERSION));
+      channel.ack(m);
+      let message;
+      try {
+        message = decodeMessage(m.content, Number(m.properties.headers?.[SCHEMA_VERSION_HEADER] ?? CURRENT_SCHEMA_VERSION));
+      } catch {
+        return; // not a transaction the checker can count: what it misses shows as missing
+      }
       let ids = published.get(message.site);
       if (!ids) published.set(message.site, (ids = new Set()));
       for (const tx of message.transactions) ids.add(tx.sourceTxId);
-      channel.ack(m);
     },
     { arguments: { 'x-stream-offset': 'first' } },
   );
-  while (Date.now() - last < 2000) await new Promise((r) => setTimeout(r, 200));
+  const complete = (): boolean => [...expected].every(([site, xids]) => xids.every((xid) => published.get(site)?.has(xid)));
+  while (Date.now() - last < (complete() ? 2000 : 30_000)) await new Promise((r) => setTimeout(r, 200));
   await connection.close();
   return published;
 }

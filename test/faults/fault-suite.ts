@@ -185,7 +185,7 @@ export async function runFaultSuite(options: SuiteOptions): Promise<SuiteReport>
 
     const localA = await readLocalTransactions(postgres, dbA);
     const localB = await readLocalTransactions(postgres, dbB);
-    const published = await readArchive(BROKER, archive);
+    const published = await readArchive(BROKER, archive, new Map([[siteA, localA.map((tx) => tx.xid)], [siteB, localB.map((tx) => tx.xid)]]));
     const missing = (local: typeof localA, site: string) => local.filter((tx) => !published.get(site)?.has(tx.xid)).length;
     const tables = await Promise.all(TABLES.map((table) => compareTable(postgres, dbA, dbB, table)));
     const order =
