@@ -17,7 +17,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SourceHandler } from '../src/capture/source.ts';
 import { publicationName } from '../src/config/names.ts';
-import { comparePositions, formatLsn, lsnToPosition, parseLsn } from '../src/events/position.ts';
+import { comparePositions } from '../src/events/position.ts';
+import { formatLsn, lsnToPosition, parseLsn } from '../connectors/postgres/postgres-positions.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { PostgresSource } from '../connectors/postgres/postgres-source.ts';
 import { attempt, limitSeconds, valueOf, type BenchContext, type Outcome } from './lib/context.ts';

@@ -1,19 +1,18 @@
 /**
- * The composition root: wires one site's pipeline — its PostgreSQL source into capture, the site's
- * queue through apply into its PostgreSQL sink, and the watch over every site's slot. Built apart from being started, so tests drive it without
- * a process.
+ * Wires one site's pipeline — its database's source into capture, the site's queue through apply into its
+ * database's sink, and the watch over every site's log retention — from the connectors of the kinds the
+ * configuration names (the registry comes from the composition root: src/cli/main.ts, or a test). Built
+ * apart from being started, so tests drive it without a process.
  */
 import { ApplyRunner } from './apply/apply-runner.ts';
 import { policyResolver } from './apply/conflict-policy.ts';
 import { CaptureRunner } from './capture/capture-runner.ts';
-import { capturingSites, postgresUrlFor, siteConfig, type Config } from './config/config-schema.ts';
+import { capturingSites, databaseUrlFor, siteConfig, type Config } from './config/config-schema.ts';
+import { connectorFor, type Connector, type ConnectorRegistry } from './connector.ts';
 import { describeError, SitesyncError } from './errors.ts';
 import type { Logger } from './observability/logger.ts';
 import { PipelineEvents } from './observability/pipeline-events.ts';
 import { WalRetentionWatch } from './observability/wal-retention-watch.ts';
-import { PostgresSink } from '../connectors/postgres/postgres-sink.ts';
-import { PostgresSource } from '../connectors/postgres/postgres-source.ts';
-import { readPostgresStatus } from '../connectors/postgres/postgres-status.ts';
 
 export interface Pipeline {
   readonly site: string;
@@ -23,37 +22,34 @@ export interface Pipeline {
   stop(): void;
 }
 
-export function createPipeline(config: Config, site: string, logger: Logger, events = new PipelineEvents()): Pipeline {
+export function createPipeline(config: Config, site: string, logger: Logger, connectors: ConnectorRegistry, events = new PipelineEvents()): Pipeline {
   const ownConfig = siteConfig(config, site);
   if (!ownConfig) {
     throw new SitesyncError('SITESYNC_ERR_CONFIG', `site ${JSON.stringify(site)} is not in the configuration (sites: ${Object.keys(config.sites).join(', ')}); pass one of them with --site`);
   }
-  const sink = new PostgresSink({
+  const connector = connectorFor(connectors, config, site);
+  const sink = connector.createSink({
     site,
-    url: postgresUrlFor(config, site, 'apply'),
-    replicaRole: config.apply.replicaRole,
+    url: databaseUrlFor(config, site, 'apply'),
+    config,
     conflictPolicy: policyResolver(config.conflicts),
     onConflict: (c) => events.emit('apply:conflict', { site, source: c.source, kind: c.kind, table: c.table, resolution: c.resolution }),
     logger: logger.child({ site, part: 'apply' }),
   });
   // A site that only receives has no source at all: nothing at its database is decoded or published.
   const source = ownConfig.capture
-    ? new PostgresSource({
-        site,
-        url: postgresUrlFor(config, site, 'capture'),
-        tables: ownConfig.tables ?? null,
-        maxPartBytes: config.capture.maxMessageBytes,
-        receiveBufferBytes: config.capture.receiveBufferBytes,
-        logger: logger.child({ site, part: 'capture' }),
-      })
+    ? connector.createSource({ site, url: databaseUrlFor(config, site, 'capture'), tables: ownConfig.tables ?? null, config, logger: logger.child({ site, part: 'capture' }) })
     : null;
-  const capture = source ? new CaptureRunner({ config, source, events, logger: logger.child({ site, part: 'capture' }) }) : null;
-  const apply = new ApplyRunner({ config, site, sink, events, logger: logger.child({ site, part: 'apply' }) });
+  const capture = source
+    ? new CaptureRunner({ config, source, describePosition: (p) => (p === null ? 'none' : connector.positions.describe(p)), events, logger: logger.child({ site, part: 'capture' }) })
+    : null;
+  const apply = new ApplyRunner({ config, site, sink, connectors, events, logger: logger.child({ site, part: 'apply' }) });
   const watch = new WalRetentionWatch({
     site,
     sites: capturingSites(config),
-    // Other sites' slots are read with their monitoring URL: no process needs another site's capture or apply role.
-    readSlot: async (slotSite) => (await readPostgresStatus(postgresUrlFor(config, slotSite, slotSite === site ? 'capture' : 'monitor'), slotSite, [])).slot,
+    // Other sites' logs are read with their monitoring URL: no process needs another site's capture or apply role.
+    readSlot: async (slotSite) =>
+      (await connectorFor(connectors, config, slotSite).readStatus(databaseUrlFor(config, slotSite, slotSite === site ? 'capture' : 'monitor'), slotSite, [])).capture,
     intervalSeconds: config.watch.intervalSeconds,
     warnBytes: config.watch.walRetentionWarnBytes,
     events,
@@ -77,7 +73,7 @@ export function createPipeline(config: Config, site: string, logger: Logger, eve
         });
       watch.start();
       try {
-        if (!capture) void announceCaptureOff(postgresUrlFor(config, site, 'monitor'), site, logger.child({ site, part: 'capture' }));
+        if (!capture) void announceCaptureOff(connector, databaseUrlFor(config, site, 'monitor'), site, logger.child({ site, part: 'capture' }));
         const results = await Promise.allSettled([capture ? guard(capture.run()) : Promise.resolve(), guard(apply.run())]);
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         if (failed) throw failed.reason;
@@ -95,14 +91,14 @@ export function createPipeline(config: Config, site: string, logger: Logger, eve
  * keeps the slot it had, and PostgreSQL then keeps every WAL segment from the slot's position on, until its
  * disk fills.
  */
-async function announceCaptureOff(url: string, site: string, logger: Logger): Promise<void> {
+async function announceCaptureOff(connector: Connector, url: string, site: string, logger: Logger): Promise<void> {
   logger.info('capture off: this site applies what the other sites send and sends nothing');
   try {
-    const { slot } = await readPostgresStatus(url, site, []);
-    if (!slot.exists) return;
+    const { capture } = await connector.readStatus(url, site, []);
+    if (!capture.exists || capture.retainedBytes === null) return;
     logger.warn(
-      { slot: slot.slot, retainedBytes: slot.retainedBytes },
-      `capture is off but slot ${slot.slot} still exists and keeps WAL on disk; drop it: SELECT pg_drop_replication_slot('${slot.slot}')`,
+      { slot: capture.name, retainedBytes: capture.retainedBytes },
+      `capture is off but ${capture.name} still exists and keeps its log on disk; drop it: ${capture.release}`,
     );
   } catch (error) {
     logger.warn(`capture off: could not check for a leftover slot: ${describeError(error)}`);

@@ -9,7 +9,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { parseLsn } from '../../src/events/position.ts';
+import { parseLsn } from '../../connectors/postgres/postgres-positions.ts';
 
 export const ROWS_TABLE = 'bench_rows';
 

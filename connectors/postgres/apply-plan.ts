@@ -2,9 +2,12 @@
  * Plan, then execute: turns one change into the SQL that applies it at a PostgreSQL target. Pure: the
  * catalog facts it needs (the target table's columns and primary key) are passed in.
  *
- * - Identifiers are always quoted; values are always bound parameters, as the source's text forms, with
- *   no cast: PostgreSQL reads each parameter as the type of the column it goes to, so every type (arrays,
- *   enums, domains, composites, ranges, user types) takes the same path, losslessly.
+ * - Identifiers are always quoted; values are always bound parameters, as the source's text forms. A value
+ *   assigned to a column needs no cast: PostgreSQL reads the parameter as the column's type, so every type
+ *   (arrays, enums, domains, composites, ranges, user types) takes the same path, losslessly. A value
+ *   compared with a key column is cast to that column's type: in `key = $1` PostgreSQL infers the
+ *   parameter's type from the operator, which for a composite (or a domain over one) is the anonymous
+ *   `record`, whose input is not implemented.
  * - Unchanged TOASTed columns are left out of UPDATE, so the stored value stays.
  * - Rows are found by the source's replica identity key. Under REPLICA IDENTITY FULL the target's primary
  *   key is used when it has one; a table without one is matched on every column by its text form, and
@@ -19,7 +22,11 @@ export interface TargetTable {
   readonly schema: string;
   readonly table: string;
   readonly columns: ReadonlySet<string>;
-  /** Each column's type as format_type spells it (quoted where needed), for casts in batched statements. */
+  /**
+   * Each column's type as format_type spells it (quoted where needed), without its modifier: for casts of
+   * parameters in batched statements and key comparisons (a cast to varchar(5), bit(8) or numeric(10,2)
+   * would cut or round a value silently; the column's own assignment applies the modifier, or fails).
+   */
   readonly columnTypes?: ReadonlyMap<string, string>;
   /** Primary key column names, or null when the table has none. */
   readonly primaryKey: readonly string[] | null;
@@ -115,12 +122,7 @@ export function planInsertBatch(relation: RelationInfo, rows: readonly RowImage[
   const columns = relation.columns.map((c) => c.name);
   const values: (string | null)[][] = columns.map(() => []);
   for (const row of rows) row.values.forEach((v, i) => values[i]!.push(v));
-  const casts = columns.map((name, i) => {
-    requireColumn(target, name);
-    const type = target.columnTypes?.get(name);
-    if (!type) throw new SitesyncError('SITESYNC_ERR_APPLY_SCHEMA', `the type of column ${JSON.stringify(name)} of ${target.schema}.${target.table} is not known at the target`);
-    return `u.c${i}::${type}`;
-  });
+  const casts = columns.map((name, i) => `u.c${i}::${columnType(target, name)}`);
   const arrays = columns.map((_, i) => `$${i + 1}::text[]`).join(', ');
   const aliases = columns.map((_, i) => `c${i}`).join(', ');
   const pk = target.primaryKey;
@@ -189,9 +191,9 @@ function rowMatch(relation: RelationInfo, row: RowImage, target: TargetTable, va
   if (keyNames && keyNames.length > 0 && keyNames.every((k) => indexOf(k) >= 0 && !row.unchanged.includes(indexOf(k)))) {
     const clause = keyNames
       .map((name) => {
-        requireColumn(target, name);
+        const type = columnType(target, name);
         values.push(row.values[indexOf(name)] ?? null);
-        return `${quoteIdent(name)} = $${values.length}`;
+        return `${quoteIdent(name)} = $${values.length}::${type}`;
       })
       .join(' AND ');
     return { clause, keyNames: [...keyNames] };
@@ -213,6 +215,14 @@ function rowMatch(relation: RelationInfo, row: RowImage, target: TargetTable, va
     clause: `(tableoid, ctid) = (SELECT tableoid, ctid FROM ${name} WHERE ${conditions.join(' AND ')} LIMIT 1)`,
     keyNames: relation.columns.map((c) => c.name),
   };
+}
+
+/** The target's type of a column, for a cast. */
+function columnType(target: TargetTable, name: string): string {
+  requireColumn(target, name);
+  const type = target.columnTypes?.get(name);
+  if (!type) throw new SitesyncError('SITESYNC_ERR_APPLY_SCHEMA', `the type of column ${JSON.stringify(name)} of ${target.schema}.${target.table} is not known at the target`);
+  return type;
 }
 
 function requireColumn(target: TargetTable, name: string): void {

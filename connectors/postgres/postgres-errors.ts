@@ -72,7 +72,7 @@ export function describePostgresError(error: unknown, url: string, site: string)
   const first = (e?.message ?? String(error)).split('\n')[0];
   const make = (code: ErrorCode, text: string) => new SitesyncError(code, text, { cause: error });
   const unreachable = () =>
-    make('SITESYNC_ERR_POSTGRES_UNREACHABLE', `${where} is unreachable (${first}); start it or fix sites.${site}.postgres — sitesync retries and loses nothing meanwhile`);
+    make('SITESYNC_ERR_DATABASE_UNREACHABLE', `${where} is unreachable (${first}); start it or fix sites.${site}.postgres — sitesync retries and loses nothing meanwhile`);
   switch (e?.code) {
     case '28P01':
     case '28000':
@@ -90,8 +90,8 @@ export function describePostgresError(error: unknown, url: string, site: string)
       return unreachable();
     default:
       if (isSocketError(e)) return unreachable(); // ECONNREFUSED, ECONNRESET, ENOTFOUND, ETIMEDOUT…
-      if (/^08|^57P/.test(e.code)) return make('SITESYNC_ERR_POSTGRES_UNREACHABLE', `${where} closed the connection (${first}); sitesync retries`);
-      return make('SITESYNC_ERR_POSTGRES_UNREACHABLE', `${where}: ${first} (SQLSTATE ${e.code})`);
+      if (/^08|^57P/.test(e.code)) return make('SITESYNC_ERR_DATABASE_UNREACHABLE', `${where} closed the connection (${first}); sitesync retries`);
+      return make('SITESYNC_ERR_DATABASE_UNREACHABLE', `${where}: ${first} (SQLSTATE ${e.code})`);
   }
 }
 

@@ -13,7 +13,8 @@
 import pg from 'pg';
 import type { ApplyErrorKind, NewParkedRecord, ParkedRecord, Sink, SourceSession } from '../../src/apply/sink.ts';
 import { originName } from '../../src/config/names.ts';
-import { comparePositions, formatLsn, lsnToPosition, parseLsn, positionToLsn } from '../../src/events/position.ts';
+import { comparePositions } from '../../src/events/position.ts';
+import { formatLsn, lsnToPosition, parseLsn, positionToLsn } from './postgres-positions.ts';
 import { rowImageBytes } from '../../src/events/encoded-row.ts';
 import { microsToIso } from '../../src/events/time.ts';
 import type { Change, Position, Transaction, TransactionPart } from '../../src/events/transaction.ts';
@@ -69,8 +70,20 @@ export interface PostgresSinkOptions {
   readonly conflictPolicy?: (schema: string, table: string) => ConflictPolicy;
   /** Told of every conflict resolved (after the commit that recorded it). */
   readonly onConflict?: (conflict: ConflictRecord) => void;
+  /**
+   * The database kind of each source site (default: every source is PostgreSQL). A PostgreSQL source's
+   * progress is its replication origin's; any other kind's positions do not fit a pg_lsn, so they go in a
+   * progress row (APPLY_PROGRESS) written in the same commit.
+   */
+  readonly sourceKindOf?: (source: string) => string;
   readonly logger: Logger;
 }
+
+/** The applied position of each source whose positions are not PostgreSQL LSNs. */
+const APPLY_PROGRESS = `${BOOKKEEPING_SCHEMA}.apply_progress`;
+/** What may be inlined into the setup statement (checked again where it is). */
+const SAFE_POSITION = /^[0-9A-F]{1,64}$/;
+const SAFE_SITE = /^[a-z][a-z0-9_]{0,39}$/;
 
 export interface ConflictRecord {
   readonly source: string;
@@ -204,6 +217,9 @@ export class PostgresSink implements Sink {
 class PostgresSourceSession implements SourceSession {
   private readonly client: pg.Client;
   private readonly origin: string;
+  private readonly sourceKind: string;
+  /** Progress kept in APPLY_PROGRESS (positions that are no LSN), not in the origin. */
+  private readonly progressRow: boolean;
   private readonly tables = new Map<string, TargetTable>();
   private readonly logger: Logger;
   private inTransaction = false;
@@ -222,6 +238,9 @@ class PostgresSourceSession implements SourceSession {
     private readonly onClose: () => void,
   ) {
     this.origin = originName(source, options.site);
+    this.sourceKind = options.sourceKindOf?.(source) ?? 'postgres';
+    this.progressRow = this.sourceKind !== 'postgres';
+    if (!SAFE_SITE.test(source)) throw new SitesyncError('SITESYNC_ERR_CONFIG', `source site name ${JSON.stringify(source)} is not a site name`);
     this.logger = options.logger.child({ source });
     this.client = new pg.Client({ connectionString: options.url, ...CONNECTION_OPTIONS, application_name: `sitesync apply ${source}->${options.site}` });
     this.client.on('error', (error) => this.logger.warn({ reason: error.message }, 'apply connection lost'));
@@ -248,6 +267,9 @@ class PostgresSourceSession implements SourceSession {
          policy text NOT NULL, winner text NOT NULL, resolution text NOT NULL)`,
     ).catch(ignoreConcurrentCreate);
     await this.client.query(CREATE_PARKED_TABLE).catch(ignoreConcurrentCreate);
+    if (this.progressRow) {
+      await this.client.query(`CREATE TABLE IF NOT EXISTS ${APPLY_PROGRESS} (source text PRIMARY KEY, source_kind text NOT NULL, position text NOT NULL, commit_time timestamptz NOT NULL)`).catch(ignoreConcurrentCreate);
+    }
     await this.client.query(`SET statement_timeout = '${STATEMENT_TIMEOUT}'; SET lock_timeout = '${LOCK_TIMEOUT}'`);
     this.commitTimestamps = (await this.client.query<{ on: string }>(`SELECT current_setting('track_commit_timestamp') AS on`)).rows[0]?.on === 'on';
     if (!this.commitTimestamps) {
@@ -267,6 +289,10 @@ class PostgresSourceSession implements SourceSession {
   }
 
   async progress(): Promise<Position | null> {
+    if (this.progressRow) {
+      const { rows } = await this.client.query<{ position: string }>(`SELECT position FROM ${APPLY_PROGRESS} WHERE source = $1`, [this.source]);
+      return rows[0]?.position ?? null;
+    }
     const { rows } = await this.client.query<{ lsn: string | null }>('SELECT pg_replication_origin_progress($1, true)::text AS lsn', [this.origin]);
     const lsn = rows[0]?.lsn;
     return lsn == null || lsn === '0/0' ? null : lsnToPosition(parseLsn(lsn));
@@ -462,12 +488,19 @@ class PostgresSourceSession implements SourceSession {
    */
   private async begin(segments: readonly TransactionStart[], commitOpen = false, commitLast = false): Promise<void> {
     const statements = segments.map(({ position, commitTimeMicros, waitForDisk, run }) => {
-      const lsn = formatLsn(positionToLsn(position));
       const time = microsToIso(commitTimeMicros);
-      if (!/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/.test(lsn) || !/^-?\d{4,6}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(time)) {
+      if (!SAFE_POSITION.test(position) || !/^-?\d{4,6}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(time)) {
         throw new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `transaction position ${position} or commit time ${time} is not well formed`);
       }
-      const setup = `BEGIN;${waitForDisk ? '' : ' SET LOCAL synchronous_commit = off;'} SELECT pg_current_xact_id(), pg_replication_origin_xact_setup('${lsn}', '${time}')`;
+      // The origin still tags the commit (capture drops it as relayed; conflict detection reads its site);
+      // a position that is no LSN leaves the origin's own progress alone and moves the progress row instead,
+      // only forward (a retried transaction is behind it). Same-kind positions have one width: "C" order is theirs.
+      const lsn = this.progressRow ? '0/0' : formatLsn(positionToLsn(position));
+      const progress = this.progressRow
+        ? `; INSERT INTO ${APPLY_PROGRESS} AS p (source, source_kind, position, commit_time) VALUES ('${this.source}', '${this.sourceKind}', '${position}', '${time}')` +
+          ` ON CONFLICT (source) DO UPDATE SET position = excluded.position, commit_time = excluded.commit_time WHERE excluded.position COLLATE "C" > p.position COLLATE "C"`
+        : '';
+      const setup = `BEGIN;${waitForDisk ? '' : ' SET LOCAL synchronous_commit = off;'} SELECT pg_current_xact_id(), pg_replication_origin_xact_setup('${lsn}', '${time}')${progress}`;
       return run ? `${setup}; ${run.plan.text}` : setup;
     });
     const commit = commitOpen && this.inTransaction ? 'COMMIT; ' : '';
@@ -660,7 +693,7 @@ class PostgresSourceSession implements SourceSession {
     const { rows } = await this.client.query<{ columns: string[] | null; types: string[] | null; pk: string[] | null }>(
       `SELECT (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '') AS columns,
-              (SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) FROM pg_attribute a
+              (SELECT array_agg(format_type(a.atttypid, -1) ORDER BY a.attnum) FROM pg_attribute a
                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '') AS types,
               (SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum)) FROM pg_index i
                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)

@@ -17,7 +17,7 @@ import { AbstractPlugin } from 'pg-logical-replication/dist/output-plugins/abstr
 import type { ResumePoint, Source, SourceHandler } from '../../src/capture/source.ts';
 import { ensureBookkeepingSchema } from './bookkeeping-schema.ts';
 import { BOOKKEEPING_SCHEMA, MESSAGE_PREFIX, publicationName, slotName } from '../../src/config/names.ts';
-import { formatLsn, lsnToPosition, parseLsn, positionToLsn } from '../../src/events/position.ts';
+import { formatLsn, lsnToPosition, parseLsn, positionToLsn } from './postgres-positions.ts';
 import type { Position, SeenSites } from '../../src/events/transaction.ts';
 import { describeError, SitesyncError } from '../../src/errors.ts';
 import type { Logger } from '../../src/observability/logger.ts';
@@ -29,6 +29,7 @@ import { setReceiveBuffer, type ReceiveBufferOutcome } from './receive-buffer.ts
 import { CONNECTION_OPTIONS } from './session-settings.ts';
 import { startReplicationCommand } from './start-replication.ts';
 import { TransactionAssembler } from './transaction-assembler.ts';
+import { PG_TYPES_QUERY, PostgresTypes, UnknownTypeError, type PgTypeRow } from './postgres-types.ts';
 
 /** How long a clean stop waits for the slot to show the last status sent. */
 const SETTLE_TIMEOUT_MS = 3000;
@@ -64,7 +65,7 @@ export class PostgresSource implements Source {
   private readonly slot: string;
   private readonly publication: string;
   private readonly pool: pg.Pool;
-  private readonly typeNames = new Map<number, string>();
+  private readonly types = new PostgresTypes();
   private service: LogicalReplicationService | null = null;
   private client: Client | null = null;
   private reads: CoalescedReads | null = null;
@@ -106,7 +107,7 @@ export class PostgresSource implements Source {
       await this.ensureBookkeeping();
       await this.ensurePublication();
       await this.ensureSlot();
-      await this.loadTypeNames();
+      await this.loadTypes();
     } catch (error) {
       throw describePostgresError(error, this.options.url, this.site);
     }
@@ -225,12 +226,9 @@ export class PostgresSource implements Source {
     this.options.logger.info({ slot: this.slot }, 'created replication slot');
   }
 
-  private async loadTypeNames(): Promise<void> {
-    const { rows } = await this.pool.query<{ oid: number; name: string }>(
-      `SELECT t.oid::int8 AS oid, CASE WHEN n.nspname = 'pg_catalog' THEN t.typname ELSE n.nspname || '.' || t.typname END AS name
-         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace`,
-    );
-    for (const row of rows) this.typeNames.set(Number(row.oid), row.name);
+  private async loadTypes(): Promise<void> {
+    const { rows } = await this.pool.query<PgTypeRow>(PG_TYPES_QUERY);
+    this.types.load(rows);
   }
 
   /** A query on the capture pool; a failure becomes the one line that says what happened and what to do. */
@@ -254,7 +252,7 @@ export class PostgresSource implements Source {
   }
 
   async open(handler: SourceHandler): Promise<void> {
-    this.assembler = new TransactionAssembler({ site: this.site, maxPartBytes: this.options.maxPartBytes, typeNames: this.typeNames, seen: this.persisted.seen }, handler);
+    this.assembler = new TransactionAssembler({ site: this.site, maxPartBytes: this.options.maxPartBytes, types: this.types, seen: this.persisted.seen }, handler);
     const service = new LogicalReplicationService(
       { connectionString: this.options.url, ...CONNECTION_OPTIONS, application_name: `sitesync capture ${this.site}` },
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
@@ -395,9 +393,10 @@ export class PostgresSource implements Source {
 }
 
 function describeStreamError(error: unknown, url: string, site: string, slot: string): SitesyncError {
+  if (error instanceof UnknownTypeError) return new SitesyncError('SITESYNC_ERR_CATALOG_CHANGED', `site ${site}: ${error.message}`, { cause: error });
   const message = (error as Error)?.message ?? '';
   if (/is active for PID/.test(message)) {
-    return new SitesyncError('SITESYNC_ERR_POSTGRES_UNREACHABLE', `replication slot ${slot} is in use by another process (${message}); is another "sitesync run --site ${site}" running? sitesync retries`, { cause: error });
+    return new SitesyncError('SITESYNC_ERR_SITE_IN_USE', `replication slot ${slot} is in use by another process (${message}); is another "sitesync run --site ${site}" running? sitesync retries`, { cause: error });
   }
   return describePostgresError(error, url, site);
 }

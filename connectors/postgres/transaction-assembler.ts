@@ -14,20 +14,21 @@
  *   large transaction already carries the id; its checkpoint is the end of the commit record, which is
  *   what the slot must be confirmed to so that the server does not send it again.
  */
-import { lsnToPosition } from '../../src/events/position.ts';
+import { lsnToPosition } from './postgres-positions.ts';
 import type { Change, ColumnInfo, RelationInfo, SeenSites, Transaction } from '../../src/events/transaction.ts';
 import { changeBytes, transactionId } from '../../src/events/transaction.ts';
 import type { SourceHandler } from '../../src/capture/source.ts';
 import { BOOKKEEPING_SCHEMA, MESSAGE_PREFIX, ORIGIN_PREFIX } from '../../src/config/names.ts';
 import { DecodeError } from '../../src/errors.ts';
 import type { PgOutputMessage } from './pgoutput-messages.ts';
+import type { PostgresTypes } from './postgres-types.ts';
 
 export interface AssemblerOptions {
   readonly site: string;
   /** Changes held before a part is sent; a transaction smaller than this goes out whole. */
   readonly maxPartBytes: number;
-  /** Names of types by OID (built-in and user types), loaded from the source at start. */
-  readonly typeNames: Map<number, string>;
+  /** The source database's types (names and kinds by OID), read from its catalog at start. */
+  readonly types: PostgresTypes;
   /** The causal context as of where the stream resumes (persisted with the confirmed position). */
   readonly seen: SeenSites;
 }
@@ -106,16 +107,15 @@ export class TransactionAssembler {
           columns: message.columns.map(
             (c): ColumnInfo => ({
               name: c.name,
-              type: this.options.typeNames.get(c.typeOid) ?? `oid:${c.typeOid}`,
-              typeOid: c.typeOid,
-              typeModifier: c.typeModifier,
+              kind: this.options.types.kind(c.typeOid, c.typeModifier),
+              native: this.options.types.native(c.typeOid, c.typeModifier),
               key: (c.flags & 1) === 1,
             }),
           ),
         });
         return;
       case 'type':
-        this.options.typeNames.set(message.typeOid, message.schema === 'pg_catalog' ? message.name : `${message.schema}.${message.name}`);
+        this.options.types.announce(message.typeOid, message.schema === 'pg_catalog' ? message.name : `${message.schema}.${message.name}`);
         return;
       case 'insert':
         this.add(message.relationOid, (relation) => ({ op: 'insert', relation, newRow: message.newTuple }));

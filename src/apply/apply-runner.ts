@@ -31,7 +31,8 @@ import { connectBroker } from '../bus/broker-connection.ts';
 import { SCHEMA_VERSION_HEADER, messageHeaders } from '../bus/message-headers.ts';
 import { ensureTopology, siteNeeds } from '../bus/topology.ts';
 import { CURRENT_SCHEMA_VERSION, decodeMessage, encodeMessage } from '../events/avro-codec.ts';
-import { comparePositions, describePosition } from '../events/position.ts';
+import { comparePositions } from '../events/position.ts';
+import { describeSitePosition, type ConnectorRegistry } from '../connector.ts';
 import { microsToIso } from '../events/time.ts';
 import type { ChangeMessage, Position, RelationInfo, Transaction } from '../events/transaction.ts';
 import { describeError, SitesyncError, type ErrorCode } from '../errors.ts';
@@ -39,13 +40,15 @@ import { SessionLoop } from '../session-loop.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PipelineEvents } from '../observability/pipeline-events.ts';
 import { refusedChange, tableScope, type TableScope } from './apply-scope.ts';
-import { describeRoute, parseRoute, provenanceOf, untrustedReason, type Provenance } from './message-provenance.ts';
+import { describeRoute, foreignShape, parseRoute, provenanceOf, untrustedReason, type Provenance } from './message-provenance.ts';
 import type { ApplyErrorKind, NewParkedRecord, ParkedRecord, Sink, SourceSession } from './sink.ts';
 
 export interface ApplyRunnerOptions {
   readonly config: Config;
   readonly site: string;
   readonly sink: Sink;
+  /** Every database kind's positions: a message must carry its site's kind, with positions of that kind. */
+  readonly connectors: ConnectorRegistry;
   readonly events: PipelineEvents;
   readonly logger: Logger;
 }
@@ -174,8 +177,15 @@ export class ApplyRunner {
       const code = message.site === this.options.site || !Object.hasOwn(this.options.config.sites, message.site) ? 'SITESYNC_ERR_MESSAGE_INVALID' : 'SITESYNC_ERR_UNTRUSTED';
       return refuse(message.site, new SitesyncError(code, `message cannot be applied: ${untrusted}`));
     }
+    const foreign = foreignShape(this.options.config, this.options.connectors, message);
+    if (foreign !== null) return refuse(message.site, new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `message cannot be applied: ${foreign}`));
     const state = await this.sourceState(ctx, message.site);
     return this.withRetries(ctx, state, message, () => this.applyMessage(ctx, state, message, delivery, retryOf));
+  }
+
+  /** A position of `source` in its database's display form, for log lines. */
+  private describe(source: string, position: Position | null): string {
+    return describeSitePosition(this.options.connectors, this.options.config, source, position);
   }
 
   /**
@@ -203,7 +213,7 @@ export class ApplyRunner {
           // Commits that group commit has not seen reach the disk may be gone with the connection: end
           // the session, so that every unacknowledged message comes again, in order, and the applied
           // position (which rolled back with them) filters what did survive.
-          throw new SitesyncError('SITESYNC_ERR_POSTGRES_UNREACHABLE', `the connection to site ${this.options.site}'s PostgreSQL failed with commits not yet on disk (${describeError(error)}); their messages are delivered again`, { cause: error });
+          throw new SitesyncError('SITESYNC_ERR_DATABASE_UNREACHABLE', `the connection to site ${this.options.site}'s PostgreSQL failed with commits not yet on disk (${describeError(error)}); their messages are delivered again`, { cause: error });
         }
         await this.waitAndRecover(state, source, kind, error, attempt);
       }
@@ -221,7 +231,7 @@ export class ApplyRunner {
       // (its site was configured, or its broker user fixed, only later): a person must tell which.
       const why = new SitesyncError(
         'SITESYNC_ERR_MESSAGE_INVALID',
-        `retried, but site ${site} has applied ${source} up to ${describePosition(state.progress)}, past every transaction in it: either it arrived again and was applied, or ${source}'s history here started after it; check, then discard it or replay it`,
+        `retried, but site ${site} has applied ${source} up to ${this.describe(source, state.progress)}, past every transaction in it: either it arrived again and was applied, or ${source}'s history here started after it; check, then discard it or replay it`,
       );
       await this.publishParked(ctx, delivery.content, withoutRetry(delivery), delivery, { ...retryOf, reason: describeError(why) }, why, false);
       ctx.channel.ack(delivery);
@@ -304,7 +314,7 @@ export class ApplyRunner {
     if (comparePositions(message.previous, state.progress) <= 0) return;
     throw new SitesyncError(
       'SITESYNC_ERR_GAP',
-      `a message from site ${message.site} follows position ${describePosition(message.previous)}, but ${this.options.site} has applied only up to ${describePosition(state.progress)}: a message is missing (was ${siteQueue(this.options.site)} purged?); replay the missing range from the archive to resume`,
+      `a message from site ${message.site} follows position ${this.describe(message.site, message.previous)}, but ${this.options.site} has applied only up to ${this.describe(message.site, state.progress)}: a message is missing (was ${siteQueue(this.options.site)} purged?); replay the missing range from the archive to resume`,
     );
   }
 
@@ -441,7 +451,7 @@ export class ApplyRunner {
       const session = await this.options.sink.openSession(source);
       state = { session, progress: await session.progress(), halted: null };
       ctx.sources.set(source, state);
-      this.options.logger.info({ source, applied: describePosition(state.progress) }, 'applying from source');
+      this.options.logger.info({ source, applied: this.describe(source, state.progress) }, 'applying from source');
     }
     return state;
   }

@@ -9,7 +9,9 @@
  *
  * Pure: the runner passes what the delivery says of itself.
  */
-import { expectedBrokerUser, isConfiguredSite, type Config } from '../config/config-schema.ts';
+import { databaseOf, expectedBrokerUser, isConfiguredSite, type Config } from '../config/config-schema.ts';
+import type { ConnectorRegistry } from '../connector.ts';
+import type { ChangeMessage, Position } from '../events/transaction.ts';
 import { routingKey } from '../config/names.ts';
 
 /** How a message reached the queue, as RabbitMQ reports it. */
@@ -56,4 +58,17 @@ export function describeRoute(provenance: Pick<Provenance, 'exchange' | 'routing
 export function parseRoute(route: string): Pick<Provenance, 'exchange' | 'routingKey'> {
   const slash = route.indexOf('/');
   return slash < 0 ? { exchange: route, routingKey: '' } : { exchange: route.slice(0, slash), routingKey: route.slice(slash + 1) };
+}
+
+/**
+ * Why a trusted message still cannot be from the database its site runs, or null: its source kind must be
+ * the site's configured one, and every position one of that kind's (the decoder checked only their shape).
+ */
+export function foreignShape(config: Config, connectors: ConnectorRegistry, message: ChangeMessage): string | null {
+  const kind = databaseOf(config, message.site).kind;
+  if (message.sourceKind !== kind) return `site ${message.site} runs ${kind}, but the message says its transactions come from ${JSON.stringify(message.sourceKind)}`;
+  const positions = connectors.get(kind)?.positions;
+  if (!positions) return `site ${message.site} runs ${kind}, which this process has no connector for`;
+  const bad = [message.previous, ...message.transactions.map((tx) => tx.position)].find((p): p is Position => p !== null && !positions.isPosition(p));
+  return bad === undefined ? null : `position ${JSON.stringify(bad.slice(0, 70))} is not a ${kind} position`;
 }

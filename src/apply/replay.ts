@@ -28,14 +28,15 @@ import { siteQueue } from '../config/names.ts';
 import { connectBroker } from '../bus/broker-connection.ts';
 import { SCHEMA_VERSION_HEADER } from '../bus/message-headers.ts';
 import { decodeMessage } from '../events/avro-codec.ts';
-import { comparePositions, describePosition } from '../events/position.ts';
+import { comparePositions } from '../events/position.ts';
+import { describeSitePosition, type ConnectorRegistry } from '../connector.ts';
 import { microsToIso } from '../events/time.ts';
 import type { ChangeMessage, Position, Transaction } from '../events/transaction.ts';
 import { describeError, SitesyncError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Sink, SourceSession } from './sink.ts';
 import { refusedChange, tableScope, type TableScope } from './apply-scope.ts';
-import { provenanceOf, untrustedReason } from './message-provenance.ts';
+import { foreignShape, provenanceOf, untrustedReason } from './message-provenance.ts';
 
 /** Where a replay starts or ends: a time (microseconds since the epoch) or a source position. */
 export type ReplayPoint =
@@ -51,6 +52,8 @@ export interface ReplayOptions {
   readonly from: ReplayPoint;
   readonly to: ReplayPoint | null;
   readonly sink: Sink;
+  /** Every database kind's positions, for the display form of each source's. */
+  readonly connectors: ConnectorRegistry;
   readonly logger: Logger;
   /** Receives the progress lines (one per ~PROGRESS_EVERY transactions) and nothing else. */
   readonly report: (line: string) => void;
@@ -96,8 +99,8 @@ interface SourceReplay {
 }
 
 /** The summary line of one source, as `sitesync replay` prints it at the end. */
-export function formatReplaySummary(result: ReplaySourceResult): string {
-  return `replayed ${result.applied} transactions from ${result.source} (${result.alreadyThere} already there, ${result.undecodable} skipped: undecodable, untrusted or outside the tables), now at ${describePosition(result.progress)}`;
+export function formatReplaySummary(result: ReplaySourceResult, describe: (position: Position | null) => string = (p) => p ?? 'none'): string {
+  return `replayed ${result.applied} transactions from ${result.source} (${result.alreadyThere} already there, ${result.undecodable} skipped: undecodable, untrusted or outside the tables), now at ${describe(result.progress)}`;
 }
 
 /** The line that says the site's own process must be stopped first. */
@@ -119,7 +122,7 @@ export async function replayArchive(options: ReplayOptions): Promise<ReplayResul
       const state: SourceReplay = { source, session, progress: null, applied: 0, alreadyThere: 0, undecodable: 0, finished: false };
       states.set(source, state);
       state.progress = await session.progress();
-      options.logger.info({ source, applied: describePosition(state.progress) }, 'replaying from source');
+      options.logger.info({ source, applied: describeSitePosition(options.connectors, config, source, state.progress) }, 'replaying from source');
     }
     const end = await probeEnd(connection, config.broker.archiveStream, config.apply.prefetch);
     let read = { messagesRead: 0, undecodableUnattributed: 0 };
@@ -233,6 +236,11 @@ export function streamStart(from: ReplayPoint): 'first' | { readonly '!': 'times
 }
 
 class ArchiveReader {
+  /** A position of `source` in its database's display form. */
+  private describe(source: string, position: Position | null): string {
+    return describeSitePosition(this.options.connectors, this.options.config, source, position);
+  }
+
   private messagesRead = 0;
   private undecodableUnattributed = 0;
   private handled = 0;
@@ -350,7 +358,7 @@ class ArchiveReader {
     if (!state || state.finished) return;
     // The archive holds whatever was published with a site's routing key: only what RabbitMQ vouches was
     // published by that site's broker user is replayed (message-provenance.ts), as `sitesync run` applies.
-    const untrusted = untrustedReason(this.options.config, this.options.site, message.site, provenanceOf(delivery));
+    const untrusted = untrustedReason(this.options.config, this.options.site, message.site, provenanceOf(delivery)) ?? foreignShape(this.options.config, this.options.connectors, message);
     if (untrusted !== null) {
       state.undecodable++;
       this.options.logger.warn({ source: message.site, offset: streamOffset(delivery) }, `archived message skipped: ${untrusted}`);
@@ -459,20 +467,20 @@ class ArchiveReader {
   private checkGap(state: SourceReplay, previous: Position | null, tx: Transaction): void {
     if (previous === null || state.progress === null) return; // a source's first message starts its history
     if (comparePositions(previous, state.progress) <= 0) return;
-    throw this.gap(state, `transaction ${describePosition(tx.position)} follows ${describePosition(previous)}`);
+    throw this.gap(state, `transaction ${this.describe(state.source, tx.position)} follows ${this.describe(state.source, previous)}`);
   }
 
   private gap(state: SourceReplay, what: string): SitesyncError {
     const { site, config } = this.options;
     return new SitesyncError(
       'SITESYNC_ERR_GAP',
-      `from site ${state.source}, ${what}, but ${site} has applied only up to ${describePosition(state.progress)}: replay from an earlier --from (the archive keeps ${config.broker.archiveRetentionDays} days); nothing after ${describePosition(state.progress)} was applied`,
+      `from site ${state.source}, ${what}, but ${site} has applied only up to ${this.describe(state.source, state.progress)}: replay from an earlier --from (the archive keeps ${config.broker.archiveRetentionDays} days); nothing after ${this.describe(state.source, state.progress)} was applied`,
     );
   }
 
   private failed(state: SourceReplay, tx: Transaction, error: unknown): Error {
     return new Error(
-      `replay stopped at transaction ${describePosition(tx.position)} from ${state.source} (committed ${microsToIso(tx.commitTimeMicros)}), ${this.options.site} is at ${describePosition(state.progress)}: ${describeError(error).split('\n')[0]}`,
+      `replay stopped at transaction ${this.describe(state.source, tx.position)} from ${state.source} (committed ${microsToIso(tx.commitTimeMicros)}), ${this.options.site} is at ${this.describe(state.source, state.progress)}: ${describeError(error).split('\n')[0]}`,
       { cause: error },
     );
   }
@@ -484,7 +492,7 @@ class ArchiveReader {
     this.handled += applied + alreadyThere;
     if (Math.floor(before / PROGRESS_EVERY) !== Math.floor(this.handled / PROGRESS_EVERY)) {
       this.options.report(
-        `replaying: ${this.handled} transactions read; from ${state.source} ${state.applied} applied, ${state.alreadyThere} already there, at ${describePosition(last.position)} (committed ${microsToIso(last.commitTimeMicros)})`,
+        `replaying: ${this.handled} transactions read; from ${state.source} ${state.applied} applied, ${state.alreadyThere} already there, at ${this.describe(state.source, last.position)} (committed ${microsToIso(last.commitTimeMicros)})`,
       );
     }
   }

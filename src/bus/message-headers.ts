@@ -5,7 +5,7 @@
  * message touches (or `sitesync-table:<site>/*` = 1 when they would not fit; see tableHeaders).
  */
 import { allTablesHeader, tableHeader } from '../config/names.ts';
-import { describePosition } from '../events/position.ts';
+import { rawPosition, type DescribePosition } from '../events/position.ts';
 import { microsToIso } from '../events/time.ts';
 import { countOperations, tablesTouched, type ChangeMessage } from '../events/transaction.ts';
 
@@ -46,7 +46,7 @@ export function tableHeaders(site: string, tables: readonly string[]): Record<st
   return headers;
 }
 
-export function messageHeaders(message: ChangeMessage, schemaVersion: number): Record<string, string | number> {
+export function messageHeaders(message: ChangeMessage, schemaVersion: number, describePosition: DescribePosition = rawPosition): Record<string, string | number> {
   const txs = message.transactions;
   const first = txs[0];
   const last = txs[txs.length - 1];

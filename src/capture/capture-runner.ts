@@ -16,6 +16,7 @@ import { brokerUrlFor, brokerUserOf, type Config } from '../config/config-schema
 import { routingKey } from '../config/names.ts';
 import { CURRENT_SCHEMA_VERSION, encodeMessage } from '../events/avro-codec.ts';
 import { changeBytes, type ChangeMessage, type Position, type SeenSites, type Transaction, type TransactionPart } from '../events/transaction.ts';
+import type { DescribePosition } from '../events/position.ts';
 import { connectBroker } from '../bus/broker-connection.ts';
 import { ConfirmedPublisher } from '../bus/confirmed-publisher.ts';
 import { messageHeaders, messageId } from '../bus/message-headers.ts';
@@ -41,6 +42,8 @@ const LINGER_MS = 10;
 export interface CaptureRunnerOptions {
   readonly config: Config;
   readonly source: Source;
+  /** The display form of the source's positions (its connector's), for headers and logs. */
+  readonly describePosition?: DescribePosition;
   readonly events: PipelineEvents;
   readonly logger: Logger;
 }
@@ -116,7 +119,7 @@ export class CaptureRunner {
         }
         events.emit('capture:published', { site: this.site, transactions: wholeDone ? transactions.length : 0, bytes: body.length });
         publisher
-          .publish(routingKey(this.site), body, messageId(message), messageHeaders(message, CURRENT_SCHEMA_VERSION), Number(last.commitTimeMicros / 1_000_000n))
+          .publish(routingKey(this.site), body, messageId(message), messageHeaders(message, CURRENT_SCHEMA_VERSION, this.options.describePosition), Number(last.commitTimeMicros / 1_000_000n))
           .then(
             () => {
               t.confirmed(entry);
@@ -226,7 +229,7 @@ export class CaptureRunner {
         if (!settled) logger.warn({ confirmed: confirmedCheckpoint }, 'the source did not show the last confirmed position in time; the next start sends what follows its previous one again (applied once)');
         logger.info({ unconfirmed, confirmed: confirmedCheckpoint }, 'capture stopped');
       } else {
-        throw new SitesyncError('SITESYNC_ERR_POSTGRES_UNREACHABLE', `the replication stream of site ${this.site} ended; sitesync restarts it`);
+        throw new SitesyncError('SITESYNC_ERR_DATABASE_UNREACHABLE', `the change stream of site ${this.site} ended; sitesync restarts it`);
       }
     } finally {
       failure = null;

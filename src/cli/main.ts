@@ -1,9 +1,14 @@
 /**
- * The `sitesync` command line. Every failure a user can cause ends in one line on stderr naming what is
- * wrong and how to fix it; configuration errors exit with status 2 before anything is touched.
+ * The `sitesync` command line, and the composition root: the one place that hands the registry of every
+ * database connector (connectors/index.ts) to the core. Every failure a user can cause ends in one line on
+ * stderr naming what is wrong and how to fix it; configuration errors exit with status 2 before anything
+ * is touched.
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { CONNECTORS } from '../../connectors/index.ts';
+import type { Config } from '../config/config-schema.ts';
 import { loadConfig } from '../config/load-config.ts';
+import { checkDatabases } from '../connector.ts';
 import { describeError, SitesyncError } from '../errors.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { createMetrics, serveMetrics } from '../observability/metrics.ts';
@@ -13,6 +18,13 @@ import { setupCommand } from './setup-command.ts';
 import { planReplay, runReplay, type ReplayCommandOptions } from './replay-command.ts';
 import { subscribe, unsubscribe, type SubscriptionOptions } from './subscribe-command.ts';
 import { parkedCommand } from './parked-command.ts';
+
+/** The configuration, with every site's database checked by its connector (kind known, URLs of its form). */
+function loadChecked(file: string): Config {
+  const config = loadConfig(file);
+  checkDatabases(CONNECTORS, config);
+  return config;
+}
 
 const EXIT_CONFIG = 2;
 const EXIT_FAILURE = 1;
@@ -62,9 +74,9 @@ program
     let pipeline;
     let logger;
     try {
-      const config = loadConfig(opts.config);
+      const config = loadChecked(opts.config);
       logger = createLogger(config.log.level);
-      pipeline = createPipeline(config, opts.site, logger);
+      pipeline = createPipeline(config, opts.site, logger, CONNECTORS);
       const metricsPort = opts.metricsPort ?? config.metrics.port;
       if (metricsPort > 0) {
         const metrics = createMetrics(pipeline.events);
@@ -106,8 +118,8 @@ program
   .option('--json', 'print JSON instead of text')
   .action(async (opts: { config: string; json?: boolean }) => {
     try {
-      const config = loadConfig(opts.config);
-      const statuses = await collectStatus(config);
+      const config = loadChecked(opts.config);
+      const statuses = await collectStatus(config, CONNECTORS);
       process.stdout.write(opts.json ? `${JSON.stringify(statuses, null, 2)}\n` : `${formatStatus(statuses)}\n`);
       // A service that could not be read makes the whole answer partial: scripts and probes must see it.
       const unreachable = unreachableServices(statuses);
@@ -131,7 +143,7 @@ adding a site. The running processes then need no configure permission.`,
   )
   .action(async (opts: { config: string; managementUrl?: string }) => {
     try {
-      await setupCommand(loadConfig(opts.config), { managementUrl: opts.managementUrl }, (line) => process.stdout.write(`${line}\n`));
+      await setupCommand(loadChecked(opts.config), { managementUrl: opts.managementUrl }, (line) => process.stdout.write(`${line}\n`));
       process.exit(0);
     } catch (error) {
       fail(error);
@@ -147,7 +159,7 @@ program
   .option('--sites <list>', 'source sites, comma-separated (default: every configured site)')
   .action(async (opts: SubscriptionOptions & { config: string }) => {
     try {
-      await subscribe(loadConfig(opts.config), opts, (line) => process.stdout.write(`${line}\n`));
+      await subscribe(loadChecked(opts.config), opts, (line) => process.stdout.write(`${line}\n`));
       process.exit(0);
     } catch (error) {
       fail(error);
@@ -163,7 +175,7 @@ program
   .option('--sites <list>', 'with --tables: only from these sites (default: every configured site)')
   .action(async (opts: SubscriptionOptions & { config: string }) => {
     try {
-      await unsubscribe(loadConfig(opts.config), opts, (line) => process.stdout.write(`${line}\n`));
+      await unsubscribe(loadChecked(opts.config), opts, (line) => process.stdout.write(`${line}\n`));
       process.exit(0);
     } catch (error) {
       fail(error);
@@ -194,10 +206,10 @@ Examples:
   .action(async (opts: ReplayCommandOptions & { config: string }) => {
     let logger;
     try {
-      const config = loadConfig(opts.config);
-      const plan = planReplay(config, opts);
+      const config = loadChecked(opts.config);
+      const plan = planReplay(config, opts, CONNECTORS);
       logger = createLogger(config.log.level);
-      const lines = await runReplay(config, plan, logger, (line) => process.stdout.write(`${line}\n`));
+      const lines = await runReplay(config, CONNECTORS, plan, logger, (line) => process.stdout.write(`${line}\n`));
       for (const line of lines) process.stdout.write(`${line}\n`);
       exitAfterLogs(logger, 0);
     } catch (error) {
@@ -216,7 +228,7 @@ program
   .action(async (opts: { config: string; site: string; retry?: string; discard?: string }) => {
     try {
       if (opts.retry && opts.discard) throw new SitesyncError('SITESYNC_ERR_CONFIG', 'give --retry or --discard, not both');
-      const config = loadConfig(opts.config);
+      const config = loadChecked(opts.config);
       const action = opts.retry ? { kind: 'retry' as const, id: opts.retry } : opts.discard ? { kind: 'discard' as const, id: opts.discard } : { kind: 'list' as const };
       await parkedCommand(config, opts.site, action, (line) => process.stdout.write(`${line}\n`));
       process.exit(0);

@@ -1,15 +1,15 @@
 /**
  * `sitesync replay`: re-applies archived transactions to a site (see src/apply/replay.ts). This file reads
- * the options (pure, unit-tested) and wires the PostgreSQL sink; main.ts only declares the command.
+ * the options (pure, unit-tested) and wires the site's sink from its connector; main.ts only declares the
+ * command.
  */
-import { capturingSites, postgresUrlFor, type Config } from '../config/config-schema.ts';
+import { capturingSites, databaseUrlFor, type Config } from '../config/config-schema.ts';
 import { policyResolver } from '../apply/conflict-policy.ts';
 import { replayArchive, formatReplaySummary, stopRunFirst, type ReplayPoint, type ReplayResult } from '../apply/replay.ts';
-import { comparePositions, lsnToPosition, parseLsn } from '../events/position.ts';
+import { connectorFor, describeSitePosition, type ConnectorRegistry, type PositionFormat } from '../connector.ts';
+import { comparePositions } from '../events/position.ts';
 import { SitesyncError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
-import { PostgresSink } from '../../connectors/postgres/postgres-sink.ts';
-import { readPostgresStatus } from '../../connectors/postgres/postgres-status.ts';
 
 export interface ReplayCommandOptions {
   readonly site: string;
@@ -25,8 +25,6 @@ export interface ReplayPlan {
   readonly to: ReplayPoint | null;
 }
 
-const LSN_FORM = /^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/;
-const POSITION_FORM = /^[0-9A-Fa-f]{16}$/;
 /** ISO 8601: a date, optionally a time (seconds and up to 9 fractional digits optional), optionally an offset. */
 const ISO_TIME = /^(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d)(?::(\d\d)(?:[.,](\d{1,9}))?)?)?(Z|z|[+-]\d\d(?::?\d\d)?)?$/;
 
@@ -35,13 +33,22 @@ function configError(message: string): SitesyncError {
 }
 
 /**
- * `--from` / `--to`: an ISO 8601 time (UTC when it has no offset) or a position — PostgreSQL's `X/Y` form
- * as `pg_current_wal_lsn()` prints it, or sitesync's own 16 hex digits as in `status --json`.
+ * `--from` / `--to`: an ISO 8601 time (UTC when it has no offset) or a position of the source site's
+ * database as its connector reads them (PostgreSQL: `0/16B3748` as `pg_current_wal_lsn()` prints it, or
+ * sitesync's own 16 hex digits as in `status --json`).
  */
-export function parseReplayPoint(text: string, option: string): ReplayPoint {
+export function parseReplayPoint(text: string, option: string, positions: PositionFormat): ReplayPoint {
   const value = text.trim();
-  if (LSN_FORM.test(value)) return { kind: 'position', position: lsnToPosition(parseLsn(value)), text: value };
-  if (POSITION_FORM.test(value)) return { kind: 'position', position: value.toUpperCase(), text: value };
+  const time = parseTime(value);
+  if (time !== null) return time;
+  const position = positions.parse(value);
+  if (position !== null) return { kind: 'position', position, text: value };
+  throw configError(
+    `${option} ${JSON.stringify(text)} is neither a time nor a position; give an ISO 8601 time (2024-05-01T09:30:00Z, UTC when no offset is given) or a position (${positions.example}, as the source's database prints it)`,
+  );
+}
+
+function parseTime(value: string): ReplayPoint | null {
   const m = ISO_TIME.exec(value);
   if (m) {
     const [, date, hm, seconds, fraction, zone] = m;
@@ -53,9 +60,7 @@ export function parseReplayPoint(text: string, option: string): ReplayPoint {
       return { kind: 'time', micros, text: value };
     }
   }
-  throw configError(
-    `${option} ${JSON.stringify(text)} is neither a time nor a position; give an ISO 8601 time (2024-05-01T09:30:00Z, UTC when no offset is given) or a position (0/16B3748, as PostgreSQL prints it)`,
-  );
+  return null;
 }
 
 function sameCalendarDate(date: string, millis: number, offset: string): boolean {
@@ -66,7 +71,7 @@ function sameCalendarDate(date: string, millis: number, offset: string): boolean
 }
 
 /** Checks the options against the configuration: which site, which sources, a range that makes sense. */
-export function planReplay(config: Config, options: ReplayCommandOptions): ReplayPlan {
+export function planReplay(config: Config, options: ReplayCommandOptions, connectors: ConnectorRegistry): ReplayPlan {
   const sites = Object.keys(config.sites);
   const { site } = options;
   if (!(site in config.sites)) {
@@ -83,11 +88,17 @@ export function planReplay(config: Config, options: ReplayCommandOptions): Repla
     if (!(source in config.sites)) throw configError(`--source ${JSON.stringify(source)} is not in the configuration (sites: ${sites.join(', ')})`);
     sources = [source];
   }
-  const from = parseReplayPoint(options.from, '--from');
-  const to = options.to === undefined ? null : parseReplayPoint(options.to, '--to');
-  if ((from.kind === 'position' || to?.kind === 'position') && sources.length > 1) {
-    throw configError(`a position belongs to one source site, and ${site} has ${sources.length} (${sources.join(', ')}): add --source, or give times instead`);
-  }
+  // A position is one source's, read as its database writes them: only with one source.
+  const point = (text: string, option: string): ReplayPoint => {
+    const time = parseTime(text.trim());
+    if (time !== null) return time;
+    if (sources.length > 1) {
+      throw configError(`a position belongs to one source site, and ${site} has ${sources.length} (${sources.join(', ')}): add --source, or give times instead (${option} ${text} is no time)`);
+    }
+    return parseReplayPoint(text, option, connectorFor(connectors, config, sources[0]!).positions);
+  };
+  const from = point(options.from, '--from');
+  const to = options.to === undefined ? null : point(options.to, '--to');
   if (to !== null && to.kind === from.kind) {
     const backwards = from.kind === 'position' && to.kind === 'position' ? comparePositions(to.position, from.position) < 0 : from.kind === 'time' && to.kind === 'time' && to.micros < from.micros;
     if (backwards) throw configError(`--to ${to.text} is before --from ${from.text}; swap them`);
@@ -95,26 +106,28 @@ export function planReplay(config: Config, options: ReplayCommandOptions): Repla
   return { site, sources, from, to };
 }
 
-/** Runs the replay with the PostgreSQL sink; returns the lines to print (one per source, and one more for unattributed undecodable messages). */
-export async function runReplay(config: Config, plan: ReplayPlan, logger: Logger, report: (line: string) => void): Promise<string[]> {
-  // The site's capture streams from its slot while its `sitesync run` runs.
-  const { slot } = await readPostgresStatus(postgresUrlFor(config, plan.site, 'monitor'), plan.site, []);
-  if (slot.active) throw stopRunFirst(plan.site, `its slot ${slot.slot} is being read`);
+/** Runs the replay with the site's sink; returns the lines to print (one per source, and one more for unattributed undecodable messages). */
+export async function runReplay(config: Config, connectors: ConnectorRegistry, plan: ReplayPlan, logger: Logger, report: (line: string) => void): Promise<string[]> {
+  const connector = connectorFor(connectors, config, plan.site);
+  // The site's capture reads its log while its `sitesync run` runs.
+  const { capture } = await connector.readStatus(databaseUrlFor(config, plan.site, 'monitor'), plan.site, []);
+  if (capture.active) throw stopRunFirst(plan.site, `its ${capture.name} is being read`);
   // The same sink settings as `sitesync run` (pipeline.ts), so a replayed transaction lands as it would have.
-  const sink = new PostgresSink({
+  const sink = connector.createSink({
     site: plan.site,
-    url: postgresUrlFor(config, plan.site, 'apply'),
-    replicaRole: config.apply.replicaRole,
+    url: databaseUrlFor(config, plan.site, 'apply'),
+    config,
     conflictPolicy: policyResolver(config.conflicts),
+    onConflict: () => undefined,
     logger: logger.child({ site: plan.site, part: 'replay' }),
   });
   let result: ReplayResult;
   try {
-    result = await replayArchive({ config, site: plan.site, sources: plan.sources, from: plan.from, to: plan.to, sink, logger: logger.child({ site: plan.site, part: 'replay' }), report });
+    result = await replayArchive({ config, site: plan.site, sources: plan.sources, from: plan.from, to: plan.to, sink, connectors, logger: logger.child({ site: plan.site, part: 'replay' }), report });
   } finally {
     await sink.close().catch(() => undefined);
   }
-  const lines = result.sources.map(formatReplaySummary);
+  const lines = result.sources.map((r) => formatReplaySummary(r, (p) => describeSitePosition(connectors, config, r.source, p)));
   if (result.undecodableUnattributed > 0) lines.push(`${result.undecodableUnattributed} messages naming no configured site skipped as undecodable`);
   return lines;
 }

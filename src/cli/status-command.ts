@@ -1,20 +1,23 @@
 /**
- * `sitesync status`: every site's slot, how far each source is applied there, and the queues, at a glance.
+ * `sitesync status`: every site's capture (its slot or log reader), how far each source is applied there,
+ * and the queues, at a glance. Each site's database is read by its connector.
  */
-import { capturingSites, postgresUrlFor, type Config } from '../config/config-schema.ts';
+import { capturingSites, databaseUrlFor, type Config } from '../config/config-schema.ts';
+import { connectorFor, describeSitePosition, type AppliedStatus, type CaptureStatus, type ConnectorRegistry } from '../connector.ts';
 import { parkingQueue, siteQueue } from '../config/names.ts';
 import { connectBroker } from '../bus/broker-connection.ts';
 import { describeError } from '../errors.ts';
 import { redactSecrets } from '../observability/logger.ts';
-import { readPostgresStatus, type OriginStatus, type SlotStatus } from '../../connectors/postgres/postgres-status.ts';
 
 export interface SiteStatus {
   readonly site: string;
   /** False for a site that only receives (its slot is shown only if one is left over). */
   readonly capture: boolean;
   readonly error?: string;
-  readonly slot?: SlotStatus;
-  readonly origins?: OriginStatus[];
+  /** What keeps the site's log for capture (a PostgreSQL slot…). */
+  readonly captureState?: CaptureStatus;
+  /** Per source site, how far it is applied here; `applied` is its display form. */
+  readonly applied?: (AppliedStatus & { readonly applied: string | null })[];
   readonly queue?: QueueStatus;
 }
 
@@ -36,7 +39,7 @@ export function unreachableServices(statuses: readonly SiteStatus[]): string[] {
   return [...databases, ...[...brokerErrors].map((error) => `RabbitMQ: ${error}`)];
 }
 
-export async function collectStatus(config: Config): Promise<SiteStatus[]> {
+export async function collectStatus(config: Config, connectors: ConnectorRegistry): Promise<SiteStatus[]> {
   const sites = Object.keys(config.sites);
   const sources = capturingSites(config);
   const queues = await readQueues(config, sites);
@@ -45,8 +48,9 @@ export async function collectStatus(config: Config): Promise<SiteStatus[]> {
       const queue = queues.get(site);
       const capture = config.sites[site]!.capture;
       try {
-        const pgStatus = await readPostgresStatus(postgresUrlFor(config, site, 'monitor'), site, sources.filter((s) => s !== site));
-        return { site, capture, ...pgStatus, ...(queue ? { queue } : {}) };
+        const read = await connectorFor(connectors, config, site).readStatus(databaseUrlFor(config, site, 'monitor'), site, sources.filter((s) => s !== site));
+        const applied = read.applied.map((a) => ({ ...a, applied: a.position === null ? null : describeSitePosition(connectors, config, a.source, a.position) }));
+        return { site, capture, captureState: read.capture, applied, ...(queue ? { queue } : {}) };
       } catch (error) {
         return { site, capture, error: redactSecrets(describeError(error)), ...(queue ? { queue } : {}) };
       }
@@ -93,17 +97,17 @@ export function formatStatus(statuses: SiteStatus[]): string {
   for (const s of statuses) {
     lines.push(`site ${s.site}`);
     if (s.error) lines.push(`  error: ${s.error}`);
+    const state = s.captureState;
     if (!s.capture) {
-      lines.push(s.slot?.exists ? `  capture off, but slot ${s.slot.slot} is left over and keeps ${formatBytes(s.slot.retainedBytes)} of WAL: drop it` : '  capture off: receives only');
-    } else if (s.slot) {
-      const slot = s.slot;
+      lines.push(state?.exists && state.retainedBytes !== null ? `  capture off, but ${state.name} is left over and keeps ${formatBytes(state.retainedBytes)} of log: drop it (${state.release})` : '  capture off: receives only');
+    } else if (state) {
       lines.push(
-        slot.exists
-          ? `  slot ${slot.slot}: ${slot.active ? 'streaming' : 'idle'}, confirmed ${slot.confirmed}, server at ${slot.current}, lag ${formatBytes(slot.lagBytes)}, WAL kept ${formatBytes(slot.retainedBytes)}`
-          : `  slot ${slot.slot}: not created yet (run the site once)`,
+        state.exists
+          ? `  ${state.name}: ${state.active ? 'streaming' : 'idle'}, confirmed ${state.confirmed}, server at ${state.current}, lag ${formatBytes(state.lagBytes)}, log kept ${formatBytes(state.retainedBytes)}`
+          : `  ${state.name}: not created yet (run the site once)`,
       );
     }
-    for (const o of s.origins ?? []) lines.push(`  from ${o.source}: applied up to ${o.applied ?? 'nothing yet'} (origin ${o.origin})`);
+    for (const a of s.applied ?? []) lines.push(`  from ${a.source}: applied up to ${a.applied ?? 'nothing yet'} (${a.name})`);
     if (s.queue) {
       lines.push('error' in s.queue ? `  queue ${s.queue.name}: ${s.queue.error}` : `  queue ${s.queue.name}: ${s.queue.messages} waiting, ${s.queue.consumers} consumer(s), ${s.queue.parked} parked`);
     }

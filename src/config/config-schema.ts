@@ -4,10 +4,23 @@
  */
 import { SITE_NAME_PATTERN } from '../events/transaction.ts';
 
+/** Which database a site runs, and how each of sitesync's roles connects to it. */
+export interface DatabaseConfig {
+  /** The connector: `postgres`, `mariadb`. */
+  readonly kind: string;
+  /** The default URL for capture, apply and monitoring; required unless each has its own. */
+  readonly url?: string;
+  readonly captureUrl?: string;
+  readonly applyUrl?: string;
+  readonly monitorUrl?: string;
+}
+
 export interface SiteConfig {
+  /** This site's database. A site gives either this or the PostgreSQL shorthand below (`postgres:` …). */
+  readonly database?: DatabaseConfig;
   /**
-   * PostgreSQL connection URL of this site's database: the default for capture, apply and monitoring.
-   * Required unless each of those has a URL of its own.
+   * Shorthand for `database: {kind: postgres, url: …}`: the PostgreSQL URL of this site's database, the
+   * default for capture, apply and monitoring. Required unless each of those has a URL of its own.
    */
   readonly postgres?: string;
   /** A URL (role) for capture alone: REPLICATION, no superuser needed. Default `postgres`. */
@@ -138,6 +151,18 @@ export const configSchema = {
         type: 'object',
         additionalProperties: false,
         properties: {
+          database: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['kind'],
+            properties: {
+              kind: { type: 'string', pattern: '^[a-z][a-z0-9]{0,19}$' },
+              url: { type: 'string', pattern: '^[a-z][a-z0-9+.-]*://' },
+              captureUrl: { type: 'string', pattern: '^[a-z][a-z0-9+.-]*://' },
+              applyUrl: { type: 'string', pattern: '^[a-z][a-z0-9+.-]*://' },
+              monitorUrl: { type: 'string', pattern: '^[a-z][a-z0-9+.-]*://' },
+            },
+          },
           postgres: { type: 'string', pattern: '^postgres(ql)?://' },
           capturePostgres: { type: 'string', pattern: '^postgres(ql)?://' },
           applyPostgres: { type: 'string', pattern: '^postgres(ql)?://' },
@@ -255,10 +280,28 @@ export function isConfiguredSite(config: Config, site: string): boolean {
   return Object.hasOwn(config.sites, site);
 }
 
-/** The PostgreSQL URL of one role of a site (capture, apply, monitor), falling back to `postgres`. */
-export function postgresUrlFor(config: Config, site: string, role: 'capture' | 'apply' | 'monitor'): string {
+export type DatabaseRole = 'capture' | 'apply' | 'monitor';
+
+/** A site's database: its kind and the URL of each role it uses (the PostgreSQL shorthand read as `database`). */
+export function databaseOf(config: Config, site: string): { readonly kind: string; readonly urls: Partial<Record<DatabaseRole, string>> } {
   const c = siteConfig(config, site)!;
+  const d: DatabaseConfig = c.database ?? { kind: 'postgres', url: c.postgres, captureUrl: c.capturePostgres, applyUrl: c.applyPostgres, monitorUrl: c.monitorPostgres };
+  const urls: Partial<Record<DatabaseRole, string>> = {};
+  const capture = d.captureUrl ?? d.url;
+  const apply = d.applyUrl ?? d.url;
+  const monitor = d.monitorUrl ?? d.url;
+  if (c.capture && capture !== undefined) urls.capture = capture;
+  if (apply !== undefined) urls.apply = apply;
+  if (monitor !== undefined) urls.monitor = monitor;
+  return { kind: d.kind, urls };
+}
+
+/** The URL of one role of a site's database (capture, apply, monitor), falling back to its default URL. */
+export function databaseUrlFor(config: Config, site: string, role: DatabaseRole): string {
   // load-config.ts's crossCheck made sure every role a site uses has a URL.
+  const c = siteConfig(config, site)!;
+  const d = c.database;
+  if (d) return (role === 'capture' ? d.captureUrl : role === 'apply' ? d.applyUrl : d.monitorUrl) ?? d.url!;
   return (role === 'capture' ? c.capturePostgres : role === 'apply' ? c.applyPostgres : c.monitorPostgres) ?? c.postgres!;
 }
 
@@ -271,6 +314,8 @@ export function capturingSites(config: Config): string[] {
 export const PATTERN_HINTS: Readonly<Record<string, string>> = {
   '^amqps?://': 'an AMQP URL such as amqp://guest:guest@127.0.0.1:5672/',
   '^postgres(ql)?://': 'a PostgreSQL URL such as postgres://postgres@127.0.0.1:5432/paris',
+  '^[a-z][a-z0-9+.-]*://': 'a database URL such as postgres://postgres@127.0.0.1:5432/paris or mysql://root@127.0.0.1:3306/paris',
+  '^[a-z][a-z0-9]{0,19}$': 'a database kind such as postgres or mariadb',
   '^[^.]+\\.[^.]+$': 'a table as schema.table, such as public.users',
   [SITE_NAME]: 'a site name of lower-case letters, digits and _ starting with a letter (at most 40)',
 };

@@ -96,10 +96,19 @@ function crossCheck(config: Config): string | null {
   if (buffer > 0 && buffer < MIN_RECEIVE_BUFFER_BYTES) return `capture.receiveBufferBytes = ${buffer} would stall the replication connection; set it to 0 (the kernel sizes it) or at least ${MIN_RECEIVE_BUFFER_BYTES}`;
   for (const site of sites) {
     const c = config.sites[site]!;
-    if (c.postgres === undefined) {
+    const shorthand = (['postgres', 'capturePostgres', 'applyPostgres', 'monitorPostgres'] as const).filter((k) => c[k] !== undefined);
+    if (c.database !== undefined) {
+      if (shorthand.length > 0) return `sites.${site} has both "database" and "${shorthand[0]}"; keep one: "postgres: URL" is short for "database: {kind: postgres, url: URL}"`;
+      const d = c.database;
+      if (d.url === undefined) {
+        const roles = [c.capture ? 'captureUrl' : null, 'applyUrl', 'monitorUrl'].filter((k): k is string => k !== null);
+        const missing = roles.filter((k) => d[k as 'applyUrl'] === undefined);
+        if (missing.length > 0) return `missing key "sites.${site}.database.url"; add it (see README.md, Configuration), or give each role a URL of its own: ${missing.map((k) => `sites.${site}.database.${k}`).join(', ')}`;
+      }
+    } else if (c.postgres === undefined) {
       const roles = [c.capture ? 'capturePostgres' : null, 'applyPostgres', 'monitorPostgres'].filter((k): k is string => k !== null);
       const missing = roles.filter((k) => c[k as 'applyPostgres'] === undefined);
-      if (missing.length > 0) return `missing key "sites.${site}.postgres"; add it (see README.md, Configuration), or give each role a URL of its own: ${missing.map((k) => `sites.${site}.${k}`).join(', ')}`;
+      if (missing.length > 0) return `missing key "sites.${site}.postgres" (or "sites.${site}.database"); add it (see README.md, Configuration), or give each role a URL of its own: ${missing.map((k) => `sites.${site}.${k}`).join(', ')}`;
     }
   }
   for (const site of sites) {

@@ -18,7 +18,8 @@ import avro from 'avsc';
 import type { Type } from 'avsc';
 import { DecodeError, SitesyncError } from '../errors.ts';
 import { EncodedRow, RowOverrun } from './encoded-row.ts';
-import { POSITION_FORMATS, SITE_NAME_PATTERN, transactionId } from './transaction.ts';
+import { POSITION_PATTERN, SITE_NAME_PATTERN, SOURCE_KIND_PATTERN, transactionId } from './transaction.ts';
+import { formatKind, parseKind, type ValueKind } from './value-kind.ts';
 import type {
   Change,
   ChangeMessage,
@@ -31,7 +32,7 @@ import type {
 } from './transaction.ts';
 
 /** The schema version this code writes. Readers know it and every older version in `schemas/`. */
-export const CURRENT_SCHEMA_VERSION: number = 2;
+export const CURRENT_SCHEMA_VERSION: number = 3;
 
 /** schemas/ at the package root: two levels up from src/events/, one from the bundle in dist/. */
 const SCHEMA_DIR = [new URL('../../schemas/', import.meta.url), new URL('../schemas/', import.meta.url)].find((dir) => existsSync(dir))
@@ -55,11 +56,13 @@ type WireOp = 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE' | 'MESSAGE';
 
 interface WireColumn {
   readonly name: string;
+  /** The native type: name, id (its 32 bits as a signed int) and modifier. */
   readonly type: string;
-  /** The OID's 32 bits as a signed int. */
   readonly typeOid: number;
   readonly typeModifier: number;
   readonly key: boolean;
+  /** The logical kind's wire form (value-kind.ts). */
+  readonly kind: string;
 }
 
 interface WireRelation {
@@ -101,7 +104,6 @@ interface WireMessage {
 }
 
 // Records keyed by the model's unions, so that widening a union in transaction.ts fails to compile here.
-const SOURCE_KINDS: Record<SourceKind, true> = { postgres: true };
 const REPLICA_IDENTITIES: Record<RelationInfo['replicaIdentity'], true> = { d: true, f: true, i: true, n: true };
 
 // ---------------------------------------------------------------------------------------------------
@@ -462,18 +464,19 @@ function relationToWire(relation: RelationInfo, at: string): WireRelation {
     table: relation.table,
     replicaIdentity: relation.replicaIdentity,
     columns: relation.columns.map((column: ColumnInfo): WireColumn => {
-      const oid = column.typeOid;
-      if (!(Number.isInteger(oid) && oid >= 0 && oid <= 0xffff_ffff)) {
+      const id = column.native.id;
+      if (!(Number.isInteger(id) && id >= 0 && id <= 0xffff_ffff)) {
         throw invalid(
-          `cannot encode change message: relation ${name} column ${preview(column.name)} has type OID ${String(oid)}, not an unsigned 32-bit integer`,
+          `cannot encode change message: relation ${name} column ${preview(column.name)} has native type id ${String(id)}, not an unsigned 32-bit integer`,
         );
       }
       return {
         name: column.name,
-        type: column.type,
-        typeOid: oid | 0,
-        typeModifier: column.typeModifier,
+        type: column.native.name,
+        typeOid: id | 0,
+        typeModifier: column.native.modifier,
         key: column.key,
+        kind: formatKind(column.kind),
       };
     }),
   };
@@ -553,6 +556,8 @@ export function decodeMessage(body: Buffer, writerVersion: number): ChangeMessag
 }
 
 const SITE_NAME = new RegExp(SITE_NAME_PATTERN);
+const SOURCE_KIND = new RegExp(SOURCE_KIND_PATTERN);
+const POSITION = new RegExp(POSITION_PATTERN);
 
 /**
  * The shape rules the model states and Avro cannot: what the applier relies on, checked once here so that
@@ -564,11 +569,12 @@ function checkMessageShape(wire: WireMessage, label: string): void {
   const bad = (what: string): never => {
     throw new DecodeError(`${label}: ${what}`);
   };
-  const kind = wire.sourceKind as SourceKind;
-  if (!Object.hasOwn(SOURCE_KINDS, kind)) bad(`unknown source kind ${preview(wire.sourceKind)}`);
-  const format = POSITION_FORMATS[kind];
+  const kind = wire.sourceKind;
+  if (!SOURCE_KIND.test(kind)) bad(`source kind ${preview(kind)} is not a source kind name`);
+  // Each kind's exact width is its connector's to check (the applier knows the site's kind); here, the shape.
+  const format = POSITION;
   if (!SITE_NAME.test(wire.site)) bad(`site ${preview(wire.site)} is not a site name`);
-  if (wire.previous !== null && !format.test(wire.previous)) bad(`previous position ${preview(wire.previous)} is not a ${kind} position`);
+  if (wire.previous !== null && !format.test(wire.previous)) bad(`previous position ${preview(wire.previous)} is not a position (upper-case hex)`);
   if (wire.transactions.length === 0) bad('it holds no transaction');
   if (wire.part !== null) {
     if (wire.transactions.length !== 1) bad(`part ${wire.part.index} holds ${wire.transactions.length} transactions instead of one`);
@@ -577,7 +583,7 @@ function checkMessageShape(wire: WireMessage, label: string): void {
   let t = 0;
   for (const tx of wire.transactions) {
     if (tx.site !== wire.site) bad(`transaction ${t} names site ${preview(tx.site)} in a message of site ${preview(wire.site)}`);
-    if (!format.test(tx.position)) bad(`transaction ${t} position ${preview(tx.position)} is not a ${kind} position`);
+    if (!format.test(tx.position)) bad(`transaction ${t} position ${preview(tx.position)} is not a position (upper-case hex)`);
     if (tx.id !== transactionId(tx.site, tx.position)) bad(`transaction ${t} id ${preview(tx.id)} is not ${preview(transactionId(tx.site, tx.position))}`);
     // Times need no check: avsc reads a long only within ±2^53 µs (years 1684 to 2255), which every
     // sink's date type holds.
@@ -703,15 +709,20 @@ function relationFromWire(relation: WireRelation, index: number, label: string):
     schema: relation.schema,
     table: relation.table,
     replicaIdentity: identity as RelationInfo['replicaIdentity'],
-    columns: relation.columns.map(
-      (column): ColumnInfo => ({
+    columns: relation.columns.map((column, c): ColumnInfo => {
+      let kind: ValueKind;
+      try {
+        kind = parseKind(column.kind);
+      } catch (error) {
+        throw new DecodeError(`${label}: relation ${index} (${preview(`${relation.schema}.${relation.table}`)}) column ${c}: ${oneLine(error)}`);
+      }
+      return {
         name: column.name,
-        type: column.type,
-        typeOid: column.typeOid >>> 0,
-        typeModifier: column.typeModifier,
+        kind,
+        native: { name: column.type, id: column.typeOid >>> 0, modifier: column.typeModifier },
         key: column.key,
-      }),
-    ),
+      };
+    }),
   };
 }
 

@@ -1,7 +1,8 @@
 /**
  * Positions are opaque to everything but their source kind, but they must order. Every source kind writes
- * them as fixed-width upper-case hex, so two positions of one source compare as strings. PostgreSQL LSNs
- * are 64-bit: 16 hex digits. (Oracle SCNs and SQL Server's 10-byte LSNs fit the same rule at their widths.)
+ * them as upper-case hex of a width fixed for that kind (PostgreSQL LSNs: 16 digits; MariaDB binary log
+ * file and offset: 24), so two positions of one source compare as strings. What the digits mean and how
+ * they display is each connector's (`connectors/<kind>/<kind>-positions.ts`).
  */
 import type { Position } from './transaction.ts';
 
@@ -16,31 +17,8 @@ export function maxPosition(a: Position | null, b: Position | null): Position | 
   return comparePositions(a, b) >= 0 ? a : b;
 }
 
-const LSN_TEXT = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
+/** How a position reads in logs: its kind's display form (the composition root knows the kinds). */
+export type DescribePosition = (position: Position | null) => string;
 
-/** PostgreSQL's `X/Y` text form to a 64-bit number. */
-export function parseLsn(text: string): bigint {
-  const m = LSN_TEXT.exec(text);
-  if (!m) throw new Error(`not a PostgreSQL LSN: ${JSON.stringify(text)}`);
-  return (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`);
-}
-
-/** A 64-bit LSN to PostgreSQL's `X/Y` text form. */
-export function formatLsn(lsn: bigint): string {
-  return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`;
-}
-
-export function lsnToPosition(lsn: bigint): Position {
-  return lsn.toString(16).toUpperCase().padStart(16, '0');
-}
-
-export function positionToLsn(position: Position): bigint {
-  if (!/^[0-9A-F]{16}$/.test(position)) throw new Error(`not a PostgreSQL position: ${JSON.stringify(position)}`);
-  return BigInt(`0x${position}`);
-}
-
-/** For logs and status: a PostgreSQL position in the form PostgreSQL tools print. */
-export function describePosition(position: Position | null): string {
-  if (position === null) return 'none';
-  return /^[0-9A-F]{16}$/.test(position) ? formatLsn(positionToLsn(position)) : position;
-}
+/** The display form when nothing better is known: the position as it travels. */
+export const rawPosition: DescribePosition = (position) => position ?? 'none';

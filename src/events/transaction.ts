@@ -14,21 +14,25 @@
  */
 
 import { rowImageBytes } from './encoded-row.ts';
+import type { NativeType, ValueKind } from './value-kind.ts';
 
-/** Where a source is in its log. Fixed-width upper-case hex, so ordering is string ordering. */
+/**
+ * Where a source is in its log: upper-case hex of a width fixed per source kind, so that two positions of
+ * one source order as strings (position.ts). Each connector owns what its digits mean and how they display.
+ */
 export type Position = string;
 
-/** Which kind of database a transaction came from: decides how its positions and types read. */
-export type SourceKind = 'postgres';
+/** Which kind of database a transaction came from (`postgres`, `mariadb`…): whose positions and native types these are. */
+export type SourceKind = string;
 
-/** A column as the source describes it. `type` is the source's own name for it (for sinks of other kinds). */
+/**
+ * A column as the source describes it: its logical kind, which every sink and consumer reads its values by,
+ * and its native type, which a sink of the source's own kind may use to stay byte-for-byte exact.
+ */
 export interface ColumnInfo {
   readonly name: string;
-  /** Source type name, schema-qualified for user types: `int4`, `numeric`, `_text`, `public.mood`. */
-  readonly type: string;
-  /** Source type id (PostgreSQL OID) and modifier (precision, length; -1 when none). */
-  readonly typeOid: number;
-  readonly typeModifier: number;
+  readonly kind: ValueKind;
+  readonly native: NativeType;
   /** Part of the replica identity (the key that finds the row at the target). */
   readonly key: boolean;
 }
@@ -43,7 +47,8 @@ export interface RelationInfo {
 }
 
 /**
- * One row image. `values[i]` is the source's text form of column i, `null` for SQL NULL. Columns listed in
+ * One row image. `values[i]` is column i in the canonical text form of its kind (docs/value-kinds.md), `null`
+ * for SQL NULL. Columns listed in
  * `unchanged` (unchanged TOASTed values that the source did not send) carry `null` in `values` and must
  * be left as they are by the sink: they are not NULL.
  */
@@ -118,8 +123,11 @@ export interface ChangeMessage {
 /** What a site name may be (configuration, wire, causal context): lower case, digits, _, at most 40. */
 export const SITE_NAME_PATTERN = '^[a-z][a-z0-9_]{0,39}$';
 
-/** How each source kind writes its positions: fixed-width upper-case hex (see position.ts). */
-export const POSITION_FORMATS: Readonly<Record<SourceKind, RegExp>> = { postgres: /^[0-9A-F]{16}$/ };
+/** What a source kind's name may be on the wire. */
+export const SOURCE_KIND_PATTERN = '^[a-z][a-z0-9]{0,19}$';
+
+/** What any position may be on the wire: upper-case hex, at most 64 digits (each kind checks its own width). */
+export const POSITION_PATTERN = '^[0-9A-F]{1,64}$';
 
 export function transactionId(site: string, position: Position): string {
   return `${site}:${position}`;

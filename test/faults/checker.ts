@@ -12,7 +12,7 @@
 import amqp from 'amqplib';
 import { CURRENT_SCHEMA_VERSION, decodeMessage } from '../../src/events/avro-codec.ts';
 import { SCHEMA_VERSION_HEADER } from '../../src/bus/message-headers.ts';
-import { parseLsn } from '../../src/events/position.ts';
+import { parseLsn } from '../../connectors/postgres/postgres-positions.ts';
 import type { ScratchPostgres } from '../helpers/scratch-postgres.ts';
 
 export interface LocalTransaction {

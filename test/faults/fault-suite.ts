@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseLsn } from '../../src/events/position.ts';
+import { parseLsn } from '../../connectors/postgres/postgres-positions.ts';
 import { startScratchPostgres, type ScratchPostgres } from '../helpers/scratch-postgres.ts';
 import { startScratchRabbitmq, type ScratchRabbitmq } from '../helpers/scratch-rabbitmq.ts';
 import { compareTable, tableDigest, createCheckerSlot, orderViolations, readArchive, readLocalTransactions, slotViolations, type TableComparison } from './checker.ts';

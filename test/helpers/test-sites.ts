@@ -24,6 +24,7 @@ import { PipelineEvents } from '../../src/observability/pipeline-events.ts';
 import { createPipeline, type Pipeline } from '../../src/pipeline.ts';
 import { passwordVariable, setupCommand } from '../../src/cli/setup-command.ts';
 import { asRole, createRoles, dropRoles, prepareDatabase, rolesFor } from './least-privilege.ts';
+import { CONNECTORS } from '../../connectors/index.ts';
 
 export const PG_ADMIN = process.env.TEST_SITESYNC_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const BROKER = process.env.TEST_SITESYNC_BROKER ?? 'amqp://guest:guest@127.0.0.1:5672/';
@@ -31,8 +32,8 @@ export const MANAGEMENT = process.env.TEST_SITESYNC_MANAGEMENT ?? 'http://guest:
 const LEAST_PRIVILEGE = process.env.TEST_SITESYNC_LEAST_PRIVILEGE === '1';
 const ROOT = new URL('../../', import.meta.url).pathname;
 
-export function dbUrl(database: string): string {
-  const url = new URL(PG_ADMIN);
+export function dbUrl(database: string, server = PG_ADMIN): string {
+  const url = new URL(server);
   url.pathname = `/${database}`;
   return url.toString();
 }
@@ -47,6 +48,9 @@ export async function sql<T extends pg.QueryResultRow = Record<string, unknown>>
     await client.end();
   }
 }
+
+const serverDbUrl = dbUrl;
+const serverSql = sql;
 
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -93,12 +97,19 @@ export interface SpawnedSite {
   readonly exited: Promise<number | null>;
 }
 
-/** `overrides` are laid over the test configuration; a function gets the site names (short → configured). */
+/**
+ * `overrides` are laid over the test configuration; a function gets the site names (short → configured).
+ * `postgres` is the server the sites' databases are made on (an admin URL like PG_ADMIN, which it defaults
+ * to): a test with a server of its own (scratch-postgres.ts) passes that server's URL.
+ */
 export async function createTestSites(
   shortNames: string[],
   overrides: Record<string, unknown> | ((sites: Record<string, string>) => Record<string, unknown>) = {},
-  { leastPrivilege = LEAST_PRIVILEGE }: { leastPrivilege?: boolean } = {},
+  { leastPrivilege = LEAST_PRIVILEGE, postgres = PG_ADMIN }: { leastPrivilege?: boolean; postgres?: string } = {},
 ): Promise<TestSites> {
+  const dbUrl = (database: string): string => serverDbUrl(database, postgres);
+  const sql = <T extends pg.QueryResultRow = Record<string, unknown>>(database: string, text: string, values?: unknown[], url = dbUrl(database)): Promise<T[]> =>
+    serverSql<T>(database, text, values, url);
   const suffix = randomBytes(3).toString('hex');
   const sites: Record<string, string> = {};
   for (const short of shortNames) sites[short] = `${short}_${suffix}`;
@@ -149,7 +160,7 @@ export async function createTestSites(
     },
     async start(short, events = new PipelineEvents()) {
       const logger = createLogger(config.log.level);
-      const pipeline = createPipeline(config, sites[short]!, logger, events);
+      const pipeline = createPipeline(config, sites[short]!, logger, CONNECTORS, events);
       const capturing = config.sites[sites[short]!]!.capture;
       const ready = Promise.all([capturing ? once(events, 'capture:streaming') : null, once(events, 'apply:consuming')]);
       const done = pipeline.run();

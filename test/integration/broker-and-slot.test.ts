@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { slotName } from '../../src/config/names.ts';
-import { parseLsn } from '../../src/events/position.ts';
+import { parseLsn } from '../../connectors/postgres/postgres-positions.ts';
 import { createTestSites, sql, tableRows, waitFor, type RunningSite, type TestSites } from '../helpers/test-sites.ts';
 
 const run = promisify(execFile);

@@ -146,9 +146,9 @@ test('status shows each site: slot, lag, applied positions and queues', async ()
     assert.match(text.stdout, new RegExp(`site ${t.sites.paris}\\n  slot sitesync_${t.sites.paris}: streaming, confirmed [0-9A-F]+/[0-9A-F]+`));
     assert.match(text.stdout, new RegExp(`from ${t.sites.paris}: applied up to [0-9A-F]+/[0-9A-F]+`));
     assert.match(text.stdout, new RegExp(`queue SITE_${t.sites.london!.toUpperCase()}: 0 waiting, 1 consumer\\(s\\), 0 parked`));
-    const json = JSON.parse((await sitesync(['status', '--config', t.configFile, '--json'])).stdout) as { site: string; slot: { lagBytes: number } }[];
+    const json = JSON.parse((await sitesync(['status', '--config', t.configFile, '--json'])).stdout) as { site: string; captureState: { lagBytes: number } }[];
     assert.deepEqual(json.map((s) => s.site).sort(), [t.sites.london, t.sites.paris].sort());
-    assert.equal(typeof json[0]!.slot.lagBytes, 'number');
+    assert.equal(typeof json[0]!.captureState.lagBytes, 'number');
   } finally {
     await t.cleanup();
   }
@@ -191,7 +191,7 @@ sites:
   child.stdout.on('data', (d: Buffer) => (said += d.toString()));
   child.stderr.on('data', (d: Buffer) => (said += d.toString()));
   try {
-    await waitFor('run to report both services unreachable', async () => /POSTGRES_UNREACHABLE/.test(said) && /BROKER_UNREACHABLE/.test(said));
+    await waitFor('run to report both services unreachable', async () => /DATABASE_UNREACHABLE/.test(said) && /BROKER_UNREACHABLE/.test(said));
   } finally {
     child.kill('SIGKILL');
   }

@@ -9,12 +9,13 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PostgresSink, type ConflictRecord } from '../../connectors/postgres/postgres-sink.ts';
 import { createLogger } from '../../src/observability/logger.ts';
-import { lsnToPosition } from '../../src/events/position.ts';
+import { lsnToPosition } from '../../connectors/postgres/postgres-positions.ts';
 import { transactionId, type RelationInfo, type Transaction } from '../../src/events/transaction.ts';
 import type { SourceSession } from '../../src/apply/sink.ts';
 import { originName } from '../../src/config/names.ts';
 import { EncodedRow } from '../../src/events/encoded-row.ts';
 import { dbUrl, sql } from '../helpers/test-sites.ts';
+import { parseKind } from '../../src/events/value-kind.ts';
 
 // Replication origins belong to the whole server, not to a database: names of this run's own (random, not
 // the pid, which a container may reuse while an aborted run's origin is still there).
@@ -28,8 +29,8 @@ const items: RelationInfo = {
   table: 'items',
   replicaIdentity: 'd',
   columns: [
-    { name: 'id', type: 'int4', typeOid: 23, typeModifier: -1, key: true },
-    { name: 'note', type: 'text', typeOid: 25, typeModifier: -1, key: false },
+    { name: 'id', kind: parseKind('int32'), native: { name: 'int4', id: 23, modifier: -1 }, key: true },
+    { name: 'note', kind: parseKind('string'), native: { name: 'text', id: 25, modifier: -1 }, key: false },
   ],
 };
 const loose: RelationInfo = { ...items, table: 'loose', replicaIdentity: 'f', columns: items.columns.map((c) => ({ ...c, key: false })) };

@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import { collectStatus, unreachableServices } from '../../src/cli/status-command.ts';
 import { createTestSites, sql, waitFor, type TestSites } from '../helpers/test-sites.ts';
 import { rolesFor } from '../helpers/least-privilege.ts';
+import { CONNECTORS } from '../../connectors/index.ts';
 
 let t: TestSites;
 
@@ -51,11 +52,11 @@ test('capture, apply and monitoring run as three roles, none a superuser, and re
 });
 
 test('status reads every site with its monitoring role alone', async () => {
-  const statuses = await collectStatus(t.config);
+  const statuses = await collectStatus(t.config, CONNECTORS);
   assert.deepEqual(unreachableServices(statuses), []);
   for (const s of statuses) {
     assert.equal(s.error, undefined);
-    assert.equal(s.slot?.exists, true);
-    assert.ok(s.origins?.every((o) => o.applied !== null), `origins of ${s.site}: ${JSON.stringify(s.origins)}`);
+    assert.equal(s.captureState?.exists, true);
+    assert.ok(s.applied?.every((o) => o.applied !== null), `applied of ${s.site}: ${JSON.stringify(s.applied)}`);
   }
 });

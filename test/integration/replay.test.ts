@@ -17,7 +17,7 @@ import pg from 'pg';
 import { SCHEMA_VERSION_HEADER } from '../../src/bus/message-headers.ts';
 import { originName, siteQueue, slotName } from '../../src/config/names.ts';
 import { CURRENT_SCHEMA_VERSION, decodeMessage } from '../../src/events/avro-codec.ts';
-import { describePosition } from '../../src/events/position.ts';
+import { postgresPositions } from '../../connectors/postgres/postgres-positions.ts';
 import { BROKER, createTestSites, dbUrl, sql, tableRows, waitFor, type TestSites } from '../helpers/test-sites.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -89,7 +89,7 @@ async function archivedPositions(t: TestSites, site: string, count: number): Pro
           const message = decodeMessage(m.content, Number(m.properties.headers?.[SCHEMA_VERSION_HEADER]));
           if (message.site !== t.sites[site]) return;
           for (const tx of message.transactions) {
-            const p = describePosition(tx.position);
+            const p = postgresPositions.describe(tx.position);
             if (!positions.includes(p)) positions.push(p);
           }
         },

@@ -201,11 +201,11 @@ test('PostgreSQL unreachable: the process keeps retrying and says so in one line
   const t = await sites(cleanups(ctx));
   const env = siteEnv(t, 'paris', 'POSTGRES', `postgres://postgres:Secr3t-pw@127.0.0.1:1/${t.db('paris')}`);
   const paris = t.spawn('paris', env);
-  await waitFor('two attempts', async () => logLines(paris.output()).filter((l) => l.code === 'SITESYNC_ERR_POSTGRES_UNREACHABLE').length >= 2, 15_000);
+  await waitFor('two attempts', async () => logLines(paris.output()).filter((l) => l.code === 'SITESYNC_ERR_DATABASE_UNREACHABLE').length >= 2, 15_000);
   assert.equal(paris.child.exitCode, null, 'still running, retrying');
   const messages = [...new Set(logLines(paris.output()).filter((l) => l.level >= 40).map((l) => l.msg))];
   assert.deepEqual(messages, [
-    `SITESYNC_ERR_POSTGRES_UNREACHABLE: PostgreSQL of site ${t.sites.paris} (postgres://postgres:***@127.0.0.1:1/${t.db('paris')}) is unreachable (connect ECONNREFUSED 127.0.0.1:1); start it or fix sites.${t.sites.paris}.postgres — sitesync retries and loses nothing meanwhile`,
+    `SITESYNC_ERR_DATABASE_UNREACHABLE: PostgreSQL of site ${t.sites.paris} (postgres://postgres:***@127.0.0.1:1/${t.db('paris')}) is unreachable (connect ECONNREFUSED 127.0.0.1:1); start it or fix sites.${t.sites.paris}.postgres — sitesync retries and loses nothing meanwhile`,
   ]);
   assert.doesNotMatch(paris.output(), /Secr3t/, 'the password is never printed');
   assert.deepEqual(errorLines(paris.output()), []);
@@ -240,7 +240,7 @@ test('PostgreSQL stopped and started again: retried, said in one line each time,
   const site = t.sites.paris!;
   const where = `PostgreSQL of site ${site} \\(postgres://postgres:\\*\\*\\*@127\\.0\\.0\\.1:${server.port}/${db}\\)`;
   const expected = new RegExp(
-    `^SITESYNC_ERR_POSTGRES_UNREACHABLE: (${where} is unreachable \\(.+\\); start it or fix sites\\.${site}\\.postgres — sitesync retries and loses nothing meanwhile` +
+    `^SITESYNC_ERR_DATABASE_UNREACHABLE: (${where} is unreachable \\(.+\\); start it or fix sites\\.${site}\\.postgres — sitesync retries and loses nothing meanwhile` +
       `|${where} closed the connection \\(.+\\); sitesync retries` +
       `|the replication stream of site ${site} ended; sitesync restarts it)$`,
   );
@@ -257,7 +257,7 @@ test("connections to the target's PostgreSQL reset mid-apply: retried, nothing p
   assert.equal(classifyApplyError(reset), 'transient');
   assert.equal(
     describeError(describePostgresError(reset, 'postgres://u:pw@db:5432/x', 'london')),
-    'SITESYNC_ERR_POSTGRES_UNREACHABLE: PostgreSQL of site london (postgres://u:***@db:5432/x) is unreachable (read ECONNRESET); start it or fix sites.london.postgres — sitesync retries and loses nothing meanwhile',
+    'SITESYNC_ERR_DATABASE_UNREACHABLE: PostgreSQL of site london (postgres://u:***@db:5432/x) is unreachable (read ECONNRESET); start it or fix sites.london.postgres — sitesync retries and loses nothing meanwhile',
   );
 
   const defer = cleanups(ctx);
@@ -306,5 +306,5 @@ test("connections to the target's PostgreSQL reset mid-apply: retried, nothing p
   assert.deepEqual(await ids((q) => sql(t.db('london'), q)), range(1, 300), 'every row, once');
   const warnings = logLines(london.output()).filter((l) => l.level >= 40);
   assert.deepEqual(warnings.filter((l) => /parked/.test(l.msg)).map((l) => l.msg), [], 'a connection reset is not bad data');
-  assert.ok(warnings.some((l) => l.msg.startsWith(`SITESYNC_ERR_POSTGRES_UNREACHABLE: PostgreSQL of site ${t.sites.london} `)), 'the resets were seen and said');
+  assert.ok(warnings.some((l) => l.msg.startsWith(`SITESYNC_ERR_DATABASE_UNREACHABLE: PostgreSQL of site ${t.sites.london} `)), 'the resets were seen and said');
 });

@@ -16,9 +16,10 @@ import { passwordVariable, setupCommand } from '../../src/cli/setup-command.ts';
 import { parkingQueue, routingKey, siteQueue, parkingExchange, PARKED_ID_HEADER, RETRY_HEADER } from '../../src/config/names.ts';
 import { messageHeaders, messageId } from '../../src/bus/message-headers.ts';
 import { CURRENT_SCHEMA_VERSION, encodeMessage } from '../../src/events/avro-codec.ts';
-import { lsnToPosition, parseLsn } from '../../src/events/position.ts';
+import { lsnToPosition, parseLsn } from '../../connectors/postgres/postgres-positions.ts';
 import type { ChangeMessage, RelationInfo, Transaction } from '../../src/events/transaction.ts';
 import { BROKER, createTestSites, dbUrl, MANAGEMENT, parkedMessages, sql, waitFor, type RunningSite, type TestSites } from '../helpers/test-sites.ts';
+import { parseKind } from '../../src/events/value-kind.ts';
 
 let t: TestSites;
 let london: RunningSite;
@@ -109,8 +110,8 @@ const items: RelationInfo = {
   table: 'items',
   replicaIdentity: 'f',
   columns: [
-    { name: 'id', type: 'int4', typeOid: 23, typeModifier: -1, key: true },
-    { name: 'v', type: 'int4', typeOid: 23, typeModifier: -1, key: true },
+    { name: 'id', kind: parseKind('int32'), native: { name: 'int4', id: 23, modifier: -1 }, key: true },
+    { name: 'v', kind: parseKind('int32'), native: { name: 'int4', id: 23, modifier: -1 }, key: true },
   ],
 };
 
@@ -170,7 +171,7 @@ test('what RabbitMQ does not vouch for, and what london does not replicate, is p
   // Published by paris's user, claiming london (london's own site).
   assert.equal(await asParis(await insert(901, t.sites.london!)), 'ok');
   // A forged catalog update, and a change to a table london does not have in its scope (sitesync's own).
-  const authid: RelationInfo = { schema: 'pg_catalog', table: 'pg_authid', replicaIdentity: 'd', columns: [{ name: 'rolname', type: 'name', typeOid: 19, typeModifier: -1, key: true }, { name: 'rolpassword', type: 'text', typeOid: 25, typeModifier: -1, key: false }] };
+  const authid: RelationInfo = { schema: 'pg_catalog', table: 'pg_authid', replicaIdentity: 'd', columns: [{ name: 'rolname', kind: parseKind('string'), native: { name: 'name', id: 19, modifier: -1 }, key: true }, { name: 'rolpassword', kind: parseKind('string'), native: { name: 'text', id: 25, modifier: -1 }, key: false }] };
   const catalog: ChangeMessage = { site: paris, sourceKind: 'postgres', previous: null, part: null, transactions: [transaction(paris, await parisPositionAhead(), [{ op: 'update', relation: authid, oldRow: null, newRow: { values: ['postgres', 'md5forged'], unchanged: [] } }])] };
   assert.equal(await asParis(catalog), 'ok');
   // Malformed shapes: one value too many, a part of two transactions, a malformed position.
@@ -180,6 +181,12 @@ test('what RabbitMQ does not vouch for, and what london does not replicate, is p
   assert.equal(await asParis({ ...two, part: { index: 0, last: false }, transactions: [two.transactions[0]!, { ...two.transactions[0]!, position: 'FFFFFFFFFFFFFFFF', id: `${paris}:FFFFFFFFFFFFFFFF` }] }), 'ok');
   const malformed = await insert(904);
   assert.equal(await asParis({ ...malformed, transactions: [{ ...malformed.transactions[0]!, position: '0/16B3748', id: `${paris}:0/16B3748` }] }), 'ok');
+  // Well-formed, but not what paris's database writes: another kind, a position of another kind's width.
+  const otherKind = await insert(906);
+  assert.equal(await asParis({ ...otherKind, sourceKind: 'mariadb' }), 'ok');
+  const wide = await insert(907);
+  const widePosition = `00000000${wide.transactions[0]!.position}`;
+  assert.equal(await asParis({ ...wide, transactions: [{ ...wide.transactions[0]!, position: widePosition, id: `${paris}:${widePosition}` }] }), 'ok');
 
   // A transaction in parts whose first part writes a catalog: set aside whole, its last part a duplicate.
   const inParts = transaction(paris, await parisPositionAhead(), [{ op: 'update', relation: authid, oldRow: null, newRow: { values: ['postgres', 'md5forged'], unchanged: [] } }]);
@@ -187,7 +194,7 @@ test('what RabbitMQ does not vouch for, and what london does not replicate, is p
   assert.equal(await asParis({ site: paris, sourceKind: 'postgres', previous: null, part: { index: 1, last: true }, transactions: [{ ...inParts, changes: [{ op: 'insert', relation: items, newRow: { values: ['905', '1'], unchanged: [] } }] }] }), 'ok');
 
   await flows(4);
-  await waitFor('every forgery parked', async () => parked.length - before >= 8);
+  await waitFor('every forgery parked', async () => parked.length - before >= 10);
   const reasons = parked.slice(before).map((p) => `${p.code} ${p.reason}`);
   const expect = (pattern: RegExp, what: string): void => assert.ok(reasons.some((r) => pattern.test(r)), `${what} is parked with its reason; parked: ${reasons.join('\n')}`);
   expect(new RegExp(`SITESYNC_ERR_UNTRUSTED .*claims site ${paris} but carries no user-id`), 'a message without user-id');
@@ -197,7 +204,9 @@ test('what RabbitMQ does not vouch for, and what london does not replicate, is p
   expect(/SITESYNC_ERR_NOT_REPLICATED .*\(in parts, set aside whole at part 0\).*pg_authid/, 'a forged catalog update in parts');
   expect(/SITESYNC_ERR_DECODE .*has 3 values for the 2 columns/, 'one value too many');
   expect(/SITESYNC_ERR_DECODE .*part 0 holds 2 transactions instead of one/, 'a part of two transactions');
-  expect(/SITESYNC_ERR_DECODE .*position "0\/16B3748" is not a postgres position/, 'a malformed position');
+  expect(new RegExp(`SITESYNC_ERR_MESSAGE_INVALID .*site ${paris} runs postgres, but the message says its transactions come from "mariadb"`), 'a message of another database kind');
+  expect(/SITESYNC_ERR_MESSAGE_INVALID .*position "0{8}[0-9A-F]{16}" is not a postgres position/, 'a position of another width');
+  expect(/SITESYNC_ERR_DECODE .*position "0\/16B3748" is not a position/, 'a malformed position');
   assert.equal((await sql(t.db('london'), 'SELECT 1 FROM items WHERE id >= 900')).length, 0, 'nothing forged was applied');
   const [role] = await sql<{ p: string | null }>('postgres', `SELECT rolpassword AS p FROM pg_authid WHERE rolname = 'postgres'`);
   assert.notEqual(role!.p, 'md5forged');

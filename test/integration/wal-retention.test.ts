@@ -12,6 +12,7 @@ import { createMetrics } from '../../src/observability/metrics.ts';
 import { PipelineEvents, type PipelineEventMap } from '../../src/observability/pipeline-events.ts';
 import { createPipeline, type Pipeline } from '../../src/pipeline.ts';
 import { createTestSites, sql, waitFor, type TestSites } from '../helpers/test-sites.ts';
+import { CONNECTORS } from '../../connectors/index.ts';
 
 const WARN_BYTES = 65536;
 type SlotEvent = PipelineEventMap['watch:slot'][0];
@@ -51,7 +52,7 @@ describe('WAL retention watch', () => {
     events.on('watch:slot', (e) => {
       if (e.slotSite === parisSite) parisReadings.push(e);
     });
-    london = createPipeline(t.config, londonSite, logger, events);
+    london = createPipeline(t.config, londonSite, logger, CONNECTORS, events);
     const streaming = once(events, 'capture:streaming');
     londonDone = london.run();
     londonDone.catch(() => undefined);

@@ -2,12 +2,13 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { EncodedRow } from '../../src/events/encoded-row.ts';
-import { planChange, planCopy, quoteIdent, type Statement, type TargetTable, planRowLookup } from '../../connectors/postgres/apply-plan.ts';
+import { planChange, planCopy, planInsertBatch, quoteIdent, type Statement, type TargetTable, planRowLookup } from '../../connectors/postgres/apply-plan.ts';
 import { SitesyncError } from '../../src/errors.ts';
 import type { Change, ColumnInfo, RelationInfo, RowImage } from '../../src/events/transaction.ts';
+import { parseKind } from '../../src/events/value-kind.ts';
 
 function col(name: string, key = false): ColumnInfo {
-  return { name, type: 'text', typeOid: 25, typeModifier: -1, key };
+  return { name, kind: parseKind('string'), native: { name: 'text', id: 25, modifier: -1 }, key };
 }
 
 function rel(schema: string, table: string, replicaIdentity: RelationInfo['replicaIdentity'], columns: ColumnInfo[]): RelationInfo {
@@ -18,12 +19,21 @@ function rowOf(values: (string | null)[], unchanged: number[] = []): RowImage {
   return { values, unchanged };
 }
 
-/** A target that has exactly the source's columns (or those given) and the given primary key. */
-function targetFor(relation: RelationInfo, primaryKey: string[] | null, columns?: string[]): (schema: string, table: string) => TargetTable {
+/**
+ * A target that has exactly the source's columns (or those given) and the given primary key; its column
+ * types (as the sink reads them with format_type) are text, as the test's columns are, unless given.
+ */
+function targetFor(
+  relation: RelationInfo,
+  primaryKey: string[] | null,
+  columns?: string[],
+  types: Readonly<Record<string, string>> = {},
+): (schema: string, table: string) => TargetTable {
   return (schema, table) => {
     assert.equal(schema, relation.schema);
     assert.equal(table, relation.table);
-    return { schema, table, columns: new Set(columns ?? relation.columns.map((c) => c.name)), primaryKey };
+    const names = columns ?? relation.columns.map((c) => c.name);
+    return { schema, table, columns: new Set(names), columnTypes: new Map(names.map((name) => [name, types[name] ?? 'text'])), primaryKey };
   };
 }
 
@@ -106,14 +116,14 @@ describe('planChange', () => {
 
   test('update by key: SET every sent column, WHERE on the key', () => {
     const s = only(planChange({ op: 'update', relation: users, oldRow: null, newRow: rowOf(['7', 'Bo', 'hi']) }, targetFor(users, ['id'])));
-    assert.equal(s.text, 'UPDATE "public"."users" SET "id" = $1, "name" = $2, "bio" = $3 WHERE "id" = $4');
+    assert.equal(s.text, 'UPDATE "public"."users" SET "id" = $1, "name" = $2, "bio" = $3 WHERE "id" = $4::text');
     assert.deepEqual(s.values, ['7', 'Bo', 'hi', '7']);
     assert.equal(s.expectsRow, true);
   });
 
   test('update: unchanged TOAST columns are left out of SET', () => {
     const s = only(planChange({ op: 'update', relation: users, oldRow: null, newRow: rowOf(['7', 'Bo', null], [2]) }, targetFor(users, ['id'])));
-    assert.equal(s.text, 'UPDATE "public"."users" SET "id" = $1, "name" = $2 WHERE "id" = $3');
+    assert.equal(s.text, 'UPDATE "public"."users" SET "id" = $1, "name" = $2 WHERE "id" = $3::text');
     assert.deepEqual(s.values, ['7', 'Bo', '7']);
     assert.ok(!s.text.includes('"bio"'));
   });
@@ -122,27 +132,57 @@ describe('planChange', () => {
     const s = only(
       planChange({ op: 'update', relation: users, oldRow: null, newRow: rowOf(['7', 'Bo', null], [2]) }, targetFor(users, ['id'], ['id', 'name'])),
     );
-    assert.equal(s.text, 'UPDATE "public"."users" SET "id" = $1, "name" = $2 WHERE "id" = $3');
+    assert.equal(s.text, 'UPDATE "public"."users" SET "id" = $1, "name" = $2 WHERE "id" = $3::text');
   });
 
   test('update with a key change: WHERE uses the OLD key', () => {
     const s = only(
       planChange({ op: 'update', relation: users, oldRow: rowOf(['1', null, null]), newRow: rowOf(['2', 'Ann', 'x']) }, targetFor(users, ['id'])),
     );
-    assert.equal(s.text, 'UPDATE "public"."users" SET "id" = $1, "name" = $2, "bio" = $3 WHERE "id" = $4');
+    assert.equal(s.text, 'UPDATE "public"."users" SET "id" = $1, "name" = $2, "bio" = $3 WHERE "id" = $4::text');
     assert.deepEqual(s.values, ['2', 'Ann', 'x', '1']);
   });
 
   test('composite replica identity key (index identity)', () => {
     const r = rel('s', 't', 'i', [col('a', true), col('v'), col('b', true)]);
     const s = only(planChange({ op: 'delete', relation: r, oldRow: rowOf(['1', null, '2']) }, targetFor(r, null)));
-    assert.equal(s.text, 'DELETE FROM "s"."t" WHERE "a" = $1 AND "b" = $2');
+    assert.equal(s.text, 'DELETE FROM "s"."t" WHERE "a" = $1::text AND "b" = $2::text');
     assert.deepEqual(s.values, ['1', '2']);
+  });
+
+  test('a key is compared as the target column\'s own type: a composite key is not read as an anonymous record', () => {
+    // Without the casts, `"k" = $1` makes PostgreSQL infer `record` for $1 when k is a composite (or a
+    // domain over one), and the statement fails: "input of anonymous composite types is not implemented".
+    const r = rel('s', 'keyed', 'd', [col('k', true), col('e', true), col('a', true), col('d', true), col('v')]);
+    const types = { k: '"My Schema"."pair type"', e: 'mood', a: 'integer[]', d: 'positive', v: 'character varying' };
+    const oldRow = rowOf(['(1,"x y")', 'sad', '[0:1]={1,2}', '5', null]);
+    const del = only(planChange({ op: 'delete', relation: r, oldRow }, targetFor(r, ['k', 'e', 'a', 'd'], undefined, types)));
+    assert.equal(del.text, 'DELETE FROM "s"."keyed" WHERE "k" = $1::"My Schema"."pair type" AND "e" = $2::mood AND "a" = $3::integer[] AND "d" = $4::positive');
+    assert.deepEqual(del.values, ['(1,"x y")', 'sad', '[0:1]={1,2}', '5']);
+    // Assigned values take the column's type without a cast; only the old key is cast.
+    const update = only(
+      planChange({ op: 'update', relation: r, oldRow, newRow: rowOf(['(2,z)', 'ok', '{}', '6', 'v']) }, targetFor(r, ['k', 'e', 'a', 'd'], undefined, types)),
+    );
+    assert.equal(
+      update.text,
+      'UPDATE "s"."keyed" SET "k" = $1, "e" = $2, "a" = $3, "d" = $4, "v" = $5 WHERE "k" = $6::"My Schema"."pair type" AND "e" = $7::mood AND "a" = $8::integer[] AND "d" = $9::positive',
+    );
+    const lookup = planRowLookup(r, oldRow, targetFor(r, ['k', 'e', 'a', 'd'], undefined, types)('s', 'keyed'));
+    assert.match(lookup.statement.text, /WHERE "k" = \$1::"My Schema"\."pair type" AND "e" = \$2::mood AND "a" = \$3::integer\[\] AND "d" = \$4::positive FOR UPDATE/);
+    assert.deepEqual(lookup.key, { k: '(1,"x y")', e: 'sad', a: '[0:1]={1,2}', d: '5' });
+  });
+
+  test('a key column whose type the target does not state is a schema error naming it', () => {
+    const noTypes = (schema: string, table: string): TargetTable => ({ schema, table, columns: new Set(['id', 'name', 'bio']), primaryKey: ['id'] });
+    assert.throws(() => planChange({ op: 'delete', relation: users, oldRow: rowOf(['1', null, null]) }, noTypes), schemaError('id'));
+    assert.throws(() => planRowLookup(users, rowOf(['1', null, null]), noTypes('public', 'users')), schemaError('id'));
+    // Inserts and the match of a keyless table by text need no type.
+    assert.equal(planChange({ op: 'insert', relation: users, newRow: rowOf(['1', 'a', 'b']) }, noTypes).length, 1);
   });
 
   test('delete by key', () => {
     const s = only(planChange({ op: 'delete', relation: users, oldRow: rowOf(['9', null, null]) }, targetFor(users, ['id'])));
-    assert.equal(s.text, 'DELETE FROM "public"."users" WHERE "id" = $1');
+    assert.equal(s.text, 'DELETE FROM "public"."users" WHERE "id" = $1::text');
     assert.deepEqual(s.values, ['9']);
     assert.equal(s.expectsRow, true);
   });
@@ -152,10 +192,10 @@ describe('planChange', () => {
     const update = only(
       planChange({ op: 'update', relation: r, oldRow: rowOf(['1', 'x', 'y']), newRow: rowOf(['1', 'x2', 'y2']) }, targetFor(r, ['id'])),
     );
-    assert.equal(update.text, 'UPDATE "public"."full_pk" SET "id" = $1, "a" = $2, "b" = $3 WHERE "id" = $4');
+    assert.equal(update.text, 'UPDATE "public"."full_pk" SET "id" = $1, "a" = $2, "b" = $3 WHERE "id" = $4::text');
     assert.deepEqual(update.values, ['1', 'x2', 'y2', '1']);
     const del = only(planChange({ op: 'delete', relation: r, oldRow: rowOf(['1', 'x', 'y']) }, targetFor(r, ['id'])));
-    assert.equal(del.text, 'DELETE FROM "public"."full_pk" WHERE "id" = $1');
+    assert.equal(del.text, 'DELETE FROM "public"."full_pk" WHERE "id" = $1::text');
     assert.deepEqual(del.values, ['1']);
   });
 
@@ -163,7 +203,7 @@ describe('planChange', () => {
     const r = rel('public', 'full_pk', 'f', [col('id', true), col('a', true)]);
     const s = only(planChange({ op: 'update', relation: r, oldRow: rowOf(['1', 'x']), newRow: rowOf(['5', 'x']) }, targetFor(r, ['id'])));
     assert.deepEqual(s.values, ['5', 'x', '1']);
-    assert.ok(s.text.endsWith('WHERE "id" = $3'), s.text);
+    assert.ok(s.text.endsWith('WHERE "id" = $3::text'), s.text);
   });
 
   test('REPLICA IDENTITY FULL without a key matches every column by text and changes one row', () => {
@@ -354,7 +394,26 @@ describe('planRowLookup', () => {
   test('without track_commit_timestamp it only locks the row and says whether this transaction wrote it', () => {
     const lookup = planRowLookup(users, rowOf(['7', 'a', null]), targetFor(users, ['id'])('public', 'users'), false);
     assert.doesNotMatch(lookup.statement.text, /commit_timestamp/);
-    assert.match(lookup.statement.text, /^SELECT x\.mine, NULL::text AS committed_micros, NULL::int AS roident FROM \(SELECT xmin, xmin = pg_current_xact_id\(\)::xid AS mine FROM "public"\."users" WHERE "id" = \$1 FOR UPDATE\) x$/);
+    assert.match(lookup.statement.text, /^SELECT x\.mine, NULL::text AS committed_micros, NULL::int AS roident FROM \(SELECT xmin, xmin = pg_current_xact_id\(\)::xid AS mine FROM "public"\."users" WHERE "id" = \$1::text FOR UPDATE\) x$/);
+  });
+});
+
+describe('planInsertBatch (inserts without COPY)', () => {
+  test('one text array per column, unnested and cast to the target\'s types as given; existing keys skipped', () => {
+    const r = rel('public', 'keyed', 'd', [col('k', true), col('v')]);
+    const target = targetFor(r, ['k'], undefined, { k: '"My Schema"."pair type"', v: 'character varying' })('public', 'keyed');
+    const s = planInsertBatch(r, [rowOf(['(1,a)', 'x']), rowOf(['(,)', null])], target);
+    assert.equal(
+      s.text,
+      'INSERT INTO "public"."keyed" ("k", "v") OVERRIDING SYSTEM VALUE SELECT u.c0::"My Schema"."pair type", u.c1::character varying FROM unnest($1::text[], $2::text[]) AS u(c0, c1) ON CONFLICT ("k") DO NOTHING',
+    );
+    assert.deepEqual(s.values, [['(1,a)', '(,)'], ['x', null]]);
+  });
+
+  test('a column whose type the target does not state is a schema error naming it', () => {
+    const r = rel('public', 'keyed', 'd', [col('k', true), col('v')]);
+    const target: TargetTable = { schema: 'public', table: 'keyed', columns: new Set(['k', 'v']), columnTypes: new Map([['k', 'integer']]), primaryKey: ['k'] };
+    assert.throws(() => planInsertBatch(r, [rowOf(['1', 'x'])], target), schemaError('v'));
   });
 });
 

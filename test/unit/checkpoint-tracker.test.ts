@@ -2,7 +2,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { CheckpointTracker, type Entry } from '../../src/capture/checkpoint-tracker.ts';
-import { lsnToPosition } from '../../src/events/position.ts';
+import { lsnToPosition } from '../../connectors/postgres/postgres-positions.ts';
 
 const NO_SEEN = {};
 const resume = (lastPublished: string | null) => ({ lastPublished, seen: NO_SEEN });

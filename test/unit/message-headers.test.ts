@@ -4,6 +4,10 @@ import fc from 'fast-check';
 import { MAX_TABLE_HEADERS_BYTES, SCHEMA_VERSION_HEADER, messageHeaders, messageId, tableHeaders } from '../../src/bus/message-headers.ts';
 import { microsToIso, nowMicros } from '../../src/events/time.ts';
 import type { Change, ChangeMessage, RelationInfo, Transaction, TransactionPart } from '../../src/events/transaction.ts';
+import { postgresPositions } from '../../connectors/postgres/postgres-positions.ts';
+
+/** The PostgreSQL connector's display form, as capture passes it for a PostgreSQL site. */
+const describeLsn = (position: string | null): string => (position === null ? 'none' : postgresPositions.describe(position));
 
 /** ISO 8601 with six fractional digits back to microseconds, independently of microsToIso. */
 function isoToMicros(iso: string): bigint {
@@ -74,7 +78,7 @@ describe('messageHeaders', () => {
   const items = rel('shop', 'items');
 
   test('one transaction: site, tables, operations, position, commit time, schema version', () => {
-    const headers = messageHeaders(message([tx('0000000100000100', [ins(users), ins(orders), upd(users)])]), 3);
+    const headers = messageHeaders(message([tx('0000000100000100', [ins(users), ins(orders), upd(users)])]), 3, describeLsn);
     assert.deepEqual(headers, {
       [SCHEMA_VERSION_HEADER]: 3,
       'sitesync-site': 'paris',
@@ -98,6 +102,7 @@ describe('messageHeaders', () => {
         tx('0000000200000000', [ins(orders), { op: 'message', prefix: 'app', content: Buffer.from('x') }, del(orders)], 5n),
       ]),
       1,
+      describeLsn,
     );
     assert.equal(headers['sitesync-tables'], 'shop.orders,public.users,shop.items');
     assert.equal(headers['sitesync-operations'], 'insert=1 update=1 delete=2 truncate=1 message=1');
@@ -115,7 +120,7 @@ describe('messageHeaders', () => {
   });
 
   test('an empty last part has empty tables and operations but keeps its position', () => {
-    const headers = messageHeaders(message([tx('0000000000001000', [])], { index: 2, last: true }), 1);
+    const headers = messageHeaders(message([tx('0000000000001000', [])], { index: 2, last: true }), 1, describeLsn);
     assert.equal(headers['sitesync-tables'], '');
     assert.equal(headers['sitesync-operations'], '');
     assert.equal(headers['sitesync-position'], '0/1000');

@@ -11,8 +11,8 @@ function healthy(site: string): SiteStatus {
   return {
     site,
     capture: true,
-    slot: { slot: `sitesync_${site}`, exists: true, active: true, confirmed: '0/1', current: '0/1', lagBytes: 0, retainedBytes: 0 },
-    origins: [],
+    captureState: { name: `slot sitesync_${site}`, exists: true, active: true, confirmed: '0/1', current: '0/1', lagBytes: 0, retainedBytes: 0, release: `SELECT pg_drop_replication_slot('sitesync_${site}')` },
+    applied: [],
     queue: { name: `SITE_${site.toUpperCase()}`, messages: 0, consumers: 1, parked: 0 },
   };
 }
@@ -24,16 +24,16 @@ test('every service answered: nothing is unreachable', () => {
 test('a queue not declared yet, or a slot not created yet, is a state, not an unreachable service', () => {
   const fresh: SiteStatus = {
     ...healthy('madrid'),
-    slot: { ...healthy('madrid').slot!, exists: false },
+    captureState: { ...healthy('madrid').captureState!, exists: false },
     queue: { name: 'SITE_MADRID', error: 'not declared yet (run the site once)' },
   };
   assert.deepEqual(unreachableServices([healthy('paris'), fresh]), []);
 });
 
 test('one line per site whose database could not be read', () => {
-  const { slot: _slot, origins: _origins, ...rest } = healthy('london');
-  const down: SiteStatus = { ...rest, error: 'SITESYNC_ERR_POSTGRES_UNREACHABLE: PostgreSQL of site london is unreachable' };
-  assert.deepEqual(unreachableServices([healthy('paris'), down]), ['site london: SITESYNC_ERR_POSTGRES_UNREACHABLE: PostgreSQL of site london is unreachable']);
+  const { captureState: _state, applied: _applied, ...rest } = healthy('london');
+  const down: SiteStatus = { ...rest, error: 'SITESYNC_ERR_DATABASE_UNREACHABLE: PostgreSQL of site london is unreachable' };
+  assert.deepEqual(unreachableServices([healthy('paris'), down]), ['site london: SITESYNC_ERR_DATABASE_UNREACHABLE: PostgreSQL of site london is unreachable']);
 });
 
 test('RabbitMQ unreachable is one line, however many sites report it', () => {

@@ -6,9 +6,11 @@ import type { PgOutputMessage, RelationMessage, TupleData } from '../../connecto
 import type { SourceHandler } from '../../src/capture/source.ts';
 import { DecodeError } from '../../src/errors.ts';
 import { EncodedRow } from '../../src/events/encoded-row.ts';
-import { lsnToPosition } from '../../src/events/position.ts';
+import { lsnToPosition } from '../../connectors/postgres/postgres-positions.ts';
 import { plainRows } from '../helpers/plain-rows.ts';
 import { changeBytes, type Change, type RelationInfo, type Transaction, type TransactionPart } from '../../src/events/transaction.ts';
+import { parseKind } from '../../src/events/value-kind.ts';
+import { PostgresTypes, UnknownTypeError, type PgTypeRow } from '../../connectors/postgres/postgres-types.ts';
 
 type Event =
   | { kind: 'transaction'; tx: Transaction; part: TransactionPart | null; checkpoint: string | null }
@@ -32,13 +34,24 @@ class Recorder implements SourceHandler {
 const SITE = 'paris';
 const COMMIT_TIME = 1_704_164_645_123_456n;
 
-function setup(maxPartBytes = 1 << 20, typeNames = new Map<number, string>([[23, 'int4'], [25, 'text']])) {
+/** A catalog as PostgresSource reads it: two built-in types and a user base type without a neutral kind. */
+function catalog(): PostgresTypes {
+  const types = new PostgresTypes();
+  types.load([builtin(23, 'int4'), builtin(25, 'text'), { ...builtin(99_999, 'public.odd'), builtin: false }]);
+  return types;
+}
+
+function builtin(oid: number, name: string): PgTypeRow {
+  return { oid, name, typtype: 'b', category: 'N', element: 0, base: 0, baseModifier: -1, builtin: true };
+}
+
+function setup(maxPartBytes = 1 << 20, types = catalog()) {
   const recorder = new Recorder();
-  const assembler = new TransactionAssembler({ site: SITE, maxPartBytes, typeNames, seen: {} }, recorder);
+  const assembler = new TransactionAssembler({ site: SITE, maxPartBytes, types, seen: {} }, recorder);
   const feed = (...messages: PgOutputMessage[]): void => {
     for (const m of messages) assembler.accept(m);
   };
-  return { recorder, assembler, feed, typeNames };
+  return { recorder, assembler, feed, types };
 }
 
 const begin = (finalLsn: bigint, xid = 777): PgOutputMessage => ({ tag: 'begin', finalLsn, commitTimeMicros: COMMIT_TIME, xid });
@@ -108,9 +121,9 @@ describe('TransactionAssembler', () => {
       table: 'users',
       replicaIdentity: 'd',
       columns: [
-        { name: 'id', type: 'int4', typeOid: 23, typeModifier: -1, key: true },
-        { name: 'name', type: 'text', typeOid: 25, typeModifier: -1, key: false },
-        { name: 'odd', type: 'oid:99999', typeOid: 99_999, typeModifier: 12, key: true },
+        { name: 'id', kind: parseKind('int32'), native: { name: 'int4', id: 23, modifier: -1 }, key: true },
+        { name: 'name', kind: parseKind('string'), native: { name: 'text', id: 25, modifier: -1 }, key: false },
+        { name: 'odd', kind: parseKind('other'), native: { name: 'public.odd', id: 99_999, modifier: 12 }, key: true },
       ],
     };
     const expected: Change[] = [
@@ -291,8 +304,9 @@ describe('TransactionAssembler', () => {
     );
   });
 
-  test('a TYPE message names user types of relations that come after it', () => {
-    const { recorder, feed, typeNames } = setup();
+  test('a relation whose type the catalog lacks stops the stream once; read again, the type has its kind', () => {
+    const types = catalog();
+    const { recorder, feed } = setup(1 << 20, types);
     const moodRelation: RelationMessage = {
       tag: 'relation',
       relationOid: 30_000,
@@ -302,28 +316,39 @@ describe('TransactionAssembler', () => {
       columns: [
         { flags: 1, name: 'id', typeOid: 23, typeModifier: -1 },
         { flags: 0, name: 'mood', typeOid: 50_001, typeModifier: -1 },
-        { flags: 0, name: 'cat', typeOid: 50_002, typeModifier: -1 },
       ],
     };
-    feed(begin(0x10n), moodRelation, insert(30_000, '1', 'ok', 'x'), commit(0x10n, 0x20n));
-    feed(
-      begin(0x30n),
-      { tag: 'type', typeOid: 50_001, schema: 'public', name: 'mood' },
-      { tag: 'type', typeOid: 50_002, schema: 'pg_catalog', name: 'catty' },
-      { ...moodRelation },
-      insert(30_000, '2', 'sad', 'y'),
-      commit(0x30n, 0x40n),
-    );
-    const [first, second] = transactions(recorder.events);
-    assert.ok(first && second);
-    const typesOf = (e: typeof first): string[] => {
-      const c = e.tx.changes[0];
-      assert.ok(c && c.op === 'insert');
-      return c.relation.columns.map((col) => col.type);
+    // Created after capture read the catalog: the relation cannot be described, so nothing is published.
+    assert.throws(() => feed(begin(0x10n), { tag: 'type', typeOid: 50_001, schema: 'public', name: 'mood' }, moodRelation), UnknownTypeError);
+    assert.equal(transactions(recorder.events).length, 0);
+
+    // The next stream reads the catalog again (PostgresSource.prepare) and resends from the checkpoint.
+    types.load([builtin(23, 'int4'), { oid: 50_001, name: 'public.mood', typtype: 'e', category: 'E', element: 0, base: 0, baseModifier: -1, builtin: false }]);
+    const again = setup(1 << 20, types);
+    again.feed(begin(0x10n), moodRelation, insert(30_000, '1', 'ok'), commit(0x10n, 0x20n));
+    const [tx] = transactions(again.recorder.events);
+    const change = tx?.tx.changes[0];
+    assert.ok(change && change.op === 'insert');
+    assert.deepEqual(change.relation.columns.map((c) => [c.native.name, c.kind.kind]), [['int4', 'int32'], ['public.mood', 'enum']]);
+  });
+
+  test('a type still missing after the catalog was read again (dropped since) is described as other, by its announced name', () => {
+    const types = catalog();
+    const relation: RelationMessage = {
+      tag: 'relation',
+      relationOid: 30_001,
+      schema: 'public',
+      table: 'gone',
+      replicaIdentity: 'd',
+      columns: [{ flags: 1, name: 'id', typeOid: 23, typeModifier: -1 }, { flags: 0, name: 'v', typeOid: 50_003, typeModifier: -1 }],
     };
-    assert.deepEqual(typesOf(first), ['int4', 'oid:50001', 'oid:50002']);
-    assert.deepEqual(typesOf(second), ['int4', 'public.mood', 'catty']);
-    assert.equal(typeNames.get(50_001), 'public.mood');
+    assert.throws(() => setup(1 << 20, types).feed(begin(0x10n), relation), UnknownTypeError);
+    types.load([builtin(23, 'int4')]);
+    const { recorder, feed } = setup(1 << 20, types);
+    feed(begin(0x10n), { tag: 'type', typeOid: 50_003, schema: 'public', name: 'ghost' }, relation, insert(30_001, '1', 'x'), commit(0x10n, 0x20n));
+    const change = transactions(recorder.events)[0]?.tx.changes[0];
+    assert.ok(change && change.op === 'insert');
+    assert.deepEqual(change.relation.columns[1], { name: 'v', kind: parseKind('other'), native: { name: 'public.ghost', id: 50_003, modifier: -1 }, key: false });
   });
 
   test('a relation message replaces the earlier description of the same relation', () => {

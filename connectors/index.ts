@@ -1,0 +1,10 @@
+/**
+ * Every database sitesync can capture from and apply into, by the `kind` a site's configuration names.
+ * The one place that knows them all: the composition root (src/cli/main.ts) hands this to the core.
+ */
+import type { Connector, ConnectorRegistry } from '../src/connector.ts';
+import { postgresConnector } from './postgres/index.ts';
+
+const ALL: readonly Connector[] = [postgresConnector];
+
+export const CONNECTORS: ConnectorRegistry = new Map(ALL.map((c) => [c.kind, c]));

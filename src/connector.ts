@@ -1,0 +1,137 @@
+/**
+ * The connector contract: what one kind of database (PostgreSQL, MariaDB…) gives the core. Each connector
+ * is one folder, `connectors/<kind>/`, with the same role-named files (`<kind>-source.ts`, `-sink.ts`,
+ * `-status.ts`, `-config.ts`, `-positions.ts`) and an `index.ts` that exports its Connector;
+ * `connectors/index.ts` registers them all. The core never imports a connector: the composition root
+ * (`src/cli/main.ts`, and tests) hands the registry to what needs one.
+ *
+ * A site names its database in the configuration as `database: {kind, url}` (or the `postgres:`
+ * shorthand); `connectorFor` finds its connector and says, in one line, what to fix when there is none.
+ */
+import type { Source } from './capture/source.ts';
+import type { Sink } from './apply/sink.ts';
+import type { ConflictKind, ConflictPolicy } from './apply/conflict-policy.ts';
+import type { Config } from './config/config-schema.ts';
+import { databaseOf } from './config/config-schema.ts';
+import { SitesyncError } from './errors.ts';
+import type { Position } from './events/transaction.ts';
+import type { Logger } from './observability/logger.ts';
+
+/** A conflict a sink resolved, for the conflict log and metrics. */
+export interface ResolvedConflict {
+  readonly source: string;
+  readonly kind: ConflictKind;
+  readonly table: string;
+  readonly resolution: 'apply' | 'skip';
+}
+
+export interface SourceOptions {
+  readonly site: string;
+  /** The capture role's URL. */
+  readonly url: string;
+  /** `schema.table` names; null = every table, including tables created later. */
+  readonly tables: readonly string[] | null;
+  readonly config: Config;
+  readonly logger: Logger;
+}
+
+export interface SinkOptions {
+  readonly site: string;
+  /** The apply role's URL. */
+  readonly url: string;
+  readonly config: Config;
+  /** The conflict policy of a table (config.conflicts resolved per table). */
+  readonly conflictPolicy: (schema: string, table: string) => ConflictPolicy;
+  /** Told of every conflict resolved (after the commit that recorded it). */
+  readonly onConflict: (conflict: ResolvedConflict) => void;
+  readonly logger: Logger;
+}
+
+/** What keeps this site's log for its capture (a PostgreSQL slot, a MariaDB binary log reader). */
+export interface CaptureStatus {
+  /** What it is, as an operator would look for it: `slot sitesync_paris`. */
+  readonly name: string;
+  readonly exists: boolean;
+  /** Being read right now (by this site's process). */
+  readonly active: boolean;
+  /** Confirmed and current positions in the database's own display form. */
+  readonly confirmed: string | null;
+  readonly current: string;
+  /** Bytes of log written past the confirmed position (capture lag). */
+  readonly lagBytes: number | null;
+  /** Bytes of log the database keeps on disk for it; null when it keeps none for it. */
+  readonly retainedBytes: number | null;
+  /** How an operator lets it go, when the site no longer captures (SQL to run). */
+  readonly release: string;
+}
+
+/** How far one source site has been applied at this site. */
+export interface AppliedStatus {
+  readonly source: string;
+  /** Where the progress is kept: `origin sitesync_london_to_paris`, `sitesync.apply_progress`. */
+  readonly name: string;
+  /** The applied position (the source kind's, as it travels), or null: nothing applied yet. */
+  readonly position: Position | null;
+}
+
+export interface SiteDatabaseStatus {
+  readonly capture: CaptureStatus;
+  readonly applied: readonly AppliedStatus[];
+}
+
+/** A source kind's positions: the width and meaning of their hex digits are the connector's own. */
+export interface PositionFormat {
+  /** Whether `position` is one of this kind's. */
+  isPosition(position: string): boolean;
+  /** A position as a person types it (the display form, or the position itself in any case); null if it is none. */
+  parse(text: string): Position | null;
+  /** One position in the display form, for messages: `0/16B3748`. */
+  readonly example: string;
+  /** The form the database's own tools print: `0/16B3748` (PostgreSQL), `mysql-bin.000042:1234`. */
+  describe(position: Position): string;
+}
+
+export interface Connector {
+  readonly kind: string;
+  /** What the configuration's URLs for this kind look like, for error messages: `postgres://user@host:5432/db`. */
+  readonly urlExample: string;
+  readonly positions: PositionFormat;
+  /** A problem with a site's URL for this kind, in one line, or null. */
+  checkUrl(url: string): string | null;
+  createSource(options: SourceOptions): Source & { end(): Promise<void> };
+  createSink(options: SinkOptions): Sink;
+  /** The site's capture and apply state, read with its monitoring URL; `sources` are the sites it applies from. */
+  readStatus(url: string, site: string, sources: readonly string[]): Promise<SiteDatabaseStatus>;
+}
+
+export type ConnectorRegistry = ReadonlyMap<string, Connector>;
+
+/** The connector of a site's database; a kind nobody registered is a configuration error. */
+export function connectorFor(connectors: ConnectorRegistry, config: Config, site: string): Connector {
+  const { kind } = databaseOf(config, site);
+  const connector = connectors.get(kind);
+  if (connector) return connector;
+  throw new SitesyncError(
+    'SITESYNC_ERR_CONFIG',
+    `sites.${site}.database.kind = "${kind}" is not a database sitesync knows; use one of: ${[...connectors.keys()].join(', ')}`,
+  );
+}
+
+/** Every site's URLs checked by its connector, before anything connects; throws the first problem. */
+export function checkDatabases(connectors: ConnectorRegistry, config: Config): void {
+  for (const site of Object.keys(config.sites)) {
+    const connector = connectorFor(connectors, config, site);
+    const database = databaseOf(config, site);
+    for (const [role, url] of Object.entries(database.urls)) {
+      const problem = connector.checkUrl(url);
+      if (problem) throw new SitesyncError('SITESYNC_ERR_CONFIG', `sites.${site}: the ${role} URL ${problem}; give ${connector.urlExample}`);
+    }
+  }
+}
+
+/** A position of `site` for logs: the display form of the site's database kind when known, else as it is. */
+export function describeSitePosition(connectors: ConnectorRegistry, config: Config, site: string, position: Position | null): string {
+  if (position === null) return 'none';
+  const kind = Object.hasOwn(config.sites, site) ? databaseOf(config, site).kind : null;
+  return (kind === null ? undefined : connectors.get(kind)?.positions.describe(position)) ?? position;
+}

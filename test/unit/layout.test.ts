@@ -1,0 +1,39 @@
+/**
+ * The layout is the architecture: the core (`src/`) imports no connector, so that every database is a
+ * connector like any other; only the composition root (src/cli/main.ts) knows the registry. And every
+ * connector folder has the same role-named files.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { test } from 'node:test';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const COMPOSITION_ROOT = 'src/cli/main.ts';
+const ROLES = ['source', 'sink', 'status', 'config', 'positions'];
+
+function files(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? files(path) : path.endsWith('.ts') ? [path] : [];
+  });
+}
+
+test('src/ imports no connector; the composition root imports only the registry', () => {
+  for (const path of files(join(ROOT, 'src'))) {
+    const file = relative(ROOT, path);
+    const imports = [...readFileSync(path, 'utf8').matchAll(/from '([^']+)'/g)].map((m) => m[1]!).filter((spec) => spec.includes('connectors/'));
+    if (file === COMPOSITION_ROOT) assert.deepEqual(imports, ['../../connectors/index.ts'], `${file} imports the registry and nothing else of connectors/`);
+    else assert.deepEqual(imports, [], `${file} imports a connector`);
+  }
+});
+
+test('every connector has its role-named files and an index', () => {
+  const connectors = readdirSync(join(ROOT, 'connectors')).filter((name) => statSync(join(ROOT, 'connectors', name)).isDirectory());
+  assert.ok(connectors.includes('postgres'));
+  for (const kind of connectors) {
+    const present = new Set(readdirSync(join(ROOT, 'connectors', kind)));
+    const missing = [...ROLES.map((role) => `${kind}-${role}.ts`), 'index.ts'].filter((name) => !present.has(name));
+    assert.deepEqual(missing, [], `connectors/${kind}/ lacks ${missing.join(', ')}`);
+  }
+});
