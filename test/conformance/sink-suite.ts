@@ -1,0 +1,160 @@
+/**
+ * The sink conformance suite: the promises of src/apply/sink.ts, tried on one harness. Every connector and
+ * the in-memory fake run it (sinks.test.ts), so the apply runner can rely on them alike.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import type { Sink, SourceSession } from '../../src/apply/sink.ts';
+import { SitesyncError } from '../../src/errors.ts';
+import type { Change, RelationInfo, Transaction } from '../../src/events/transaction.ts';
+import type { SinkFixture, SinkHarness } from './harness.ts';
+import { columnName, ITEMS, KIND_SAMPLES, kindsTable, NO_KEY, relationOf, rowOf, type TableSpec } from './tables.ts';
+
+/** The source site the suite's transactions come from. */
+const SOURCE = 'remote';
+
+export function sinkConformance(harness: SinkHarness): void {
+  describe(`sink conformance: ${harness.name}`, () => {
+    let fixture: SinkFixture;
+    let sink: Sink;
+    let session: SourceSession;
+    let n = 0;
+    const kinds = kindsTable(harness.kinds);
+    let items: RelationInfo;
+    let noKey: RelationInfo;
+    let kindsRelation: RelationInfo;
+
+    const tx = (changes: Change[]): Transaction => {
+      const position = harness.position(++n);
+      return { id: `${SOURCE}:${position}`, site: SOURCE, position, commitTimeMicros: 1_700_000_000_000_000n + BigInt(n) * 1000n, sourceTxId: String(n), seen: {}, changes };
+    };
+    const ins = (relation: RelationInfo, spec: TableSpec, values: Record<string, string | null>): Change => ({ op: 'insert', relation, newRow: { values: rowOf(spec, values), unchanged: [] } });
+    const item = (id: number, note: string | null = `n${id}`, amount: string | null = `${id}.50`): Change => ins(items, ITEMS, { id: String(id), note, amount });
+    const rows = (spec: TableSpec) => fixture.rows(spec);
+
+    before(async () => {
+      fixture = await harness.open([ITEMS, NO_KEY, kinds]);
+      items = relationOf(fixture.schema, ITEMS);
+      noKey = relationOf(fixture.schema, NO_KEY);
+      kindsRelation = relationOf(fixture.schema, kinds);
+      sink = fixture.sink();
+      session = await sink.openSession(SOURCE);
+    });
+    after(async () => {
+      await session?.close().catch(() => undefined);
+      await sink?.close().catch(() => undefined);
+      await fixture?.cleanup();
+    });
+
+    test('nothing applied: no progress; each transaction applied moves it, and a new sink reads the same', async () => {
+      assert.equal(await session.progress(), null);
+      const first = tx([item(1), item(2)]);
+      const second = tx([item(3)]);
+      await session.apply([first, second]);
+      assert.equal(await session.progress(), second.position);
+      // A restart: one session per source at a time (PostgreSQL holds the origin for one), so this one goes first.
+      await session.close();
+      await sink.close();
+      sink = fixture.sink();
+      session = await sink.openSession(SOURCE);
+      assert.equal(await session.progress(), second.position);
+      assert.deepEqual(await rows(ITEMS), [['1', 'n1', '1.50'], ['2', 'n2', '2.50'], ['3', 'n3', '3.50']]);
+    });
+
+    test('updates with and without a key change, deletes, and unchanged columns left as they are', async () => {
+      await session.apply([
+        tx([{ op: 'update', relation: items, oldRow: null, newRow: { values: ['1', 'one', '1.00'], unchanged: [] } }]),
+        tx([{ op: 'update', relation: items, oldRow: { values: ['2', null, null], unchanged: [] }, newRow: { values: ['20', 'n2', '2.50'], unchanged: [] } }]),
+        tx([{ op: 'delete', relation: items, oldRow: { values: ['3', null, null], unchanged: [] } }]),
+        // The source did not send `amount` (an unchanged TOASTed value): it is not NULL, it stays.
+        tx([{ op: 'update', relation: items, oldRow: null, newRow: { values: ['20', 'twenty', null], unchanged: [2] } }]),
+      ]);
+      assert.deepEqual(await rows(ITEMS), [['1', 'one', '1.00'], ['20', 'twenty', '2.50']]);
+    });
+
+    test('a table without a key: rows are found by every old value', async () => {
+      const row = (v: string, note: string) => ({ values: [v, note], unchanged: [] });
+      await session.apply([
+        tx([ins(noKey, NO_KEY, { v: '7', note: 'x' }), ins(noKey, NO_KEY, { v: '8', note: 'x' })]),
+        tx([{ op: 'update', relation: noKey, oldRow: row('7', 'x'), newRow: row('7', 'y') }]),
+        tx([{ op: 'delete', relation: noKey, oldRow: row('8', 'x') }]),
+      ]);
+      assert.deepEqual(await rows(NO_KEY), [['7', 'y']]);
+    });
+
+    test('every kind is stored as its canonical text says', async () => {
+      const values = (i: 0 | 1): Record<string, string> => Object.fromEntries([['id', String(i + 1)], ...harness.kinds.map((k) => [columnName(k), KIND_SAMPLES[k]![i]])]);
+      await session.apply([tx([ins(kindsRelation, kinds, values(0)), ins(kindsRelation, kinds, values(1))])]);
+      assert.deepEqual(await rows(kinds), [rowOf(kinds, values(0)), rowOf(kinds, values(1))]);
+    });
+
+    test('data and progress are one commit: a refused change leaves neither a row nor the progress', async () => {
+      const before = await session.progress();
+      const refused = tx([item(100), item(101, 'x', '12345678901234.00')]); // more digits than decimal(12,2) holds
+      await assert.rejects(session.apply([refused]), (error) => {
+        assert.equal(sink.classify(error), 'data', String(error));
+        return true;
+      });
+      assert.equal(await session.progress(), before);
+      assert.ok(!(await rows(ITEMS)).some((r) => r[0] === '100'), 'the first insert of the refused transaction is not there');
+    });
+
+    test('a crash while a transaction is written leaves either all of it with its progress, or neither', async () => {
+      const big = tx(Array.from({ length: 20_000 }, (_, i) => item(10_000 + i, 'x'.repeat(50))));
+      const applying = session.apply([big]).then(() => 'applied', (error: unknown) => error);
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      await fixture.interrupt();
+      await applying;
+      await session.close().catch(() => undefined);
+      await sink.close().catch(() => undefined);
+      sink = fixture.sink();
+      session = await sink.openSession(SOURCE);
+      const progress = await session.progress();
+      const count = (await rows(ITEMS)).filter((r) => Number(r[0]) >= 10_000).length;
+      if (progress === big.position) assert.equal(count, 20_000, 'progress says applied: every row is there');
+      else assert.equal(count, 0, 'progress says not applied: no row of it is there');
+      if (progress !== big.position) await session.apply([big]); // the runner would send it again
+      assert.equal(await session.progress(), big.position);
+    });
+
+    test('parts: kept until the last, applied as one commit; part 0 again starts over; a missing part is a gap', async () => {
+      const whole = tx([]);
+      const part = (ids: number[]): Transaction => ({ ...whole, changes: ids.map((id) => item(id)) });
+      await session.applyPart(part([201, 202]), { index: 0, last: false });
+      await session.applyPart(part([203]), { index: 1, last: false });
+      assert.ok(!(await rows(ITEMS)).some((r) => r[0] === '201'), 'nothing of a transaction before its last part');
+      // The source sent it again from its start (a restart): the parts held are dropped.
+      await session.applyPart(part([201, 202]), { index: 0, last: false });
+      await assert.rejects(session.applyPart(part([209]), { index: 2, last: true }), (error) => error instanceof SitesyncError && error.code === 'SITESYNC_ERR_GAP');
+      await session.applyPart(part([203]), { index: 1, last: false });
+      await session.applyPart(part([204]), { index: 2, last: true });
+      assert.deepEqual((await rows(ITEMS)).filter((r) => Number(r[0]) > 200 && Number(r[0]) < 300).map((r) => r[0]), ['201', '202', '203', '204']);
+      assert.equal(await session.progress(), whole.position);
+    });
+
+    test('skip records the position with its parked record; a retry of it applies once', async () => {
+      const setAside = tx([item(301)]);
+      const id = randomUUID();
+      await session.skip(setAside.position, setAside.commitTimeMicros, { id, kind: 'skipped', source: SOURCE, transactionId: setAside.id, bodySha256: '0'.repeat(64), userId: SOURCE, route: 'x/y', reason: 'test' });
+      assert.equal(await session.progress(), setAside.position);
+      assert.equal((await sink.findParked(id))?.done, false);
+      assert.ok(!(await rows(ITEMS)).some((r) => r[0] === '301'));
+      assert.equal(await session.applyRetried([setAside], id), true);
+      assert.ok((await rows(ITEMS)).some((r) => r[0] === '301'));
+      assert.equal((await sink.findParked(id))?.done, true);
+      assert.equal(await session.applyRetried([setAside], id), false, 'a second retry applies nothing');
+      assert.equal(await session.progress(), setAside.position);
+    });
+
+    test('a change to a table the target lacks halts its source (schema), applying nothing', async () => {
+      const before = await session.progress();
+      const missing: RelationInfo = { ...items, table: 'no_such_table' };
+      await assert.rejects(session.apply([tx([item(400), { op: 'insert', relation: missing, newRow: { values: ['1', 'x', '1.00'], unchanged: [] } }])]), (error) => {
+        assert.equal(sink.classify(error), 'schema', String(error));
+        return true;
+      });
+      assert.equal(await session.progress(), before);
+    });
+  });
+}

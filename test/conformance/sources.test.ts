@@ -1,0 +1,8 @@
+/**
+ * Every registered source, and the in-memory fake the runners' tests use, keeps the Source contract.
+ */
+import { sourceConformance } from './source-suite.ts';
+import { fakeSourceHarness } from './harnesses/fake.ts';
+import { postgresSourceHarness } from './harnesses/postgres.ts';
+
+for (const harness of [fakeSourceHarness, postgresSourceHarness]) sourceConformance(harness);
