@@ -26,6 +26,10 @@ export interface PgTypeRow {
   readonly baseModifier: number;
   /** In pg_catalog: a built-in type, whose name says its kind. */
   readonly builtin: boolean;
+  /** pg_type.typdelim: what separates this type's values in an array of it (`,` for all but box). */
+  readonly delimiter: string;
+  /** Printed by array_out: a true array literal (int2vector and oidvector print `1 2`). */
+  readonly trueArray: boolean;
 }
 
 /** The SQL that reads what PgTypeRow holds, for every type of the database. */
@@ -33,7 +37,8 @@ export const PG_TYPES_QUERY = `
   SELECT t.oid::int8 AS oid,
          CASE WHEN n.nspname = 'pg_catalog' THEN t.typname ELSE n.nspname || '.' || t.typname END AS name,
          t.typtype AS typtype, t.typcategory AS category, t.typelem::int8 AS element,
-         t.typbasetype::int8 AS base, t.typtypmod AS "baseModifier", n.nspname = 'pg_catalog' AS builtin
+         t.typbasetype::int8 AS base, t.typtypmod AS "baseModifier", n.nspname = 'pg_catalog' AS builtin,
+         t.typdelim AS delimiter, t.typoutput = 'array_out'::regproc AS "trueArray"
     FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace`;
 
 /** pg_catalog base types with a neutral kind; every other base type is `other`. */
@@ -130,8 +135,14 @@ export class PostgresTypes {
       case 'c':
         return simpleKind('struct');
       case 'b':
-        // An array's typmod is its element's (numeric(10,2)[]).
-        if (row.category === 'A' && row.element !== 0) return arrayKind(this.compute(row.element, modifier, depth + 1));
+        // An array's typmod is its element's (numeric(10,2)[]). Only true arrays whose elements PostgreSQL
+        // separates with commas print as array literals: int2vector and oidvector print `1 2`, box[]
+        // separates with `;`; they have no neutral form.
+        if (row.category === 'A' && row.element !== 0) {
+          const element = this.rows.get(row.element);
+          if (!row.trueArray || (element !== undefined && element.delimiter !== ',')) return OTHER;
+          return arrayKind(this.compute(row.element, modifier, depth + 1));
+        }
         if (!row.builtin) return OTHER;
         if (row.name === NUMERIC) return numericKind(modifier);
         return BUILTIN_KINDS[row.name] === undefined ? OTHER : simpleKind(BUILTIN_KINDS[row.name]!);

@@ -28,7 +28,7 @@ describe('capture: logical kinds from the catalog', () => {
         n numeric, n122 numeric(12,2), nneg numeric(5,-2), t text, vc varchar(10), ch char(3), nm name, by bytea,
         d date, tm time, tmtz timetz, ts timestamp, tstz timestamptz, iv interval, u uuid, j json, jb jsonb,
         m mood, p pair, dm money2, de email, ia int4[], na numeric(6,1)[], ma mood[], da amounts,
-        inet_col inet, mo money, pt point, r int4range, x xml)`);
+        inet_col inet, mo money, pt point, r int4range, x xml, iv2 int2vector, bx box[], tx text[][])`);
   });
 
   after(async () => {
@@ -64,7 +64,7 @@ describe('capture: logical kinds from the catalog', () => {
         n: 'decimal', n122: 'decimal(12,2)', nneg: 'decimal(5,-2)', t: 'string', vc: 'string', ch: 'string', nm: 'string', by: 'bytes',
         d: 'date', tm: 'time', tmtz: 'other', ts: 'timestamp', tstz: 'timestamptz', iv: 'interval', u: 'uuid', j: 'json', jb: 'json',
         m: 'enum', p: 'struct', dm: 'decimal(12,2)', de: 'string', ia: 'array<int32>', na: 'array<decimal(6,1)>', ma: 'array<enum>', da: 'array<decimal(12,2)>',
-        inet_col: 'other', mo: 'other', pt: 'other', r: 'other', x: 'other',
+        inet_col: 'other', mo: 'other', pt: 'other', r: 'other', x: 'other', iv2: 'other', bx: 'other', tx: 'array<string>',
       });
       const change = seen[0]!.changes[0]!;
       assert.ok(change.op === 'insert');

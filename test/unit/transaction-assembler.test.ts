@@ -42,7 +42,7 @@ function catalog(): PostgresTypes {
 }
 
 function builtin(oid: number, name: string): PgTypeRow {
-  return { oid, name, typtype: 'b', category: 'N', element: 0, base: 0, baseModifier: -1, builtin: true };
+  return { oid, name, typtype: 'b', category: 'N', element: 0, base: 0, baseModifier: -1, builtin: true, delimiter: ',', trueArray: false };
 }
 
 function setup(maxPartBytes = 1 << 20, types = catalog()) {
@@ -323,7 +323,7 @@ describe('TransactionAssembler', () => {
     assert.equal(transactions(recorder.events).length, 0);
 
     // The next stream reads the catalog again (PostgresSource.prepare) and resends from the checkpoint.
-    types.load([builtin(23, 'int4'), { oid: 50_001, name: 'public.mood', typtype: 'e', category: 'E', element: 0, base: 0, baseModifier: -1, builtin: false }]);
+    types.load([builtin(23, 'int4'), { oid: 50_001, name: 'public.mood', typtype: 'e', category: 'E', element: 0, base: 0, baseModifier: -1, builtin: false, delimiter: ',', trueArray: false }]);
     const again = setup(1 << 20, types);
     again.feed(begin(0x10n), moodRelation, insert(30_000, '1', 'ok'), commit(0x10n, 0x20n));
     const [tx] = transactions(again.recorder.events);
