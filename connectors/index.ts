@@ -3,8 +3,9 @@
  * The one place that knows them all: the composition root (src/cli/main.ts) hands this to the core.
  */
 import type { Connector, ConnectorRegistry } from '../src/connector.ts';
+import { mariadbConnector } from './mariadb/index.ts';
 import { postgresConnector } from './postgres/index.ts';
 
-const ALL: readonly Connector[] = [postgresConnector];
+const ALL: readonly Connector[] = [postgresConnector, mariadbConnector];
 
 export const CONNECTORS: ConnectorRegistry = new Map(ALL.map((c) => [c.kind, c]));

@@ -53,3 +53,12 @@ for plugin in rabbitmq_management rabbitmq_stream; do
   fi
 done
 say "RabbitMQ ready (management on :15672, streams enabled)"
+
+# MariaDB: the tests start private servers of their own (binary log on), from the machine's packages; the
+# machine's own MariaDB service is never changed.
+if [[ -x "${TEST_SITESYNC_MARIADBD:-/usr/sbin/mariadbd}" ]] && command -v "${TEST_SITESYNC_MARIADB_INSTALL_DB:-mariadb-install-db}" >/dev/null; then
+  say "MariaDB server binaries present ($("${TEST_SITESYNC_MARIADBD:-/usr/sbin/mariadbd}" --version | awk '{print $3}'))"
+else
+  say "MariaDB server binaries missing: the MariaDB tests need them; install them with: apt-get install -y mariadb-server"
+  exit 1
+fi

@@ -4,5 +4,6 @@
 import { sourceConformance } from './source-suite.ts';
 import { fakeSourceHarness } from './harnesses/fake.ts';
 import { postgresSourceHarness } from './harnesses/postgres.ts';
+import { mariadbSourceHarness } from './harnesses/mariadb.ts';
 
-for (const harness of [fakeSourceHarness, postgresSourceHarness]) sourceConformance(harness);
+for (const harness of [fakeSourceHarness, postgresSourceHarness, mariadbSourceHarness]) sourceConformance(harness);

