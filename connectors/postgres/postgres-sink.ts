@@ -223,6 +223,8 @@ class PostgresSourceSession implements SourceSession {
   private readonly tables = new Map<string, TargetTable>();
   private readonly logger: Logger;
   private inTransaction = false;
+  /** How the open transaction ends: its origin set-up and COMMIT (begin). */
+  private openEnd = 'COMMIT';
   private closed = false;
   /** Bytes of the unfinished transaction's parts kept in SPILL_TABLE (null: not read yet). */
   private spilledBytes: number | null = null;
@@ -500,13 +502,20 @@ class PostgresSourceSession implements SourceSession {
         ? `; INSERT INTO ${APPLY_PROGRESS} AS p (source, source_kind, position, commit_time) VALUES ('${this.source}', '${this.sourceKind}', '${position}', '${time}')` +
           ` ON CONFLICT (source) DO UPDATE SET position = excluded.position, commit_time = excluded.commit_time WHERE excluded.position COLLATE "C" > p.position COLLATE "C"`
         : '';
-      const setup = `BEGIN;${waitForDisk ? '' : ' SET LOCAL synchronous_commit = off;'} SELECT pg_current_xact_id(), pg_replication_origin_xact_setup('${lsn}', '${time}')${progress}`;
-      return run ? `${setup}; ${run.plan.text}` : setup;
+      // The origin's position and time are set up only at the end, just before COMMIT, once everything that
+      // can fail has run (SET CONSTRAINTS ALL IMMEDIATE runs deferred checks first). PostgreSQL 16 and later
+      // also move a session's origin on ABORT (RecordTransactionAbort, and its WAL record through crash
+      // recovery) to the position set up: set up at BEGIN, a transaction rolled back (a COPY that met a key,
+      // data the target refuses, a process killed mid-transaction) would read as applied and be skipped.
+      const end = `SET CONSTRAINTS ALL IMMEDIATE; SELECT pg_replication_origin_xact_setup('${lsn}', '${time}'); COMMIT`;
+      const setup = `BEGIN;${waitForDisk ? '' : ' SET LOCAL synchronous_commit = off;'} SELECT pg_current_xact_id()${progress}`;
+      return { body: run ? `${setup}; ${run.plan.text}` : setup, end };
     });
-    const commit = commitOpen && this.inTransaction ? 'COMMIT; ' : '';
-    const text = commit + statements.join('; COMMIT; ') + (commitLast ? '; COMMIT' : '');
+    const commit = commitOpen && this.inTransaction ? `${this.openEnd}; ` : '';
+    const text = commit + statements.map(({ body, end }, i) => (i < statements.length - 1 || commitLast ? `${body}; ${end}` : body)).join('; ');
     // Open from here on, even if the query fails part way: a ROLLBACK then ends whatever it began.
     this.inTransaction = true;
+    this.openEnd = statements[statements.length - 1]!.end;
     const runs = segments.flatMap((s) => (s.run ? [s.run] : []));
     if (runs.length > 0) await this.copy(text, runs);
     else await this.client.query(text);
@@ -522,7 +531,7 @@ class PostgresSourceSession implements SourceSession {
 
   private async commit(): Promise<void> {
     this.inTransaction = false;
-    await this.client.query('COMMIT');
+    await this.client.query(this.openEnd);
     this.reportConflicts();
   }
 

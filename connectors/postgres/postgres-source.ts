@@ -282,8 +282,7 @@ export class PostgresSource implements Source {
       }
     };
     const started = new Promise<void>((resolve) => service.once('start', () => resolve()));
-    const version = await this.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`);
-    const command = startReplicationCommand(this.slot, this.publication, Number(version.rows[0]?.v ?? 0));
+    const command = startReplicationCommand(this.slot, this.publication);
     const plugin = new RawPgOutput({
       command,
       onStart: (client) => {
