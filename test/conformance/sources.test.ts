@@ -1,9 +1,16 @@
 /**
- * Every registered source, and the in-memory fake the runners' tests use, keeps the Source contract.
+ * Every registered source (PostgreSQL on the tests' server and on PostgreSQL 17, MariaDB), and the in-memory
+ * fake the runners' tests use, keeps the Source contract.
  */
+import { after } from 'node:test';
 import { sourceConformance } from './source-suite.ts';
 import { fakeSourceHarness } from './harnesses/fake.ts';
-import { postgresSourceHarness } from './harnesses/postgres.ts';
+import { embeddedPostgres17, postgresSourceHarness } from './harnesses/postgres.ts';
 import { mariadbSourceHarness } from './harnesses/mariadb.ts';
 
-for (const harness of [fakeSourceHarness, postgresSourceHarness, mariadbSourceHarness]) sourceConformance(harness);
+const pg17 = embeddedPostgres17();
+after(() => pg17.stop());
+
+for (const harness of [fakeSourceHarness, postgresSourceHarness(), mariadbSourceHarness]) sourceConformance(harness);
+if (pg17.missing) process.stderr.write(`source conformance: PostgreSQL 17 not tried: ${pg17.missing}\n`);
+else sourceConformance(postgresSourceHarness(pg17));

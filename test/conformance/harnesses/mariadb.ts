@@ -34,6 +34,9 @@ const TYPES: Readonly<Record<string, string>> = {
   enum: `enum(${ENUM_LABELS.map((l) => `'${l}'`).join(', ')})`,
 };
 
+/** MariaDB's type for each kind, for a test's own tables. */
+export const MARIADB_TYPES = TYPES;
+
 export const MARIADB_KINDS = Object.keys(TYPES);
 
 const quote = (name: string): string => `\`${name.replace(/`/g, '``')}\``;
@@ -102,6 +105,41 @@ async function inTransaction(server: PrivateMariaDb, schema: string, ops: readon
   }
 }
 
+/** A MariaDB table's rows as the MariaDB capture reads them: each value in its kind's canonical text, sorted. */
+export async function mariadbRows(port: number, schema: string, spec: TableSpec): Promise<(string | null)[][]> {
+  const columns = spec.columns.map((c) => {
+    const q = quote(c.name);
+    const trimmed = (format: string): string => `TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM ${format}))`;
+    switch (c.kind) {
+      case 'boolean':
+        return `IF(${q} IS NULL, NULL, IF(${q}, 't', 'f'))`;
+      case 'bytes':
+        return `IF(${q} IS NULL, NULL, CONCAT('\\\\x', LOWER(HEX(${q}))))`;
+      case 'timestamptz':
+        return `IF(${q} IS NULL, NULL, CONCAT(${trimmed(`DATE_FORMAT(${q}, '%Y-%m-%d %H:%i:%s.%f')`)}, '+00'))`;
+      case 'timestamp':
+        return trimmed(`DATE_FORMAT(${q}, '%Y-%m-%d %H:%i:%s.%f')`);
+      case 'time':
+        return trimmed(`TIME_FORMAT(${q}, '%H:%i:%s.%f')`);
+      case 'float32':
+      case 'float64':
+        return q; // a number, printed below as the capture prints it
+      default:
+        return `CAST(${q} AS CHAR)`;
+    }
+  });
+  const connection = await mysql.createConnection({ host: '127.0.0.1', port, user: 'root', rowsAsArray: true });
+  try {
+    await connection.query(`SET time_zone = '+00:00'`);
+    const [rows] = await connection.query<mysql.RowDataPacket[]>(`SELECT ${columns.join(', ')} FROM ${quote(schema)}.${quote(spec.table)}`);
+    const text = (kind: string, v: unknown): string | null =>
+      v === null ? null : kind === 'float32' ? formatFloat32(Math.fround(Number(v))) : kind === 'float64' ? formatFloat64(Number(v)) : String(v);
+    return sortRows(rows.map((r) => (r as unknown as unknown[]).map((v, i) => text(spec.columns[i]!.kind, v))));
+  } finally {
+    await connection.end();
+  }
+}
+
 export const mariadbSourceHarness: SourceHarness = {
   name: 'mariadb',
   kinds: MARIADB_KINDS,
@@ -145,39 +183,7 @@ export function mariadbSinkHarness(sourceKind: string, positionDigits: number): 
       const fixture: SinkFixture = {
         schema,
         sink: () => new MariaDbSink({ site, url: server.url(), conflictPolicy: () => ({ policy: 'last-writer-wins', priority: [] }), sourceKindOf: () => sourceKind, logger: createLogger('silent') }),
-        async rows(spec) {
-          // Read back as the MariaDB capture reads them: each value in its kind's canonical text.
-          const columns = spec.columns.map((c) => {
-            const q = quote(c.name);
-            switch (c.kind) {
-              case 'boolean':
-                return `IF(${q} IS NULL, NULL, IF(${q}, 't', 'f'))`;
-              case 'bytes':
-                return `IF(${q} IS NULL, NULL, CONCAT('\\\\x', LOWER(HEX(${q}))))`;
-              case 'timestamptz':
-                return `IF(${q} IS NULL, NULL, CONCAT(TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM DATE_FORMAT(${q}, '%Y-%m-%d %H:%i:%s.%f'))), '+00'))`;
-              case 'timestamp':
-                return `TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM DATE_FORMAT(${q}, '%Y-%m-%d %H:%i:%s.%f')))`;
-              case 'time':
-                return `TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM TIME_FORMAT(${q}, '%H:%i:%s.%f')))`;
-              case 'float32':
-              case 'float64':
-                return q; // a number, printed below as the capture prints it
-              default:
-                return `CAST(${q} AS CHAR)`;
-            }
-          });
-          const connection = await mysql.createConnection({ host: '127.0.0.1', port: server.port, user: 'root', rowsAsArray: true });
-          try {
-            await connection.query(`SET time_zone = '+00:00'`);
-            const [rows] = await connection.query<mysql.RowDataPacket[]>(`SELECT ${columns.join(', ')} FROM ${schema}.${quote(spec.table)}`);
-            const text = (kind: string, v: unknown): string | null =>
-              v === null ? null : kind === 'float32' ? formatFloat32(Math.fround(Number(v))) : kind === 'float64' ? formatFloat64(Number(v)) : String(v);
-            return sortRows(rows.map((r) => (r as unknown as unknown[]).map((v, i) => text(spec.columns[i]!.kind, v))));
-          } finally {
-            await connection.end();
-          }
-        },
+        rows: (spec) => mariadbRows(server.port, schema, spec),
         async interrupt() {
           const processes = await server.query<{ ID: number }>(`SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND USER = 'root' AND COMMAND <> 'Daemon'`);
           for (const p of processes) await server.query(`KILL ${Number(p.ID)}`).catch(() => undefined);
