@@ -2,14 +2,28 @@
 # The demo: prepares this machine's PostgreSQL and RabbitMQ, creates two sites (demo_paris and
 # demo_london, two databases on the local server), starts one `sitesync run` per site, writes at each
 # and shows the other receive it. `npm run demo -- mesh` does the same with three sites (adding
-# demo_madrid) that all write. The sites keep running afterwards so you can try your own writes;
-# `npm run demo -- stop` stops them. Running it again starts from a clean slate.
+# demo_madrid) that all write. `npm run demo -- mariadb` makes madrid a MariaDB site instead of london:
+# it starts a private MariaDB server for the demo (.demo/mariadb, port 3307, binary log on; never the
+# machine's own MariaDB) and replicates between paris (PostgreSQL) and madrid (MariaDB) both ways. The
+# sites keep running afterwards so you can try your own writes; `npm run demo -- stop` stops them (and
+# the demo's MariaDB). Running it again starts from a clean slate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+MODE=${1:-}
+case $MODE in
+  '' | mesh | mariadb | stop) ;;
+  *) echo "usage: npm run demo [-- mesh | mariadb | stop]" >&2; exit 2 ;;
+esac
 
 DEMO=.demo
 SITES=(paris london madrid) # every site a demo may have run, so that stop and clean-up find them all
 PSQL=(psql -X -q -h 127.0.0.1 -U postgres)
+# The demo's own MariaDB server: its own data folder, socket, pid file and port, so that it never touches
+# the machine's MariaDB (3306, /run/mysqld). Root has no password, over TCP on 127.0.0.1 only.
+MARIADB_DIR=$PWD/$DEMO/mariadb
+MARIADB_PORT=3307
+MARIADB=(mariadb -h 127.0.0.1 -P "$MARIADB_PORT" -u root)
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 stop_sites() {
@@ -23,8 +37,57 @@ stop_sites() {
   done
 }
 
-if [[ ${1:-} == stop ]]; then
+# The pid of the demo's MariaDB server, if it runs (checked to be a mariadbd on the demo's own folder, so
+# that a stale pid file never makes us signal something else).
+mariadb_pid() {
+  local pid
+  pid=$(cat "$MARIADB_DIR/mariadb.pid" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--datadir=$MARIADB_DIR/data" || return 1
+  echo "$pid"
+}
+
+stop_mariadb() { # a clean shutdown (SIGTERM), waiting for it; killed if it takes more than 60 s
+  local pid
+  pid=$(mariadb_pid) || return 0
+  kill -TERM "$pid"
+  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; sleep 0.5; fi
+  echo "stopped the demo's MariaDB (pid $pid)"
+}
+
+start_mariadb() { # a fresh server in $MARIADB_DIR, in the background
+  rm -rf "$MARIADB_DIR"
+  mkdir -p "$MARIADB_DIR"
+  if (echo >"/dev/tcp/127.0.0.1/$MARIADB_PORT") 2>/dev/null; then
+    echo "port $MARIADB_PORT is taken by something that is not the demo's MariaDB; free it and run the demo again" >&2
+    exit 1
+  fi
+  local user=() small=(--innodb-log-file-size=8M --innodb-data-file-path=ibdata1:12M:autoextend)
+  [[ $(id -u) == 0 ]] && user=(--user=root) # MariaDB runs as root only when told so
+  mariadb-install-db --no-defaults --datadir="$MARIADB_DIR/data" "${user[@]}" --auth-root-authentication-method=normal \
+    --skip-test-db --skip-name-resolve "${small[@]}" >"$MARIADB_DIR/install.log" 2>&1 ||
+    { echo "mariadb-install-db failed:"; tail -n 20 "$MARIADB_DIR/install.log"; exit 1; }
+  # The binary log as sitesync's capture reads it: row format, full row images, full row metadata.
+  nohup /usr/sbin/mariadbd --no-defaults --datadir="$MARIADB_DIR/data" "${user[@]}" \
+    --port="$MARIADB_PORT" --socket="$MARIADB_DIR/mariadb.sock" --pid-file="$MARIADB_DIR/mariadb.pid" \
+    --log-error="$MARIADB_DIR/error.log" --bind-address=127.0.0.1 --skip-networking=0 --skip-name-resolve \
+    --server-id=1 --log-bin=mysql-bin --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
+    --innodb-buffer-pool-size=32M "${small[@]}" --performance-schema=0 --max-connections=100 \
+    --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci >/dev/null 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 300); do
+    "${MARIADB[@]}" -e 'SELECT 1' >/dev/null 2>&1 && break
+    kill -0 "$pid" 2>/dev/null || { echo "the demo's MariaDB failed to start:"; tail -n 20 "$MARIADB_DIR/error.log"; exit 1; }
+    sleep 0.1
+  done
+  "${MARIADB[@]}" -e 'SELECT 1' >/dev/null 2>&1 || { echo "the demo's MariaDB did not answer on port $MARIADB_PORT within 30 s; see $MARIADB_DIR/error.log"; exit 1; }
+  echo "MariaDB $("${MARIADB[@]}" -N -B -e 'SELECT VERSION()') on 127.0.0.1:$MARIADB_PORT (pid $pid, data and error log in $DEMO/mariadb)"
+}
+
+if [[ $MODE == stop ]]; then
   stop_sites
+  stop_mariadb
   exit 0
 fi
 
@@ -32,19 +95,40 @@ fi
 bash scripts/setup-services.sh
 mkdir -p "$DEMO"
 stop_sites
-if [[ ${1:-} == mesh ]]; then SITES=(paris london madrid); else SITES=(paris london); fi
+stop_mariadb
+case $MODE in
+  mesh) SITES=(paris london madrid) ;;
+  mariadb) SITES=(paris madrid) ;;
+  *) SITES=(paris london) ;;
+esac
+kind_of() { if [[ $MODE == mariadb && $1 == madrid ]]; then echo mariadb; else echo postgres; fi; }
+where_is() { if [[ $(kind_of "$1") == mariadb ]]; then echo "MariaDB 127.0.0.1:$MARIADB_PORT, database public"; else echo "PostgreSQL demo_$1"; fi; }
 
-say "Creating ${#SITES[@]} sites on this machine: $(printf 'demo_%s ' "${SITES[@]}")"
-for site in "${SITES[@]}"; do
+# Clean up what any earlier demo left (every demo site's database, slot, origins and queues, whichever
+# mode made them: a slot left behind would keep WAL for ever), then create this demo's sites.
+for site in paris london madrid; do
   "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS demo_$site WITH (FORCE)" 2>/dev/null
   "${PSQL[@]}" -d postgres -tAc "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'sitesync_$site'" >/dev/null
   # Exactly the demo's own origins: other sitesync deployments may share this server.
   "${PSQL[@]}" -d postgres -tAc "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname ~ '^sitesync_(paris|london|madrid)_to_$site\$'" >/dev/null
   rabbitmqctl -q delete_queue "SITE_${site^^}" >/dev/null 2>&1 || true
   rabbitmqctl -q delete_queue "SITE_${site^^}.parked" >/dev/null 2>&1 || true
-  "${PSQL[@]}" -d postgres -c "CREATE DATABASE demo_$site"
+done
+rm -rf "$MARIADB_DIR" # the demo's MariaDB, stopped above: a mariadb demo starts a fresh one below
+
+say "Creating ${#SITES[@]} sites on this machine: $(for s in "${SITES[@]}"; do printf '%s (%s)  ' "$s" "$(where_is "$s")"; done)"
+[[ $MODE == mariadb ]] && start_mariadb
+for site in "${SITES[@]}"; do
   # The same application schema at every site: sitesync changes nothing in it.
-  "${PSQL[@]}" -d "demo_$site" -c "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, city text, balance numeric(12,2), updated_at timestamptz DEFAULT now())"
+  if [[ $(kind_of "$site") == mariadb ]]; then
+    # A MariaDB site's tables are database.table: PostgreSQL's public.customers is database public, table
+    # customers, in MariaDB's types (numeric -> decimal, timestamptz -> TIMESTAMP, kept in UTC).
+    "${MARIADB[@]}" -e "CREATE DATABASE public CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+    "${MARIADB[@]}" public -e "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, city text, balance decimal(12,2), updated_at timestamp(6) NULL DEFAULT CURRENT_TIMESTAMP(6))"
+  else
+    "${PSQL[@]}" -d postgres -c "CREATE DATABASE demo_$site"
+    "${PSQL[@]}" -d "demo_$site" -c "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, city text, balance numeric(12,2), updated_at timestamptz DEFAULT now())"
+  fi
 done
 
 {
@@ -53,7 +137,11 @@ done
   echo "sites:"
   for site in "${SITES[@]}"; do
     echo "  $site:"
-    echo "    postgres: postgres://postgres@127.0.0.1:5432/demo_$site"
+    if [[ $(kind_of "$site") == mariadb ]]; then
+      echo "    database: { kind: mariadb, url: mariadb://root@127.0.0.1:$MARIADB_PORT/ }"
+    else
+      echo "    postgres: postgres://postgres@127.0.0.1:5432/demo_$site"
+    fi
   done
 } >"$DEMO/sitesync.yml"
 echo "configuration: $DEMO/sitesync.yml"
@@ -74,21 +162,41 @@ for site in "${SITES[@]}"; do
   done
 done
 
-wait_for() { # database, query, expected output
+sql_at() { # site, statements...: run at that site's database, whichever it is
+  local site=$1; shift
+  if [[ $(kind_of "$site") == mariadb ]]; then
+    local statement
+    for statement in "$@"; do "${MARIADB[@]}" public -e "$statement"; done
+  else
+    local args=() statement
+    for statement in "$@"; do args+=(-c "$statement"); done
+    "${PSQL[@]}" -d "demo_$site" "${args[@]}"
+  fi
+}
+value_at() { # site, query: its one value, unadorned
+  if [[ $(kind_of "$1") == mariadb ]]; then "${MARIADB[@]}" public -N -B -e "$2"; else "${PSQL[@]}" -d "demo_$1" -tAc "$2"; fi
+}
+wait_for() { # site, query, expected output
   for _ in $(seq 1 100); do
-    [[ $("${PSQL[@]}" -d "$1" -tAc "$2") == "$3" ]] && return 0
+    [[ $(value_at "$1" "$2" 2>/dev/null) == "$3" ]] && return 0
     sleep 0.1
   done
-  echo "timed out waiting at $1 for: $2" >&2
+  echo "timed out waiting at $1 for: $2 = $3 (it says: $(value_at "$1" "$2" 2>&1)); see $DEMO/*.log" >&2
   exit 1
 }
 
+second=${SITES[1]}
+case $second in
+  london) newcomer="(3, 'Oliver', 'London', 99.99)" ;;
+  madrid) newcomer="(3, 'Lucía', 'Madrid', 99.99)" ;;
+esac
 say "Writing at paris: two customers"
-"${PSQL[@]}" -d demo_paris -c "INSERT INTO customers (id, name, city, balance) VALUES (1, 'Amélie', 'Paris', 120.50), (2, 'Bastien', 'Lyon', 0)"
-wait_for demo_london "SELECT count(*) FROM customers" 2
-say "Writing at london: one customer, and a change to one of paris's"
-"${PSQL[@]}" -d demo_london -c "INSERT INTO customers (id, name, city, balance) VALUES (3, 'Oliver', 'London', 99.99)" -c "UPDATE customers SET balance = balance + 10 WHERE id = 1"
-wait_for demo_paris "SELECT balance FROM customers WHERE id = 1" 130.50
+sql_at paris "INSERT INTO customers (id, name, city, balance) VALUES (1, 'Amélie', 'Paris', 120.50), (2, 'Bastien', 'Lyon', 0)"
+wait_for "$second" "SELECT count(*) FROM customers" 2
+say "Writing at $second: one customer, and a change to one of paris's"
+sql_at "$second" "INSERT INTO customers (id, name, city, balance) VALUES $newcomer" "UPDATE customers SET balance = balance + 10 WHERE id = 1"
+wait_for paris "SELECT balance FROM customers WHERE id = 1" 130.50
+wait_for paris "SELECT count(*) FROM customers" 3
 if [[ ${#SITES[@]} == 3 ]]; then
   say "Writing at madrid, and at all three sites at once"
   "${PSQL[@]}" -d demo_madrid -c "INSERT INTO customers (id, name, city, balance) VALUES (4, 'Lucía', 'Madrid', 42)"
@@ -99,18 +207,41 @@ if [[ ${#SITES[@]} == 3 ]]; then
     writers+=($!)
   done
   wait "${writers[@]}" # only the writers: the sites started above are children of this shell too
-  for site in "${SITES[@]}"; do wait_for "demo_$site" "SELECT count(*) FROM customers" 64; done
+  for site in "${SITES[@]}"; do wait_for "$site" "SELECT count(*) FROM customers" 64; done
 fi
 
 for site in "${SITES[@]}"; do
-  say "customers at $site"
-  "${PSQL[@]}" -d "demo_$site" -c "SELECT id, name, city, balance, updated_at FROM customers ORDER BY id"
+  say "customers at $site ($(where_is "$site"))"
+  if [[ $(kind_of "$site") == mariadb ]]; then
+    # Shown in UTC, as PostgreSQL shows them here (TIMESTAMP is kept in UTC and shown in the session's zone).
+    "${MARIADB[@]}" public -t -e "SET time_zone = '+00:00'; SELECT id, name, city, balance, updated_at FROM customers ORDER BY id"
+  else
+    "${PSQL[@]}" -d "demo_$site" -c "SELECT id, name, city, balance, updated_at FROM customers ORDER BY id"
+  fi
 done
 
 say "sitesync status"
 node bin/sitesync.js status --config "$DEMO/sitesync.yml"
 
-cat <<EOF
+if [[ $MODE == mariadb ]]; then
+  cat <<EOF
+
+The sites are still running. Try your own writes, at either site:
+  psql -h 127.0.0.1 -U postgres -d demo_paris -c "INSERT INTO customers (id, name) VALUES (10, 'you')"
+  mariadb -h 127.0.0.1 -P $MARIADB_PORT -u root public -e "SELECT * FROM customers"
+  mariadb -h 127.0.0.1 -P $MARIADB_PORT -u root public -e "UPDATE customers SET city = 'Sevilla' WHERE id = 10"
+  psql -h 127.0.0.1 -U postgres -d demo_paris -c "SELECT * FROM customers"
+madrid is the demo's own MariaDB server (data, binary log and error log in $DEMO/mariadb; the machine's
+MariaDB on 3306 is not used); sitesync keeps its bookkeeping there in the database sitesync:
+  mariadb -h 127.0.0.1 -P $MARIADB_PORT -u root -e "SELECT * FROM sitesync.apply_progress; SHOW BINARY LOGS"
+Conflicts (the same row changed at both sites before either heard of the other) are logged at paris
+(MariaDB does not detect them: it applies what arrives):
+  psql -h 127.0.0.1 -U postgres -d demo_paris -c "SELECT * FROM sitesync.conflicts"
+RabbitMQ's management UI (guest/guest): http://127.0.0.1:15672 — queues SITE_<SITE>, sitesync.archive
+Stop the sites and the demo's MariaDB with: npm run demo -- stop
+EOF
+else
+  cat <<EOF
 
 The sites are still running. Try your own writes, at any site:
   psql -h 127.0.0.1 -U postgres -d demo_paris  -c "INSERT INTO customers (id, name) VALUES (10, 'you')"
@@ -120,3 +251,4 @@ Conflicts (the same row changed at two sites before either heard of the other) a
 RabbitMQ's management UI (guest/guest): http://127.0.0.1:15672 — queues SITE_<SITE>, sitesync.archive
 Stop the sites with: npm run demo -- stop
 EOF
+fi

@@ -103,7 +103,7 @@ export function formatStatus(statuses: SiteStatus[]): string {
     } else if (state) {
       lines.push(
         state.exists
-          ? `  ${state.name}: ${state.active ? 'streaming' : 'idle'}, confirmed ${state.confirmed}, server at ${state.current}, lag ${formatBytes(state.lagBytes)}, log kept ${formatBytes(state.retainedBytes)}`
+          ? `  ${state.name}: ${state.active ? 'streaming' : 'idle'}, confirmed ${state.confirmed}, server at ${state.current}, lag ${formatBytes(state.lagBytes)}${state.retainedBytes === null ? '' : `, log kept ${formatBytes(state.retainedBytes)}`}`
           : `  ${state.name}: not created yet (run the site once)`,
       );
     }
