@@ -66,14 +66,23 @@ export function arrayKind(element: ValueKind): ValueKind {
 
 export const OTHER: ValueKind = simpleKind('other');
 
+/** Wire forms already written, by kind object: every message writes its relations' kinds again. */
+const formatted = new WeakMap<ValueKind, string>();
+
 /** The wire form: `int32`, `decimal`, `decimal(10)`, `decimal(10,2)`, `array<uuid>`. */
 export function formatKind(kind: ValueKind): string {
+  let wire = formatted.get(kind);
+  if (wire === undefined) formatted.set(kind, (wire = formatUncached(kind)));
+  return wire;
+}
+
+function formatUncached(kind: ValueKind): string {
   switch (kind.kind) {
     case 'decimal':
       if (kind.precision === null) return 'decimal';
       return kind.scale === null ? `decimal(${kind.precision})` : `decimal(${kind.precision},${kind.scale})`;
     case 'array':
-      return `array<${formatKind(kind.element)}>`;
+      return `array<${formatUncached(kind.element)}>`;
     default:
       return kind.kind;
   }
