@@ -31,6 +31,9 @@ import { startReplicationCommand } from './start-replication.ts';
 import { TransactionAssembler } from './transaction-assembler.ts';
 import { PG_TYPES_QUERY, PostgresTypes, UnknownTypeError, type PgTypeRow } from './postgres-types.ts';
 
+/** The first PostgreSQL version whose logical slots can be failover slots (pg_create_logical_replication_slot's `failover`). */
+const FAILOVER_SLOTS_VERSION = 170000;
+
 /** How long a clean stop waits for the slot to show the last status sent. */
 const SETTLE_TIMEOUT_MS = 3000;
 
@@ -215,8 +218,13 @@ export class PostgresSource implements Source {
       }
       return;
     }
+    // PostgreSQL 17 and later: a failover slot, which a standby with sync_replication_slots keeps in step, so
+    // that after a failover capture resumes on the promoted server from where it confirmed (without a standby
+    // so configured, the flag changes nothing).
+    const version = Number((await this.pool.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]?.v ?? 0);
+    const create = version >= FAILOVER_SLOTS_VERSION ? `SELECT pg_create_logical_replication_slot($1, 'pgoutput', false, false, true)` : `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`;
     try {
-      await this.pool.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [this.slot]);
+      await this.pool.query(create, [this.slot]);
     } catch (error) {
       if ((error as { code?: string }).code === '53400') {
         throw new SitesyncError('SITESYNC_ERR_CONFIG', `PostgreSQL of site ${this.site} has no free replication slot; raise max_replication_slots and restart it`, { cause: error });

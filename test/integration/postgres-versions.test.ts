@@ -95,6 +95,12 @@ describe('two sites on PostgreSQL 17', { skip: missing ? `no PostgreSQL 17 to te
     assert.ok(Number(row!.v) >= 170000 && Number(row!.v) < 180000, `server_version_num ${row!.v}`);
   });
 
+  test('capture creates its slot as a failover slot (kept in step by a standby with sync_replication_slots)', async () => {
+    const rows = await server.query<{ failover: boolean }>('postgres', `SELECT failover FROM pg_replication_slots WHERE slot_name LIKE 'sitesync_%'`);
+    assert.ok(rows.length >= 2, 'both sites have their slot');
+    assert.ok(rows.every((r) => r.failover === true));
+  });
+
   test('changes replicate both ways', async () => {
     await write('paris', `INSERT INTO items VALUES (1, 'from paris'), (2, 'two')`);
     await write('london', `INSERT INTO items VALUES (3, 'from london')`);
