@@ -78,7 +78,13 @@ export type BinlogEvent =
   | { readonly type: 'xid'; readonly xid: string; readonly end: number; readonly timestamp: number }
   | { readonly type: 'xaprepare'; readonly end: number }
   /** The server has sent everything up to `offset` of `file` and is waiting for more. */
-  | { readonly type: 'heartbeat'; readonly file: string; readonly offset: number };
+  | { readonly type: 'heartbeat'; readonly file: string; readonly offset: number }
+  /**
+   * Any other event (format description, GTID list, binlog checkpoint, annotate rows…): nothing a transaction
+   * is made of, only where it ends in the current file — so that a reader knows it has read the log up to
+   * its end even when the last events there are of these.
+   */
+  | { readonly type: 'other'; readonly end: number };
 
 export interface BinlogReaderOptions {
   /** Connection options of the replica connection (and zongji's control connection). */
@@ -231,8 +237,9 @@ export class BinlogReader {
       }
       default:
         // format description, GTID list, binlog checkpoint, intvar, annotate rows, MySQL GTID events…: nothing
-        // a transaction is made of (a MySQL server's transactions still open with a BEGIN query).
-        return null;
+        // a transaction is made of (a MySQL server's transactions still open with a BEGIN query). Where it
+        // ends is passed on (0: an artificial event, or one inside a transaction that does not say).
+        return end > 0 ? { type: 'other', end } : null;
     }
   }
 

@@ -14,10 +14,20 @@
  * - parked: what this site parked (src/apply/sink.ts ParkedRecord), as the PostgreSQL sink's
  *   `sitesync.parked`, with the same columns.
  * - spilled_parts: the parts of a large transaction received before its last (see mariadb-sink.ts).
+ * - row_writers: per row key (table, SHA-256 of the key's canonical JSON), the last write sitesync knows of:
+ *   the site that made it and its commit time as change events carry it (row-writers.ts says who writes it
+ *   and when). `local_position` is the binlog position of a local write (capture's entries), NULL for a
+ *   write the sink applied; `seen` is the write's causal context. What conflict detection reads (MariaDB
+ *   keeps no commit origin or time per row). Never replicated: capture ignores the bookkeeping database.
+ * - conflicts: every conflict the sink resolved, with the columns of the PostgreSQL sink's
+ *   `sitesync.conflicts` (times in UTC).
  */
 import { SitesyncError } from '../../src/errors.ts';
 import type { NewParkedRecord } from '../../src/apply/sink.ts';
+import type { ConflictKind, Decision, Writer } from '../../src/apply/conflict-policy.ts';
+import { microsToIso } from '../../src/events/time.ts';
 import type { Position } from '../../src/events/transaction.ts';
+import type { LocalWrite, RowKey } from './row-writers.ts';
 import { quoteIdent } from './mariadb-statements.ts';
 import type { BoundValue } from './mariadb-bind.ts';
 
@@ -39,13 +49,20 @@ export class Bookkeeping {
   readonly progressTable: string;
   readonly parkedTable: string;
   readonly spillTable: string;
+  readonly rowWritersTable: string;
+  readonly conflictsTable: string;
 
   constructor(database: string = DEFAULT_BOOKKEEPING_DATABASE) {
     this.database = checkBookkeepingDatabase(database);
     this.progressTable = `${quoteIdent(database)}.${quoteIdent('apply_progress')}`;
     this.parkedTable = `${quoteIdent(database)}.${quoteIdent('parked')}`;
     this.spillTable = `${quoteIdent(database)}.${quoteIdent('spilled_parts')}`;
+    this.rowWritersTable = `${quoteIdent(database)}.${quoteIdent('row_writers')}`;
+    this.conflictsTable = `${quoteIdent(database)}.${quoteIdent('conflicts')}`;
   }
+
+  /** The tables createTables makes, by name, in its order. */
+  static readonly TABLES = ['apply_progress', 'parked', 'spilled_parts', 'row_writers', 'conflicts'] as const;
 
   /** CREATE TABLE IF NOT EXISTS of each table, in order. */
   createTables(): string[] {
@@ -78,7 +95,80 @@ export class Bookkeeping {
   body LONGBLOB NOT NULL,
   PRIMARY KEY (source, transaction_id, part)
 ) ENGINE=InnoDB`,
+      this.createRowWriters(),
+      `CREATE TABLE IF NOT EXISTS ${this.conflictsTable} (
+  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  logged_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  kind VARCHAR(32) CHARACTER SET ascii NOT NULL,
+  table_name VARCHAR(129) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  \`key\` JSON NOT NULL,
+  remote_site VARCHAR(40) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  remote_transaction VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  remote_commit_time DATETIME(6) NOT NULL,
+  local_site VARCHAR(40) CHARACTER SET ascii COLLATE ascii_bin NULL,
+  local_commit_time DATETIME(6) NULL,
+  policy VARCHAR(32) CHARACTER SET ascii NOT NULL,
+  winner VARCHAR(8) CHARACTER SET ascii NOT NULL,
+  resolution VARCHAR(8) CHARACTER SET ascii NOT NULL
+) ENGINE=InnoDB`,
     ];
+  }
+
+  /** row_writers (both the sink and capture create it: whichever starts first). */
+  createRowWriters(): string {
+    return `CREATE TABLE IF NOT EXISTS ${this.rowWritersTable} (
+  table_name VARCHAR(129) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  key_hash BINARY(32) NOT NULL,
+  key_json TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  site VARCHAR(40) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  commit_time_micros BIGINT NOT NULL,
+  local_position CHAR(24) CHARACTER SET ascii COLLATE ascii_bin NULL,
+  seen TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  PRIMARY KEY (table_name, key_hash)
+) ENGINE=InnoDB`;
+  }
+
+  /** The last writer of one row key (values: table name, key hash). */
+  rowWriterQuery(): string {
+    return `SELECT site, commit_time_micros FROM ${this.rowWritersTable} WHERE table_name = ? AND key_hash = ?`;
+  }
+
+  /**
+   * The sink's record of the writes it applied: `rows` entries of (table_name, key_hash, key_json, site,
+   * commit_time_micros, seen). Unconditional: the sink holds each row's lock, so its write is the row's latest.
+   */
+  recordAppliedWrites(rows: number): string {
+    return (
+      `INSERT INTO ${this.rowWritersTable} (table_name, key_hash, key_json, site, commit_time_micros, local_position, seen) VALUES ` +
+      Array.from({ length: rows }, () => '(?, ?, ?, ?, ?, NULL, ?)').join(', ') +
+      ' ON DUPLICATE KEY UPDATE key_json = VALUES(key_json), site = VALUES(site), commit_time_micros = VALUES(commit_time_micros), local_position = NULL, seen = VALUES(seen)'
+    );
+  }
+
+  /**
+   * Capture's record of local writes: `rows` entries of (table_name, key_hash, key_json, site,
+   * commit_time_micros, local_position, seen). An entry already there is replaced only by a later write:
+   * one of this site's at an earlier binlog position (capture reads its log again after a restart), or one
+   * the sink applied from another site that the local write had seen (its commit time is covered by the
+   * local write's causal context). ON DUPLICATE KEY UPDATE assigns left to right, each seeing the ones
+   * before: the decision is taken once, first, into a session variable.
+   */
+  recordLocalWrites(rows: number): string {
+    const newer =
+      `IF(site = VALUES(site), local_position IS NULL OR local_position <= VALUES(local_position), ` +
+      `commit_time_micros <= COALESCE(CAST(JSON_VALUE(VALUES(seen), CONCAT('$."', site, '"')) AS SIGNED), -1))`;
+    return (
+      `INSERT INTO ${this.rowWritersTable} (table_name, key_hash, key_json, site, commit_time_micros, local_position, seen) VALUES ` +
+      Array.from({ length: rows }, () => '(?, ?, ?, ?, ?, ?, ?)').join(', ') +
+      ` ON DUPLICATE KEY UPDATE local_position = IF(@sitesync_newer := ${newer}, VALUES(local_position), local_position), ` +
+      `key_json = IF(@sitesync_newer, VALUES(key_json), key_json), seen = IF(@sitesync_newer, VALUES(seen), seen), ` +
+      `commit_time_micros = IF(@sitesync_newer, VALUES(commit_time_micros), commit_time_micros), site = IF(@sitesync_newer, VALUES(site), site)`
+    );
+  }
+
+  /** One resolved conflict (values: conflictValues). */
+  insertConflict(): string {
+    return `INSERT INTO ${this.conflictsTable} (kind, table_name, \`key\`, remote_site, remote_transaction, remote_commit_time, local_site, local_commit_time, policy, winner, resolution) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
   }
 
   /**
@@ -139,6 +229,54 @@ export interface ProgressRow {
 export function parkedValues(r: NewParkedRecord): BoundValue[] {
   const cut = (s: string | null, n: number): string | null => (s === null ? null : s.slice(0, n));
   return [r.id.toLowerCase(), r.kind, cut(r.source, 255), cut(r.transactionId, 255), r.bodySha256, cut(r.userId, 255), cut(r.route, 60_000)!, r.reason.slice(0, 2000)];
+}
+
+/** Most characters of a key's JSON kept in row_writers (it is there for people; the hash is the identity). */
+const KEY_JSON_CHARS = 16_000;
+
+/** The values of one entry of recordAppliedWrites. */
+export function appliedWriteValues(key: RowKey, site: string, commitTimeMicros: bigint, seen: string): BoundValue[] {
+  return [key.table, key.hash, key.json.slice(0, KEY_JSON_CHARS), site, commitTimeMicros.toString(), seen];
+}
+
+/** The values of one entry of recordLocalWrites. */
+export function localWriteValues(write: LocalWrite, site: string): BoundValue[] {
+  return [write.key.table, write.key.hash, write.key.json.slice(0, KEY_JSON_CHARS), site, write.commitTimeMicros.toString(), write.position, write.seen];
+}
+
+/** A commit time as a DATETIME(6) in UTC. */
+export function microsToDatetime(micros: bigint): string {
+  return microsToIso(micros).replace('T', ' ').replace(/Z$/, '');
+}
+
+export interface ConflictEntry {
+  readonly kind: ConflictKind;
+  /** `database.table`. */
+  readonly table: string;
+  readonly key: RowKey | null;
+  readonly remoteSite: string;
+  readonly remoteTransaction: string;
+  readonly remoteCommitTimeMicros: bigint;
+  readonly local: Writer | null;
+  readonly policy: string;
+  readonly decision: Decision;
+}
+
+/** The values of insertConflict, as the PostgreSQL sink writes its own (`key` {} when the row has no key to show). */
+export function conflictValues(c: ConflictEntry): BoundValue[] {
+  return [
+    c.kind,
+    c.table,
+    c.key?.json ?? '{}',
+    c.remoteSite,
+    c.remoteTransaction.slice(0, 255),
+    microsToDatetime(c.remoteCommitTimeMicros),
+    c.local?.site ?? null,
+    c.local ? microsToDatetime(c.local.commitTimeMicros) : null,
+    c.policy,
+    c.decision.winner,
+    c.decision.resolution === 'apply' ? 'applied' : 'skipped',
+  ];
 }
 
 /** Two sessions starting at once may both create the bookkeeping objects: the loser's error is harmless. */

@@ -24,28 +24,44 @@
  * back one at a time and applies them, then its own changes, forgets the parts and commits. Part 0 again
  * starts over; a part whose predecessor is not kept is a gap (SITESYNC_ERR_GAP).
  *
- * Conflicts: detection is not implemented for MariaDB. MariaDB keeps no per-row commit origin or commit
- * time (PostgreSQL's track_commit_timestamp and replication origins are what the PostgreSQL sink compares
- * with the causal context), so a concurrent write at this site cannot be told from one the source had seen
- * without keeping that history in every replicated table (extra columns or triggers), which this sink does
- * not. What it does: an incoming change is applied as it comes. An insert whose key is already there is a
- * data error, unless a conflict policy is given: then last-writer-wins and site-priority apply the incoming
- * row (upsert) and keep-local keeps the row as it is; either is reported as an 'insert_exists' conflict. An
- * update or delete that finds no row is reported as 'update_missing' / 'delete_missing' and changes nothing.
+ * Conflicts, decided as the PostgreSQL sink decides them (src/apply/conflict-policy.ts: isConcurrent, decide)
+ * and recorded in the bookkeeping database's `conflicts`, with the columns of PostgreSQL's sitesync.conflicts,
+ * in the same transaction; onConflict hears of each once that transaction has committed. MariaDB keeps no
+ * per-row commit origin or time, so who last wrote a row comes from `row_writers` (row-writers.ts): this
+ * sink records there, in the same transaction, the source site and commit time of every row it writes, and
+ * this site's capture records there the site's own writes, after reading them.
+ * - update, delete: the row is read and locked first (SELECT … FOR UPDATE). Not there: 'update_missing' /
+ *   'delete_missing', nothing changes. There: the binlog's end is read, and the sink waits (at most
+ *   captureWaitMs, 30 s; past it a transient error, "capture of site X is behind; conflict detection waits
+ *   for it") until this site's capture — when it runs in this process, sharing the RowWriterClock — has
+ *   recorded every local write up to that end; then row_writers is read as committed now (on a connection of
+ *   its own: a read there sees capture's records whatever this transaction's snapshot). No entry (a row
+ *   sitesync never saw written) or an entry the change's causal context covers: the change follows it;
+ *   otherwise 'update_origin_differs' / 'delete_origin_differs', decided by the table's policy.
+ * - insert: the planned (multi-row) INSERT, with no lookup. Only when it meets a key that is there, and
+ *   conflicts are resolved (a conflict policy is given; without one it is a data error), each row goes
+ *   alone: a key that is there is locked, its writer read as above, and 'insert_exists' decided.
+ * - The row_writers records of a transaction are written together just before its COMMIT (or every 10,000
+ *   keys of a large one), so that the session never waits for capture while holding row_writers locks that
+ *   capture's own records might wait on.
+ * Without a source at this site (it does not capture), nobody records local writes: the sink decides from
+ * what row_writers holds (the writes sitesync applied here), and a local write is never seen as concurrent.
+ * Commit times are compared as they travel: microseconds from PostgreSQL, whole seconds × 10^6 from MariaDB.
  */
 import mysql from 'mysql2/promise';
 import type { ApplyErrorKind, NewParkedRecord, ParkedRecord, Sink, SourceSession } from '../../src/apply/sink.ts';
-import type { ConflictPolicy } from '../../src/apply/conflict-policy.ts';
+import { decide, DEFAULT_POLICY, isConcurrent, type ConflictKind, type ConflictPolicy, type Decision, type Writer } from '../../src/apply/conflict-policy.ts';
 import type { ResolvedConflict } from '../../src/connector.ts';
 import { comparePositions } from '../../src/events/position.ts';
 import type { Change, Position, RelationInfo, Transaction, TransactionPart } from '../../src/events/transaction.ts';
 import type { Logger } from '../../src/observability/logger.ts';
 import { CURRENT_SCHEMA_VERSION, decodeMessage, encodeMessage } from '../../src/events/avro-codec.ts';
 import { SitesyncError } from '../../src/errors.ts';
-import { Bookkeeping, DEFAULT_BOOKKEEPING_DATABASE, isConcurrentCreate, parkedValues } from './bookkeeping.ts';
+import { appliedWriteValues, Bookkeeping, conflictValues, DEFAULT_BOOKKEEPING_DATABASE, isConcurrentCreate, parkedValues } from './bookkeeping.ts';
 import { classifyMariaDbError, describeApplyError, describeMariaDbError, MariaDbUnreachableError } from './mariadb-errors.ts';
 import { targetColumn, type Binder, type InformationSchemaColumn, type TargetColumn, type TargetTable } from './mariadb-bind.ts';
-import { bindersOf, planChanges, planTransaction, progressStatement, type ExistingKey, type PlanContext, type Statement } from './mariadb-statements.ts';
+import { bindersOf, planChanges, planTransaction, progressStatement, type ExistingKey, type InsertRow, type PlanContext, type Statement } from './mariadb-statements.ts';
+import { CAPTURE_WAIT_MS, keyId, seenJson, type RowKey, type RowWriterClock } from './row-writers.ts';
 
 export interface MariaDbSinkOptions {
   readonly site: string;
@@ -55,12 +71,20 @@ export interface MariaDbSinkOptions {
   readonly bookkeepingDatabase?: string;
   readonly logger: Logger;
   /**
-   * The conflict policy of a table. Given, an insert whose key is there applies the incoming row
-   * (last-writer-wins, site-priority) or keeps the local one (keep-local); not given, it is a data error.
+   * The conflict policy of a table (default last-writer-wins). Not given, an insert whose key is there is a
+   * data error rather than a conflict (updates and deletes are still checked, by the default policy).
    */
   readonly conflictPolicy?: (schema: string, table: string) => ConflictPolicy;
-  /** Told of every conflict met (after the commit that resolved it). */
+  /** Told of every conflict resolved (after the commit that recorded it). */
   readonly onConflict?: (conflict: ResolvedConflict) => void;
+  /**
+   * Shared with this site's capture when it runs in this process (connectors/mariadb/index.ts): how far the
+   * local writes are recorded in row_writers. Without one, or without a source attached to it, the sink
+   * decides from row_writers as it is (the writes sitesync applied, and what capture recorded).
+   */
+  readonly rowWriters?: RowWriterClock;
+  /** Longest wait for that capture before a conflict check (default 30 s); past it, a transient error. */
+  readonly captureWaitMs?: number;
   /**
    * The database kind of a source site (`postgres`, `mariadb`…: `databaseOf(config, site).kind`): whether its
    * values are MariaDB's own text (kind 'other' is then bound as it is), and what the progress row records.
@@ -205,7 +229,7 @@ export async function ensureBookkeeping(connection: mysql.Connection | mysql.Poo
   }
   const [tables] = await connection.query<mysql.RowDataPacket[]>('SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?', [bookkeeping.database]);
   const present = new Set(tables.map((t) => String(t.name)));
-  const wanted = ['apply_progress', 'parked', 'spilled_parts'];
+  const wanted = Bookkeeping.TABLES;
   const statements = bookkeeping.createTables();
   for (let i = 0; i < wanted.length; i++) {
     if (present.has(wanted[i]!)) continue;
@@ -224,6 +248,11 @@ interface PendingConflict {
   readonly record: ResolvedConflict;
 }
 
+/** Most keys of one row_writers statement. */
+const RECORD_ROWS = 500;
+/** Keys a transaction's row_writers records are held for, at most, before they are written (a large transaction). */
+const MAX_UNRECORDED_WRITES = 10_000;
+
 class MariaDbSourceSession implements SourceSession {
   private connection: mysql.Connection | null = null;
   private readonly logger: Logger;
@@ -237,6 +266,12 @@ class MariaDbSourceSession implements SourceSession {
   private spilledBytes: number | null = null;
   /** Conflicts met in the open transaction, reported once it commits. */
   private pendingConflicts: PendingConflict[] = [];
+  /** Reads row_writers as committed now (autocommit: each read sees what capture recorded meanwhile); opened on first use. */
+  private lookupConnection: mysql.Connection | null = null;
+  /** The open transaction: its writer (for row_writers), the keys it wrote (by keyId) and those not recorded yet. */
+  private writer: { readonly commitTimeMicros: bigint; readonly seen: string } | null = null;
+  private readonly written = new Set<string>();
+  private unrecorded = new Map<string, RowKey>();
 
   constructor(
     private readonly options: MariaDbSinkOptions,
@@ -247,11 +282,7 @@ class MariaDbSourceSession implements SourceSession {
   ) {
     this.logger = options.logger.child({ source });
     this.sourceKind = options.sourceKindOf?.(source) ?? 'unknown';
-    const existingKey = (schema: string, table: string): ExistingKey => {
-      const policy = options.conflictPolicy?.(schema, table);
-      if (!policy) return 'error';
-      return policy.policy === 'keep-local' ? 'keep' : 'overwrite';
-    };
+    const existingKey = (schema: string, table: string): ExistingKey => (options.conflictPolicy?.(schema, table) ? 'resolve' : 'error');
     this.context = {
       bookkeeping,
       sourceKind: this.sourceKind,
@@ -413,6 +444,7 @@ class MariaDbSourceSession implements SourceSession {
       const statements = planTransaction(tx, this.source, this.context, 'always');
       const first = statements.next().value as Statement;
       await this.db.execute(first.text, first.values as mysql.ExecuteValues);
+      this.opened(tx);
       const [done] = await this.db.execute<mysql.ResultSetHeader>(this.bookkeeping.finishRetried(), [tx.id, parkedId.toLowerCase()]);
       if (done.affectedRows === 0) {
         await this.rollback();
@@ -429,6 +461,9 @@ class MariaDbSourceSession implements SourceSession {
     if (this.closed) return;
     this.closed = true;
     this.onClose();
+    const lookup = this.lookupConnection;
+    this.lookupConnection = null;
+    lookup?.destroy();
     const connection = this.connection;
     this.connection = null;
     if (!connection) return;
@@ -449,7 +484,7 @@ class MariaDbSourceSession implements SourceSession {
       await work();
     } catch (error) {
       this.known = undefined;
-      this.pendingConflicts = [];
+      this.forgetTransaction();
       if (this.connection && !this.closed) await this.connection.query('ROLLBACK').catch(() => undefined);
       const described = describeApplyError(error, { source: this.source, site: this.options.site });
       if (classifyMariaDbError(described) === 'schema') this.tables.clear();
@@ -470,47 +505,207 @@ class MariaDbSourceSession implements SourceSession {
       this.logger.debug({ tx: tx.id }, 'transaction already applied (progress row at or past it); left out');
       return false;
     }
+    this.opened(tx);
     return true;
   }
 
-  private async rollback(): Promise<void> {
+  /** A target transaction for `tx` is open: the rows it writes are recorded as written by its source at its commit time. */
+  private opened(tx: Transaction): void {
+    this.forgetTransaction();
+    this.writer = { commitTimeMicros: tx.commitTimeMicros, seen: seenJson(tx.seen) };
+  }
+
+  private forgetTransaction(): void {
     this.pendingConflicts = [];
+    this.writer = null;
+    this.written.clear();
+    this.unrecorded = new Map();
+  }
+
+  private async rollback(): Promise<void> {
+    this.forgetTransaction();
     await this.db.query('ROLLBACK');
   }
 
   private async commit(position: Position): Promise<void> {
+    await this.recordWrites();
     await this.db.query('COMMIT');
     if (this.known === undefined || this.known === null || comparePositions(position, this.known) > 0) this.known = position;
     const conflicts = this.pendingConflicts;
-    this.pendingConflicts = [];
+    this.forgetTransaction();
     for (const { record } of conflicts) this.options.onConflict?.(record);
   }
 
-  /** Runs one change statement; an insert that meets an existing key under a conflict policy runs its fallback. */
+  /** Runs one statement of a transaction's changes, with conflict detection for what it writes. */
   private async run(statement: Statement, tx: Transaction): Promise<void> {
-    const db = this.db;
-    let result: mysql.ResultSetHeader;
-    try {
-      [result] = await db.execute<mysql.ResultSetHeader>(statement.text, statement.values as mysql.ExecuteValues);
-    } catch (error) {
-      if ((error as { errno?: number }).errno !== 1062 || !statement.fallback) {
-        throw describeApplyError(error, { source: this.source, site: this.options.site, transaction: tx.id });
-      }
-      // The INSERT was undone as a whole (InnoDB rolls back a failed statement, not the transaction): row by row.
-      for (const row of statement.fallback) {
-        const [r] = await db.execute<mysql.ResultSetHeader>(row.text, row.values as mysql.ExecuteValues);
-        // 1: inserted; 2: the existing row took the incoming values; 0: the existing row stayed as it was.
-        if (r.affectedRows !== 1) this.conflict(tx, 'insert_exists', statement.table, statement.existing === 'keep' ? 'skip' : 'apply');
-      }
-      return;
+    switch (statement.role) {
+      case 'insert':
+        await this.insert(statement, tx);
+        break;
+      case 'update':
+      case 'delete':
+        await this.change(statement, tx);
+        break;
+      default:
+        await this.execute(statement, tx);
     }
-    if (statement.role === 'update' && matchedRows(result) === 0) this.conflict(tx, 'update_missing', statement.table, 'skip');
-    if (statement.role === 'delete' && result.affectedRows === 0) this.conflict(tx, 'delete_missing', statement.table, 'skip');
+    // A large transaction's records go before its end, so that they are not all held here.
+    if (this.unrecorded.size >= MAX_UNRECORDED_WRITES) await this.recordWrites();
   }
 
-  private conflict(tx: Transaction, kind: ResolvedConflict['kind'], table: string, resolution: ResolvedConflict['resolution']): void {
-    this.pendingConflicts.push({ record: { source: this.source, kind, table, resolution } });
-    this.logger.info({ tx: tx.id, kind, table, resolution }, 'conflict met (MariaDB keeps no row history: resolved by what the change finds)');
+  private async execute(statement: Statement, tx: Transaction): Promise<mysql.ResultSetHeader> {
+    try {
+      const [result] = await this.db.execute<mysql.ResultSetHeader>(statement.text, statement.values as mysql.ExecuteValues);
+      return result;
+    } catch (error) {
+      throw describeApplyError(error, { source: this.source, site: this.options.site, transaction: tx.id });
+    }
+  }
+
+  /**
+   * Inserts: the (multi-row) INSERT as planned, no lookup. When it meets a key that is there already and
+   * conflicts are resolved, the statement was undone as a whole (InnoDB rolls back a failed statement, not the
+   * transaction): row by row, each key that is there is an 'insert_exists' conflict.
+   */
+  private async insert(statement: Statement, tx: Transaction): Promise<void> {
+    try {
+      await this.db.execute<mysql.ResultSetHeader>(statement.text, statement.values as mysql.ExecuteValues);
+    } catch (error) {
+      if ((error as { errno?: number }).errno !== 1062 || !statement.fallback) throw describeApplyError(error, { source: this.source, site: this.options.site, transaction: tx.id });
+      for (const row of statement.fallback()) await this.insertRow(row, statement, tx);
+      return;
+    }
+    for (const key of statement.writes ?? []) this.wrote(key);
+  }
+
+  private async insertRow(row: InsertRow, statement: Statement, tx: Transaction): Promise<void> {
+    try {
+      await this.db.execute<mysql.ResultSetHeader>(row.insert.text, row.insert.values as mysql.ExecuteValues);
+      if (row.key) this.wrote(row.key);
+      return;
+    } catch (error) {
+      if ((error as { errno?: number }).errno !== 1062) throw describeApplyError(error, { source: this.source, site: this.options.site, transaction: tx.id });
+      // The key is there already: two sites inserted it, or it came back some other way. A duplicate of
+      // another unique key finds no row by this key: that stays a data error.
+      if (!(await this.lock(row.lookup, tx))) throw describeApplyError(error, { source: this.source, site: this.options.site, transaction: tx.id });
+    }
+    const mine = row.key !== null && this.written.has(keyId(row.key));
+    const decision = mine ? null : await this.resolve(tx, 'insert_exists', statement, row.key, await this.lastWriter(row.key));
+    if (decision === null || decision.resolution === 'apply') {
+      await this.execute(row.overwrite, tx);
+      if (row.key) this.wrote(row.key);
+    }
+  }
+
+  /**
+   * Updates and deletes: the row is read and locked first. Not there: an 'update_missing' / 'delete_missing'
+   * conflict, nothing changes. There: who wrote it last (lastWriter); a write the source had not seen is a
+   * conflict the policy decides; otherwise the change follows it.
+   */
+  private async change(statement: Statement, tx: Transaction): Promise<void> {
+    const target = statement.target;
+    if (!target) throw new Error(`internal: ${statement.role} without the row it changes`);
+    const update = statement.role === 'update';
+    if (!(await this.lock(target.lookup, tx))) {
+      await this.resolve(tx, update ? 'update_missing' : 'delete_missing', statement, target.key, null);
+      return;
+    }
+    const local = await this.lastWriter(target.key);
+    if (isConcurrent(local, tx.site, tx.seen)) {
+      const decision = await this.resolve(tx, update ? 'update_origin_differs' : 'delete_origin_differs', statement, target.key, local);
+      if (decision.resolution === 'skip') return;
+    }
+    await this.execute(statement, tx);
+    for (const key of statement.writes ?? []) this.wrote(key);
+  }
+
+  /** Runs a locking read: whether the row is there (and now locked until the transaction ends). */
+  private async lock(lookup: Statement, tx: Transaction): Promise<boolean> {
+    try {
+      const [rows] = await this.db.execute<mysql.RowDataPacket[]>(lookup.text, lookup.values as mysql.ExecuteValues);
+      return rows.length > 0;
+    } catch (error) {
+      throw describeApplyError(error, { source: this.source, site: this.options.site, transaction: tx.id });
+    }
+  }
+
+  /**
+   * Who wrote the row with `key` last, as row_writers knows it, once this site's capture (when it runs here)
+   * has recorded every local write up to the binlog's end — read now, while this session holds the row's
+   * lock, so that no local write of the row can be missing. null: not known (no entry: a row sitesync never
+   * saw written; a key the change does not carry; a row this transaction wrote already): not a conflict.
+   */
+  private async lastWriter(key: RowKey | null): Promise<Writer | null> {
+    if (key === null || this.written.has(keyId(key))) return null;
+    await this.options.rowWriters?.waitForLocalWrites(this.options.captureWaitMs ?? CAPTURE_WAIT_MS);
+    const lookup = await this.lookup();
+    let rows: mysql.RowDataPacket[];
+    try {
+      [rows] = await lookup.execute<mysql.RowDataPacket[]>(this.bookkeeping.rowWriterQuery(), [key.table, key.hash]);
+    } catch (error) {
+      // A connection that failed is not used again: the retry opens another.
+      if (this.lookupConnection === lookup) this.lookupConnection = null;
+      lookup.destroy();
+      throw error;
+    }
+    const row = rows[0];
+    return row ? { site: String(row.site), commitTimeMicros: BigInt(row.commit_time_micros) } : null;
+  }
+
+  private async lookup(): Promise<mysql.Connection> {
+    if (this.lookupConnection) return this.lookupConnection;
+    const connection = await mysql.createConnection(connectionOptions(this.options.url));
+    const forget = (): void => {
+      if (this.lookupConnection === connection) this.lookupConnection = null;
+    };
+    connection.on('error', (error: Error) => {
+      forget();
+      this.logger.warn({ reason: error.message }, 'row_writers lookup connection lost');
+    });
+    connection.on('end', forget);
+    if (this.closed) {
+      connection.destroy();
+      throw new MariaDbUnreachableError(`the apply session of site ${this.source} at site ${this.options.site} is closed; sitesync opens a new one`);
+    }
+    this.lookupConnection = connection;
+    return connection;
+  }
+
+  /** Decides a conflict, records it in the conflicts table in the same transaction, and says what to do. */
+  private async resolve(tx: Transaction, kind: ConflictKind, statement: Statement, key: RowKey | null, local: Writer | null): Promise<Decision> {
+    const into = statement.into;
+    const policy = (into ? this.options.conflictPolicy?.(into.schema, into.table) : undefined) ?? DEFAULT_POLICY;
+    const decision = decide(kind, { site: tx.site, commitTimeMicros: tx.commitTimeMicros }, local, policy);
+    const entry = { kind, table: statement.table, key, remoteSite: tx.site, remoteTransaction: tx.id, remoteCommitTimeMicros: tx.commitTimeMicros, local, policy: policy.policy, decision };
+    await this.db.execute(this.bookkeeping.insertConflict(), conflictValues(entry) as unknown as mysql.ExecuteValues);
+    this.pendingConflicts.push({ record: { source: this.source, kind, table: statement.table, resolution: decision.resolution } });
+    this.logger.info({ tx: tx.id, kind, table: statement.table, key: key?.json, local: local?.site, winner: decision.winner }, 'conflict resolved');
+    return decision;
+  }
+
+  /** The open transaction wrote the row with `key`: recorded in row_writers before it commits. */
+  private wrote(key: RowKey): void {
+    const id = keyId(key);
+    this.written.add(id);
+    this.unrecorded.set(id, key);
+  }
+
+  /**
+   * Records the open transaction's writes in row_writers, as its source's at its commit time: one statement
+   * per RECORD_ROWS keys, in key order, just before COMMIT — so that no wait for capture happens while this
+   * session holds row_writers locks that capture's own records could wait on.
+   */
+  private async recordWrites(): Promise<void> {
+    if (this.unrecorded.size === 0) return;
+    const writer = this.writer;
+    if (!writer) throw new Error('internal: writes recorded outside a transaction');
+    const keys = [...this.unrecorded.values()].sort((a, b) => (a.table < b.table ? -1 : a.table > b.table ? 1 : Buffer.compare(a.hash, b.hash)));
+    this.unrecorded = new Map();
+    for (let i = 0; i < keys.length; i += RECORD_ROWS) {
+      const chunk = keys.slice(i, i + RECORD_ROWS);
+      const values = chunk.flatMap((key) => appliedWriteValues(key, this.source, writer.commitTimeMicros, writer.seen));
+      await this.db.query(this.bookkeeping.recordAppliedWrites(chunk.length), values);
+    }
   }
 
   /**
@@ -563,10 +758,4 @@ class MariaDbSourceSession implements SourceSession {
 
 function tableKey(schema: string, table: string): string {
   return `${schema}\u0000${table}`;
-}
-
-/** Rows an UPDATE found (MariaDB says so in its info: `Rows matched: 1  Changed: 0  Warnings: 0`). */
-function matchedRows(result: mysql.ResultSetHeader): number {
-  const m = /Rows matched:\s*([0-9]+)/.exec(result.info ?? '');
-  return m ? Number(m[1]) : result.affectedRows;
 }

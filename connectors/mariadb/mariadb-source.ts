@@ -21,6 +21,15 @@
  * kept in memory meanwhile: after a crash the stream reads them again, at most one binlog file of them, and
  * skips them again. Writing it at every confirm would loop: the write is itself a transaction in this binlog
  * (in the sitesync database, which capture ignores), whose skip moves the checkpoint, whose confirm writes…
+ *
+ * Local writes for conflict detection (row-writers.ts): every row change of a local transaction handed on
+ * (never a relayed one) is recorded in the bookkeeping database's row_writers as this site's, at the commit
+ * time published, on this source's own connections, in batches, right after it is read (LocalWriteRecorder;
+ * reading pauses while too many wait). How far everything read is recorded moves the RowWriterClock this
+ * site's sink waits on; a checkpoint is confirmed only once every local write before it is recorded, so that
+ * after a restart capture reads again, and records again, whatever was not (a record never replaces a later
+ * one: bookkeeping.ts recordLocalWrites). These writes are transactions in the binlog too, of the
+ * bookkeeping database: read back as empty, they record nothing.
  */
 import type { Pool, PoolOptions, RowDataPacket } from 'mysql2/promise';
 import mysql from 'mysql2/promise';
@@ -33,12 +42,22 @@ import { BinlogReader, type BinlogEvent } from './binlog-reader.ts';
 import type { CatalogColumn } from './mariadb-kinds.ts';
 import { compareCoordinates, fileSequence, formatCheckpoint, parseCheckpoint, type BinlogCoordinates } from './mariadb-positions.ts';
 import { APPLY_PROGRESS_TABLE, SYSTEM_SCHEMAS, TransactionGrouper, type TableCatalog } from './transaction-grouper.ts';
+import { Bookkeeping, localWriteValues } from './bookkeeping.ts';
+import { keyId, LocalWriteRecorder, localWrites, RECORD_BATCH, seenJson, type ClockAttachment, type LocalWrite, type RowWriterClock } from './row-writers.ts';
 
 /** Seconds between the server's heartbeat events on an idle stream; a stream silent for three of them is broken. */
 const HEARTBEAT_SECONDS = 10;
 /** Events read and not yet grouped (waiting for a catalog lookup) above which reading pauses. */
 const QUEUE_HIGH = 2000;
 const QUEUE_LOW = 200;
+/**
+ * Local writes read and not yet recorded in row_writers above which grouping (and, once its queue fills,
+ * reading) pauses, and below which it goes on: a few batches ahead of the writer, and memory bounded.
+ */
+const RECORD_HIGH = 4 * RECORD_BATCH;
+const RECORD_LOW = RECORD_BATCH;
+/** Tries of one batch of local writes that met a deadlock or a lock wait timeout (the sink writes row_writers too). */
+const RECORD_TRIES = 5;
 const SETTLE_TIMEOUT_MS = 3000;
 
 export interface MariaDbSourceOptions {
@@ -56,6 +75,11 @@ export interface MariaDbSourceOptions {
    * capture keeps its progress there and knows relayed writes by the sink's apply_progress there.
    */
   readonly bookkeepingDatabase?: string;
+  /**
+   * Shared with this site's sink in this process (row-writers.ts): capture moves it once every local write
+   * read is recorded in row_writers, and the sink waits on it before a conflict check.
+   */
+  readonly rowWriters?: RowWriterClock;
 }
 
 interface Persisted {
@@ -93,7 +117,12 @@ export class MariaDbSource implements Source {
   /** The bookkeeping database, and capture's progress table in it (quoted). */
   private readonly bookkeeping: string;
   private readonly progressTable: string;
+  private readonly tables: Bookkeeping;
   private readonly connection: PoolOptions;
+  /** The shared clock of this site, while this source lives. */
+  private readonly clock: ClockAttachment | null;
+  /** Records the local writes read by the open stream. */
+  private recorder: LocalWriteRecorder | null = null;
   private persisted: Persisted | null = null;
   /** The last checkpoint the runner confirmed (persisted or not yet). */
   private confirmed: string | null = null;
@@ -107,6 +136,7 @@ export class MariaDbSource implements Source {
     loading: boolean;
     runnerPaused: boolean;
     queuePaused: boolean;
+    recorderPaused: boolean;
     broken: boolean;
     lastReceived: number;
     fail: (error: unknown) => void;
@@ -125,9 +155,11 @@ export class MariaDbSource implements Source {
       throw new SitesyncError('SITESYNC_ERR_CONFIG', `bookkeeping database name ${JSON.stringify(this.bookkeeping.slice(0, 80))} is not a plain identifier (letters, digits, _, $; at most 64); choose another`);
     }
     this.progressTable = `${quoteIdent(this.bookkeeping)}.capture_progress`;
+    this.tables = new Bookkeeping(this.bookkeeping);
     this.pool = mysql.createPool({
       ...this.connection,
-      connectionLimit: 2,
+      // Progress, catalogs, the local writes' records and the sink's reads of the binlog's end.
+      connectionLimit: 3,
       dateStrings: true,
       supportBigNumbers: true,
       bigNumberStrings: true,
@@ -135,6 +167,7 @@ export class MariaDbSource implements Source {
     });
     // One line with the code: the error object carries the connection.
     this.pool.on('connection', (connection) => connection.on('error', (error: Error) => options.logger.warn({ code: (error as { code?: string }).code }, describeError(this.describe(error)))));
+    this.clock = options.rowWriters?.attach(() => this.binlogEnd()) ?? null;
   }
 
   private where(): string {
@@ -268,6 +301,7 @@ export class MariaDbSource implements Source {
       await this.query(
         `CREATE TABLE IF NOT EXISTS ${this.progressTable} (site VARCHAR(40) NOT NULL PRIMARY KEY, last_published VARCHAR(64) NULL, checkpoint VARCHAR(300) NOT NULL, seen JSON NOT NULL) ENGINE=InnoDB`,
       );
+      await this.query(this.tables.createRowWriters());
       const rows = await this.query<RowDataPacket[]>(`SELECT checkpoint FROM ${this.progressTable} WHERE site = ?`, [this.site]);
       if (rows.length > 0) return;
       const end = await this.binlogEnd();
@@ -327,6 +361,9 @@ export class MariaDbSource implements Source {
 
   async confirm(checkpoint: string, resume: ResumePoint): Promise<void> {
     const persisted = this.persisted ?? (await this.readPersisted());
+    // A checkpoint is where the next stream starts reading: every local write before it must be recorded
+    // in row_writers first, or a crash would lose its record (recorded right after reading: rarely a wait).
+    await this.recorder?.whenThrough(parseCheckpoint(checkpoint));
     this.confirmed = checkpoint;
     const movedFile = parseCheckpoint(checkpoint).file !== parseCheckpoint(persisted.checkpoint).file;
     if (resume.lastPublished === persisted.lastPublished && sameSeen(resume.seen, persisted.seen) && !movedFile) return;
@@ -366,6 +403,41 @@ export class MariaDbSource implements Source {
     await this.checkStart(start);
     this.confirmed = persisted.checkpoint;
     const heartbeatSeconds = this.options.heartbeatSeconds ?? HEARTBEAT_SECONDS;
+    // Every local write read is recorded in row_writers; every event read moves the mark that says how far.
+    let failStream = (_error: unknown): void => undefined;
+    const record = (batch: readonly LocalWrite[]): Promise<void> =>
+      this.recordLocal(batch).catch((error: unknown) => {
+        failStream(error);
+        throw error;
+      });
+    const recorder = new LocalWriteRecorder(record, start, {
+      through: (at) => this.clock?.advance(at),
+      recorded: () => this.recorderBacklog(),
+    });
+    this.recorder = recorder;
+    this.clock?.advance(start);
+    let lastSeen: { readonly seen: SeenSites; readonly json: string } | null = null;
+    const seen = (s: SeenSites): string => {
+      if (lastSeen?.seen !== s) lastSeen = { seen: s, json: seenJson(s) };
+      return lastSeen.json;
+    };
+    const runner = handler;
+    handler = {
+      transaction: (tx, part, checkpoint) => {
+        recorder.add(localWrites(tx, seen(tx.seen)));
+        this.recorderBacklog();
+        runner.transaction(tx, part, checkpoint);
+        if (checkpoint !== null) recorder.mark(parseCheckpoint(checkpoint));
+      },
+      skipped: (position, checkpoint, reason, seenSites) => {
+        runner.skipped(position, checkpoint, reason, seenSites);
+        recorder.mark(parseCheckpoint(checkpoint));
+      },
+      idle: (checkpoint, seenSites) => {
+        runner.idle(checkpoint, seenSites);
+        recorder.mark(parseCheckpoint(checkpoint));
+      },
+    };
     const grouper = new TransactionGrouper(
       {
         site: this.site,
@@ -396,22 +468,25 @@ export class MariaDbSource implements Source {
       loading: false,
       runnerPaused: false,
       queuePaused: false,
+      recorderPaused: false,
       broken: false,
       lastReceived: Date.now(),
       fail: (error: unknown): void => {
         if (stream.broken) return;
         stream.broken = true;
+        recorder.fail(this.describe(error));
         clearInterval(stream.watchdog);
         fail(this.describe(error));
         void this.reader?.stop();
       },
       finish: (): void => {
         stream.broken = true;
+        recorder.fail(new SitesyncError('SITESYNC_ERR_DATABASE_UNREACHABLE', `the binlog stream of site ${this.site} ended; sitesync restarts it`));
         clearInterval(stream.watchdog);
         finish();
       },
       watchdog: setInterval(() => {
-        if (stream.runnerPaused || stream.queuePaused) {
+        if (stream.runnerPaused || stream.queuePaused || stream.recorderPaused) {
           stream.lastReceived = Date.now();
           return;
         }
@@ -422,6 +497,7 @@ export class MariaDbSource implements Source {
     };
     stream.watchdog.unref();
     this.stream = stream;
+    failStream = stream.fail;
 
     const reader = new BinlogReader(
       {
@@ -480,7 +556,8 @@ export class MariaDbSource implements Source {
   private filters(): { includeSchema?: Record<string, string[] | true>; excludeSchema?: Record<string, string[] | true> } {
     const tables = this.options.tables;
     if (tables === null) {
-      const excludeSchema: Record<string, string[] | true> = { [this.bookkeeping]: ['capture_progress'] };
+      // sitesync's own tables are never captured: only apply_progress (the loop marker) is read.
+      const excludeSchema: Record<string, string[] | true> = { [this.bookkeeping]: ['capture_progress', 'row_writers', 'conflicts', 'spilled_parts', 'parked'] };
       for (const schema of SYSTEM_SCHEMAS) excludeSchema[schema] = true;
       return { excludeSchema };
     }
@@ -499,7 +576,7 @@ export class MariaDbSource implements Source {
     if (!stream || !grouper || stream.pumping || stream.broken) return;
     stream.pumping = true;
     try {
-      while (stream.head < stream.queue.length && !stream.runnerPaused && !stream.broken) {
+      while (stream.head < stream.queue.length && !stream.runnerPaused && !stream.recorderPaused && !stream.broken) {
         const event = stream.queue[stream.head]!;
         if (event.type === 'tablemap' && grouper.captures(event.database, event.table) && !this.catalogs.has(`${event.database}.${event.table}`)) {
           if (!stream.loading) {
@@ -521,6 +598,12 @@ export class MariaDbSource implements Source {
         if (event.type === 'gtid') this.lastEventSeconds = event.timestamp;
         stream.queue[stream.head] = undefined as unknown as BinlogEvent;
         stream.head++;
+        if (event.type === 'other') {
+          // Between transactions, the log is read up to its end: what the sink's wait compares with the
+          // binlog's end (a new file begins with such events, and no transaction may follow for a while).
+          if (!grouper.inTransaction) this.recorder?.mark({ file: grouper.coordinates.file, offset: event.end });
+          continue;
+        }
         grouper.accept(event);
       }
       if (stream.head >= stream.queue.length) {
@@ -544,8 +627,51 @@ export class MariaDbSource implements Source {
   private applyPause(): void {
     const stream = this.stream;
     if (!stream || !this.reader) return;
-    if (stream.runnerPaused || stream.queuePaused) this.reader.pause();
+    if (stream.runnerPaused || stream.queuePaused || stream.recorderPaused) this.reader.pause();
     else this.reader.resume();
+  }
+
+  /** Reading pauses while too many local writes wait to be recorded, and goes on below a lower mark. */
+  private recorderBacklog(): void {
+    const stream = this.stream;
+    const recorder = this.recorder;
+    if (!stream || !recorder) return;
+    const backlog = recorder.backlog;
+    if (!stream.recorderPaused && backlog > RECORD_HIGH) {
+      stream.recorderPaused = true;
+      this.applyPause();
+    } else if (stream.recorderPaused && backlog < RECORD_LOW) {
+      stream.recorderPaused = false;
+      this.applyPause();
+      this.pump();
+    }
+  }
+
+  /**
+   * Records a batch of local writes in row_writers (bookkeeping.ts recordLocalWrites: an entry is replaced
+   * only by a later write), one statement, keys in order; a write met twice in the batch once, the later.
+   * Capture ignores the bookkeeping database, so these writes come back only as empty transactions.
+   */
+  private async recordLocal(batch: readonly LocalWrite[]): Promise<void> {
+    const byKey = new Map<string, LocalWrite>();
+    for (const write of batch) byKey.set(keyId(write.key), write);
+    const writes = [...byKey.values()].sort((a, b) => (a.key.table < b.key.table ? -1 : a.key.table > b.key.table ? 1 : Buffer.compare(a.key.hash, b.key.hash)));
+    const sql = this.tables.recordLocalWrites(writes.length);
+    const values = writes.flatMap((write) => localWriteValues(write, this.site));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.pool.query(sql, values);
+        return;
+      } catch (error) {
+        const errno = (error as { errno?: number }).errno;
+        // The sink writes row_writers too (its own rows' locks): a deadlock or a lock wait is tried again.
+        if ((errno === 1213 || errno === 1205) && attempt < RECORD_TRIES) {
+          await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+          continue;
+        }
+        throw this.describe(error);
+      }
+    }
   }
 
   private async loadCatalog(database: string, table: string): Promise<TableCatalog> {
@@ -629,6 +755,8 @@ export class MariaDbSource implements Source {
     this.reader = null;
     if (reader) await reader.stop();
     stream?.finish();
+    // Nothing is recorded until the next open: a sink waiting for it hears so now (a transient error).
+    this.clock?.interrupt();
     await this.ended?.catch(() => undefined);
     this.ended = null;
     this.stream = null;
@@ -638,6 +766,7 @@ export class MariaDbSource implements Source {
 
   async end(): Promise<void> {
     await this.close();
+    this.clock?.detach();
     await this.pool.end();
   }
 

@@ -9,11 +9,14 @@
  * - Identifiers are always backtick-quoted (backticks doubled); values are always bound parameters.
  * - insert: INSERT; consecutive inserts into one table go as multi-row INSERTs (row counts are powers of
  *   two, so that a few prepared statements serve every run). A key already there is a data error, unless
- *   a conflict policy applies the incoming row (`overwrite`) or keeps the local one (`keep`): then the
- *   plain INSERT carries a fallback, one INSERT … ON DUPLICATE KEY UPDATE per row, which the sink runs
- *   when the INSERT meets an existing key.
+ *   conflicts are resolved (`resolve`): then the plain INSERT carries a fallback per row — its own INSERT,
+ *   the locking read of the row its key finds, and an INSERT … ON DUPLICATE KEY UPDATE that overwrites it —
+ *   which the sink runs when the INSERT meets an existing key.
  * - update: by key — the old row's key when the key changed (oldRow present), else the new row's key;
- *   columns marked unchanged are left out of SET. delete: by key.
+ *   columns marked unchanged are left out of SET. delete: by key. Each carries the locking read
+ *   (SELECT … FOR UPDATE) of the row it changes, which the sink runs first for conflict detection.
+ * - Every change says the keys of the rows it writes (row-writers.ts): the target's primary key, or every
+ *   column of a table without one, as this site's capture names the same rows.
  * - A table without a key (replica identity full, no primary key at the target): matched on every column
  *   with NULL-safe `<=>` (text columns compared exactly, by their character set's binary no-pad
  *   collation; FLOAT columns as FLOAT), LIMIT 1: duplicate rows stay duplicates, as at the source.
@@ -24,27 +27,45 @@ import { SitesyncError } from '../../src/errors.ts';
 import type { Change, RelationInfo, RowImage, Transaction } from '../../src/events/transaction.ts';
 import { binderFor, type Binder, type BoundValue, type TargetTable } from './mariadb-bind.ts';
 import type { Bookkeeping } from './bookkeeping.ts';
+import { rowKey, type KeyColumn, type RowKey } from './row-writers.ts';
 
 export interface Statement {
-  /** progress: the progress-row upsert (first of every transaction); the others write changes. */
-  readonly role: 'progress' | 'insert' | 'update' | 'delete' | 'truncate';
+  /** progress: the progress-row upsert (first of every transaction); lookup: a locking read; the others write changes. */
+  readonly role: 'progress' | 'insert' | 'update' | 'delete' | 'truncate' | 'lookup';
   readonly text: string;
   readonly values: readonly BoundValue[];
   /** Rows an insert carries. */
   readonly rows: number;
   /**
-   * For inserts under a conflict policy: one statement per row that writes it whatever is there
-   * (INSERT … ON DUPLICATE KEY UPDATE), run instead when the INSERT meets an existing key.
+   * For inserts when conflicts are resolved: each row on its own, run instead when the INSERT meets an
+   * existing key (planned then: the plain INSERT is all the usual case needs).
    */
-  readonly fallback: readonly Statement[] | null;
-  /** For inserts: what a key already there means (the fallback's resolution). */
+  readonly fallback: (() => readonly InsertRow[]) | null;
+  /** For inserts: what a key already there means. */
   readonly existing?: ExistingKey;
   /** The table it writes, `schema.table`, for messages. */
   readonly table: string;
+  /** The table it writes (insert, update, delete). */
+  readonly into?: { readonly schema: string; readonly table: string };
+  /** update, delete: the row it changes, read (and locked) first, and its key (null: not carried). */
+  readonly target?: { readonly lookup: Statement; readonly key: RowKey | null };
+  /** The keys of the rows it writes (insert, update, delete). */
+  readonly writes?: readonly RowKey[];
 }
 
-/** What a key already there means for an incoming insert: a data error, or the conflict policy's answer. */
-export type ExistingKey = 'error' | 'overwrite' | 'keep';
+/** One row of a multi-row INSERT, for when its key is there already. */
+export interface InsertRow {
+  /** The row's own INSERT. */
+  readonly insert: Statement;
+  /** SELECT … FOR UPDATE of the row its key finds. */
+  readonly lookup: Statement;
+  /** INSERT … ON DUPLICATE KEY UPDATE: the incoming row over the one there. */
+  readonly overwrite: Statement;
+  readonly key: RowKey | null;
+}
+
+/** What a key already there means for an incoming insert: a data error, or a conflict to resolve. */
+export type ExistingKey = 'error' | 'resolve';
 
 export interface PlanContext {
   readonly bookkeeping: Bookkeeping;
@@ -186,25 +207,63 @@ function insertStatement(relation: RelationInfo, table: TargetTable, columns: re
   const head = columns.length > 0 ? `INSERT INTO ${name} (${names.join(', ')}) VALUES ` : `INSERT INTO ${name} () VALUES `;
   const text = head + rows.map(() => tuple).join(', ');
   const tableName = `${table.schema}.${table.table}`;
-  let fallback: Statement[] | null = null;
-  if (existing !== 'error' && columns.length > 0) {
-    const keyNames = new Set(table.primaryKey ?? []);
-    const assign =
-      existing === 'overwrite'
-        ? columns.filter((i) => !keyNames.has(relation.columns[i]!.name)).map((i) => `${names[columns.indexOf(i)]} = VALUES(${names[columns.indexOf(i)]})`)
-        : [];
-    // Nothing to overwrite (every column is the key), or keep the row as it is: a no-op assignment.
-    const update = assign.length > 0 ? assign.join(', ') : `${names[0]} = ${names[0]}`;
-    fallback = rows.map((_, r) => ({
-      role: 'insert' as const,
-      text: `${head}${tuple} ON DUPLICATE KEY UPDATE ${update}`,
-      values: values.slice(r * columns.length, (r + 1) * columns.length),
-      rows: 1,
-      fallback: null,
-      table: tableName,
-    }));
+  const keys = rows.map((row) => targetRowKey(relation, row, table));
+  let fallback: (() => InsertRow[]) | null = null;
+  if (existing === 'resolve' && columns.length > 0) {
+    fallback = () => {
+      const keyNames = new Set(table.primaryKey ?? []);
+      const assign = columns.filter((i) => !keyNames.has(relation.columns[i]!.name)).map((i) => `${names[columns.indexOf(i)]} = VALUES(${names[columns.indexOf(i)]})`);
+      // Nothing to overwrite (every column is the key): a no-op assignment.
+      const update = assign.length > 0 ? assign.join(', ') : `${names[0]} = ${names[0]}`;
+      const insert = `${head}${tuple}`;
+      const overwrite = `${head}${tuple} ON DUPLICATE KEY UPDATE ${update}`;
+      return rows.map((row, r) => {
+        const own = values.slice(r * columns.length, (r + 1) * columns.length);
+        const single = (sql: string): Statement => ({ role: 'insert', text: sql, values: own, rows: 1, fallback: null, table: tableName });
+        return { insert: single(insert), overwrite: single(overwrite), lookup: lookupStatement(relation, row, table, binders), key: keys[r]! };
+      });
+    };
   }
-  return { role: 'insert', text, values, rows: rows.length, fallback, existing, table: tableName };
+  return { role: 'insert', text, values, rows: rows.length, fallback, existing, table: tableName, into: { schema: table.schema, table: table.table }, writes: keys.filter((k): k is RowKey => k !== null) };
+}
+
+/** SELECT … FOR UPDATE of the row `row` identifies (locked until the transaction ends; no row: none there). */
+function lookupStatement(relation: RelationInfo, row: RowImage, table: TargetTable, binders: readonly (Binder | null)[]): Statement {
+  const values: BoundValue[] = [];
+  const { clause } = rowMatch(relation, row, table, binders, values);
+  return { role: 'lookup', text: `SELECT 1 FROM ${qualifiedName(table.schema, table.table)} WHERE ${clause} LIMIT 1 FOR UPDATE`, values, rows: 0, fallback: null, table: `${table.schema}.${table.table}` };
+}
+
+/**
+ * The columns that name a row at this site, as its capture names them: the target's primary key when the
+ * relation carries it (a key-only old row carries the relation's key columns only), else the relation's
+ * key, else (a table without one) every column.
+ */
+export function keyColumnNames(relation: RelationInfo, table: TargetTable): readonly string[] {
+  const pk = table.primaryKey;
+  if (pk && pk.length > 0) {
+    const carried = pk.every((name) => {
+      const column = relation.columns.find((c) => c.name === name);
+      return column !== undefined && (relation.replicaIdentity === 'f' || column.key);
+    });
+    if (carried) return pk;
+  }
+  if (relation.replicaIdentity !== 'f') {
+    const keys = relation.columns.filter((c) => c.key).map((c) => c.name);
+    if (keys.length > 0) return keys;
+  }
+  return relation.columns.map((c) => c.name);
+}
+
+/** The key of the row `row` names at this site (row-writers.ts); null when the image does not carry it. */
+export function targetRowKey(relation: RelationInfo, row: RowImage, table: TargetTable): RowKey | null {
+  const columns: KeyColumn[] = [];
+  for (const name of keyColumnNames(relation, table)) {
+    const i = relation.columns.findIndex((c) => c.name === name);
+    if (i < 0 || row.unchanged.includes(i)) return null;
+    columns.push({ name, kind: relation.columns[i]!.kind, text: row.values[i] ?? null });
+  }
+  return columns.length > 0 ? rowKey(`${table.schema}.${table.table}`, columns) : null;
 }
 
 function planUpdate(relation: RelationInfo, oldRow: RowImage | null, newRow: RowImage, ctx: PlanContext): Statement {
@@ -226,7 +285,22 @@ function planUpdate(relation: RelationInfo, oldRow: RowImage | null, newRow: Row
     const key = quoteIdent(relation.columns.find((_, i) => binders[i] !== null)?.name ?? table.columns.keys().next().value!);
     sets.push(`${key} = ${key}`);
   }
-  return { role: 'update', text: `UPDATE ${name} SET ${sets.join(', ')} WHERE ${clause}${limit}`, values, rows: 1, fallback: null, table: `${table.schema}.${table.table}` };
+  const found = oldRow ?? newRow;
+  const key = targetRowKey(relation, found, table);
+  const after = oldRow ? targetRowKey(relation, newRow, table) : key;
+  const writes: RowKey[] = after ? [after] : [];
+  if (key && (!after || !key.hash.equals(after.hash))) writes.push(key);
+  return {
+    role: 'update',
+    text: `UPDATE ${name} SET ${sets.join(', ')} WHERE ${clause}${limit}`,
+    values,
+    rows: 1,
+    fallback: null,
+    table: `${table.schema}.${table.table}`,
+    into: { schema: table.schema, table: table.table },
+    target: { lookup: lookupStatement(relation, found, table, binders), key },
+    writes,
+  };
 }
 
 function planDelete(relation: RelationInfo, oldRow: RowImage, ctx: PlanContext): Statement {
@@ -234,7 +308,18 @@ function planDelete(relation: RelationInfo, oldRow: RowImage, ctx: PlanContext):
   const binders = bindersFor(relation, table, ctx);
   const values: BoundValue[] = [];
   const { clause, limit } = rowMatch(relation, oldRow, table, binders, values);
-  return { role: 'delete', text: `DELETE FROM ${qualifiedName(table.schema, table.table)} WHERE ${clause}${limit}`, values, rows: 1, fallback: null, table: `${table.schema}.${table.table}` };
+  const key = targetRowKey(relation, oldRow, table);
+  return {
+    role: 'delete',
+    text: `DELETE FROM ${qualifiedName(table.schema, table.table)} WHERE ${clause}${limit}`,
+    values,
+    rows: 1,
+    fallback: null,
+    table: `${table.schema}.${table.table}`,
+    into: { schema: table.schema, table: table.table },
+    target: { lookup: lookupStatement(relation, oldRow, table, binders), key },
+    writes: key ? [key] : [],
+  };
 }
 
 /** Binary no-pad collations exist for these character sets (MariaDB 10.2 and later). */

@@ -199,6 +199,10 @@ export class TransactionGrouper {
       case 'xaprepare':
         this.unsupportedXa(this.open?.sourceTxId ?? 'unknown');
         return;
+      case 'other':
+        // Nothing of a transaction; the checkpoint stays at the last event group's end (the source uses
+        // where these end, for how far it has read the log).
+        return;
       case 'heartbeat':
         // The server sent everything up to here and waits: a place to resume from when nothing is open.
         if (!this.inTransaction && event.file === this.file && event.offset >= this.offset) {

@@ -1,5 +1,6 @@
 /**
- * The MariaDB sink against a real server (the machine's MariaDB at 127.0.0.1:3306, or SITESYNC_TEST_MARIADB_URL):
+ * The MariaDB sink against a real server (a private one, test/helpers/private-mariadb.ts, or SITESYNC_TEST_MARIADB_URL;
+ * never the machine's own MariaDB):
  * inserts, updates (key changes, unchanged columns), deletes, truncates, tables without a key; progress atomic
  * with the data (a failing change, a connection killed mid-transaction); nothing applied twice; parts of a
  * large transaction (restart at part 0, a gap); skip with its parked record; a retried transaction exactly
@@ -19,8 +20,11 @@ import type { SourceSession } from '../../src/apply/sink.ts';
 import { SitesyncError } from '../../src/errors.ts';
 import { transactionId, type Change, type ColumnInfo, type RelationInfo, type Transaction } from '../../src/events/transaction.ts';
 import { parseKind } from '../../src/events/value-kind.ts';
+import { startPrivateMariaDb, type PrivateMariaDb } from '../helpers/private-mariadb.ts';
+import { rowKey } from '../../connectors/mariadb/row-writers.ts';
 
-const URL = process.env.SITESYNC_TEST_MARIADB_URL ?? 'mysql://root@127.0.0.1:3306/';
+let URL = process.env.SITESYNC_TEST_MARIADB_URL ?? '';
+let server: PrivateMariaDb | null = null;
 const RUN = randomBytes(4).toString('hex');
 const DB = `sitesync_it_${RUN}`;
 const BK = `sitesync_bk_${RUN}`;
@@ -87,6 +91,10 @@ async function resetItems(): Promise<void> {
 }
 
 before(async () => {
+  if (!URL) {
+    server = await startPrivateMariaDb();
+    URL = server.url().replace(/^mariadb:/, 'mysql:');
+  }
   admin = await mysql.createConnection({ uri: URL, multipleStatements: true, dateStrings: true, supportBigNumbers: true, bigNumberStrings: true });
   await admin.query(`CREATE DATABASE \`${DB}\``);
   await admin.query(`
@@ -100,6 +108,7 @@ after(async () => {
   await admin.query(`DROP DATABASE IF EXISTS \`${DB}\``);
   await admin.query(`DROP DATABASE IF EXISTS \`${BK}\``);
   await admin.end();
+  await server?.destroy();
 });
 
 describe('applying', () => {
@@ -111,7 +120,7 @@ describe('applying', () => {
   test('creates the bookkeeping tables; no progress yet', async () => {
     assert.equal(await session.progress(), null);
     const [tables] = await admin.query<mysql.RowDataPacket[]>('SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY 1', [BK]);
-    assert.deepEqual(tables.map((t) => t.t), ['apply_progress', 'parked', 'spilled_parts']);
+    assert.deepEqual(tables.map((t) => t.t), ['apply_progress', 'conflicts', 'parked', 'row_writers', 'spilled_parts']);
   });
 
   test('inserts, updates, a key change, deletes; progress recorded with each', async () => {
@@ -223,7 +232,8 @@ describe('progress is atomic with the data', () => {
     await resetItems();
     const first = tx([ins(5, 'five')]);
     await session.apply([first]);
-    // Another connection holds row 5: the session's UPDATE of it waits, after its progress row and an insert.
+    // Another connection holds row 5: the session's locking read of it (before its UPDATE) waits, after its
+    // progress row and an insert.
     const blocker = await mysql.createConnection({ uri: URL });
     await blocker.query('START TRANSACTION');
     await blocker.query(`SELECT * FROM \`${DB}\`.items WHERE id = 5 FOR UPDATE`);
@@ -234,7 +244,7 @@ describe('progress is atomic with the data', () => {
     );
     let thread: number | undefined;
     for (let i = 0; i < 100 && thread === undefined; i++) {
-      const [p] = await admin.query<mysql.RowDataPacket[]>(`SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'UPDATE \`${DB}\`.\`items\`%'`);
+      const [p] = await admin.query<mysql.RowDataPacket[]>(`SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT 1 FROM \`${DB}\`.\`items\`%FOR UPDATE'`);
       thread = p[0]?.ID === undefined ? undefined : Number(p[0].ID);
       if (thread === undefined) await new Promise((r) => setTimeout(r, 50));
     }
@@ -405,6 +415,10 @@ describe('existing keys and conflict policies', () => {
     const plain = await sink().openSession(SOURCE);
     await assert.rejects(plain.apply([tx([ins(90, 'remote')])]), /Duplicate entry/);
     await plain.close();
+    // Row 91's last writer is known (this site, as its capture records it); row 90's is not (a row sitesync
+    // never saw written: the incoming row wins whatever the policy, as the PostgreSQL sink decides).
+    const key91 = rowKey(`${DB}.items`, [{ name: 'id', kind: parseKind('int32'), text: '91' }]);
+    await admin.query(`INSERT INTO \`${BK}\`.row_writers (table_name, key_hash, key_json, site, commit_time_micros, local_position, seen) VALUES (?, ?, ?, 'paris', 1, '000000010000000000000001', '{}')`, [key91.table, key91.hash, key91.json]);
     const conflicts: ResolvedConflict[] = [];
     const lww = await sink({ conflictPolicy: () => ({ policy: 'last-writer-wins', priority: [] }), onConflict: (c) => conflicts.push(c) }).openSession(SOURCE);
     await lww.apply([tx([ins(89, 'new'), ins(90, 'remote')])]);
@@ -589,7 +603,8 @@ describe('connecting', () => {
   });
 
   test('a refused login is fatal, and says what to fix', async () => {
-    const s = sink({ url: 'mysql://nobody_here:wrong@127.0.0.1:3306/' });
+    const where = new globalThis.URL(URL);
+    const s = sink({ url: `mysql://nobody_here:wrong@${where.host}/` });
     await assert.rejects(s.openSession(SOURCE), (error: unknown) => {
       assert.ok(error instanceof SitesyncError);
       assert.equal(error.code, 'SITESYNC_ERR_PERMISSION');

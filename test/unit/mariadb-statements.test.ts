@@ -166,17 +166,32 @@ describe('inserts', () => {
       ['insert shop.users 2', 'insert shop.orders 1', 'insert shop.users 1', 'delete shop.users 1', 'insert shop.users 1'],
     );
   });
-  test('a conflict policy adds a per-row fallback: overwrite with the incoming row, or keep the local one', () => {
-    const [, over] = plan([insert(users, ['1', 'a', 'b']), insert(users, ['2', 'c', 'd'])], context(undefined, 'overwrite'));
-    assert.equal(over!.text, 'INSERT INTO `shop`.`users` (`id`, `name`, `bio`) VALUES (?, ?, ?), (?, ?, ?)', 'a plain INSERT first');
-    assert.deepEqual(over!.fallback!.map((f) => f.text), [
+  test('conflicts resolved: a per-row fallback — the row alone, the locking read of the row its key finds, its overwrite', () => {
+    const [, s] = plan([insert(users, ['1', 'a', 'b']), insert(users, ['2', 'c', 'd'])], context(undefined, 'resolve'));
+    assert.equal(s!.text, 'INSERT INTO `shop`.`users` (`id`, `name`, `bio`) VALUES (?, ?, ?), (?, ?, ?)', 'a plain INSERT first');
+    assert.equal(s!.existing, 'resolve');
+    assert.deepEqual(s!.fallback!().map((f) => f.insert.text), ['INSERT INTO `shop`.`users` (`id`, `name`, `bio`) VALUES (?, ?, ?)', 'INSERT INTO `shop`.`users` (`id`, `name`, `bio`) VALUES (?, ?, ?)']);
+    assert.deepEqual(s!.fallback!().map((f) => f.overwrite.text), [
       'INSERT INTO `shop`.`users` (`id`, `name`, `bio`) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE `name` = VALUES(`name`), `bio` = VALUES(`bio`)',
       'INSERT INTO `shop`.`users` (`id`, `name`, `bio`) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE `name` = VALUES(`name`), `bio` = VALUES(`bio`)',
     ]);
-    assert.deepEqual(over!.fallback!.map((f) => f.values), [['1', 'a', 'b'], ['2', 'c', 'd']]);
-    const [, keep] = plan([insert(users, ['1', 'a', 'b'])], context(undefined, 'keep'));
-    assert.equal(keep!.fallback![0]!.text, 'INSERT INTO `shop`.`users` (`id`, `name`, `bio`) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE `id` = `id`');
-    assert.equal(keep!.existing, 'keep');
+    assert.deepEqual(s!.fallback!().map((f) => f.overwrite.values), [['1', 'a', 'b'], ['2', 'c', 'd']]);
+    assert.deepEqual(s!.fallback!().map((f) => [f.lookup.text, f.lookup.values]), [
+      ['SELECT 1 FROM `shop`.`users` WHERE `id` = ? LIMIT 1 FOR UPDATE', ['1']],
+      ['SELECT 1 FROM `shop`.`users` WHERE `id` = ? LIMIT 1 FOR UPDATE', ['2']],
+    ]);
+    assert.deepEqual(s!.fallback!().map((f) => f.key?.json), ['{"id":"1"}', '{"id":"2"}']);
+    const keyOnly: RelationInfo = { schema: 'shop', table: 'tags', replicaIdentity: 'd', columns: [col('id', 'int32', true)] };
+    const [, k] = plan([insert(keyOnly, ['1'])], context([table('shop', 'tags', [targetCol('id', 'int')], ['id'])], 'resolve'));
+    assert.equal(k!.fallback!()[0]!.overwrite.text, 'INSERT INTO `shop`.`tags` (`id`) VALUES (?) ON DUPLICATE KEY UPDATE `id` = `id`', 'nothing to overwrite: a no-op');
+  });
+  test('every insert says the keys it writes (for row_writers); the plain INSERT has no lookup', () => {
+    const [, s] = plan([insert(users, ['1', 'a', 'b']), insert(users, ['2', 'c', 'd'])]);
+    assert.deepEqual(s!.writes!.map((k) => [k.table, k.json]), [
+      ['shop.users', '{"id":"1"}'],
+      ['shop.users', '{"id":"2"}'],
+    ]);
+    assert.equal(s!.target, undefined);
   });
   test('columns the target generates are left out', () => {
     const t = table('shop', 'users', [targetCol('id', 'int'), targetCol('name'), targetCol('bio', 'text', { generated: true })], ['id']);
@@ -225,6 +240,39 @@ describe('updates', () => {
       () => plan([{ op: 'update', relation: nokey, oldRow: null, newRow: row(['1', 'a', 'b']) }]),
       (e: unknown) => e instanceof SitesyncError && e.code === 'SITESYNC_ERR_APPLY_SCHEMA' && /no usable key/.test(e.message),
     );
+  });
+});
+
+describe('the row each change finds, and the keys it writes', () => {
+  test('an update locks the row it changes first, by the same key, and writes that key', () => {
+    const [, s] = plan([{ op: 'update', relation: users, oldRow: null, newRow: row(['7', 'new', null], [2]) }]);
+    assert.equal(s!.target!.lookup.text, 'SELECT 1 FROM `shop`.`users` WHERE `id` = ? LIMIT 1 FOR UPDATE');
+    assert.deepEqual(s!.target!.lookup.values, ['7']);
+    assert.equal(s!.target!.key!.json, '{"id":"7"}');
+    assert.deepEqual(s!.writes!.map((k) => k.json), ['{"id":"7"}']);
+    assert.deepEqual(s!.into, { schema: 'shop', table: 'users' });
+  });
+  test('a changed key: the old key is checked, both keys are written', () => {
+    const [, s] = plan([{ op: 'update', relation: users, oldRow: row(['7', null, null]), newRow: row(['8', 'x', 'y']) }]);
+    assert.deepEqual(s!.target!.lookup.values, ['7']);
+    assert.equal(s!.target!.key!.json, '{"id":"7"}');
+    assert.deepEqual(s!.writes!.map((k) => k.json), ['{"id":"8"}', '{"id":"7"}']);
+  });
+  test('a delete: the old key', () => {
+    const [, s] = plan([{ op: 'delete', relation: users, oldRow: row(['7', null, null]) }]);
+    assert.equal(s!.target!.lookup.text, 'SELECT 1 FROM `shop`.`users` WHERE `id` = ? LIMIT 1 FOR UPDATE');
+    assert.deepEqual(s!.writes!.map((k) => k.json), ['{"id":"7"}']);
+  });
+  test('no key: every column, in the lookup as in the key', () => {
+    const [, s] = plan([{ op: 'delete', relation: loose, oldRow: row(['a', null, '2']) }]);
+    assert.equal(s!.target!.lookup.text, 'SELECT 1 FROM `shop`.`loose` WHERE `a` COLLATE utf8mb4_nopad_bin <=> ? AND `f` <=> CAST(? AS FLOAT) AND `n` <=> ? LIMIT 1 FOR UPDATE');
+    assert.equal(s!.target!.key!.json, '{"a":"a","f":null,"n":"2"}');
+  });
+  test('replica identity full with a primary key at the target: the key is that primary key, as capture names it', () => {
+    const full: RelationInfo = { ...users, replicaIdentity: 'f', columns: users.columns.map((c) => ({ ...c, key: false })) };
+    const [, s] = plan([{ op: 'update', relation: full, oldRow: row(['7', 'old', 'b']), newRow: row(['7', 'new', 'b']) }]);
+    assert.equal(s!.target!.key!.json, '{"id":"7"}');
+    assert.deepEqual(s!.writes!.map((k) => k.json), ['{"id":"7"}']);
   });
 });
 
