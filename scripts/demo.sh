@@ -234,9 +234,10 @@ The sites are still running. Try your own writes, at either site:
 madrid is the demo's own MariaDB server (data, binary log and error log in $DEMO/mariadb; the machine's
 MariaDB on 3306 is not used); sitesync keeps its bookkeeping there in the database sitesync:
   mariadb -h 127.0.0.1 -P $MARIADB_PORT -u root -e "SELECT * FROM sitesync.apply_progress; SHOW BINARY LOGS"
-Conflicts (the same row changed at both sites before either heard of the other) are logged at paris
-(MariaDB does not detect them: it applies what arrives):
+Conflicts (the same row changed at both sites before either heard of the other) are resolved alike and
+logged at both sites:
   psql -h 127.0.0.1 -U postgres -d demo_paris -c "SELECT * FROM sitesync.conflicts"
+  mariadb -h 127.0.0.1 -P $MARIADB_PORT -u root -e "SELECT * FROM sitesync.conflicts"
 RabbitMQ's management UI (guest/guest): http://127.0.0.1:15672 — queues SITE_<SITE>, sitesync.archive
 Stop the sites and the demo's MariaDB with: npm run demo -- stop
 EOF
