@@ -79,16 +79,21 @@ before(() => {
   suffix = randomBytes(3).toString('hex');
 });
 
+/** Every configuration a test made (one test makes two): what afterEach removes from the broker. */
+const made: Config[] = [];
+
 afterEach(async () => {
   await stopAll();
   const connection = await amqp.connect(BROKER);
   const channel = await connection.createChannel();
-  for (const site of [paris, london]) {
-    await channel.deleteQueue(siteQueue(site));
-    await channel.deleteQueue(parkingQueue(site));
+  for (const c of made.splice(0)) {
+    for (const site of Object.keys(c.sites)) {
+      await channel.deleteQueue(siteQueue(site));
+      await channel.deleteQueue(parkingQueue(site));
+    }
+    await channel.deleteQueue(c.broker.archiveStream);
+    for (const exchange of [tablesExchange(c.broker.exchange), parkingExchange(c.broker.exchange), c.broker.exchange]) await channel.deleteExchange(exchange);
   }
-  await channel.deleteQueue(config.broker.archiveStream);
-  for (const exchange of [tablesExchange(config.broker.exchange), parkingExchange(config.broker.exchange), config.broker.exchange]) await channel.deleteExchange(exchange);
   await connection.close();
 });
 
@@ -102,6 +107,7 @@ function fresh(onDataError: 'halt' | 'park' = 'halt'): void {
   databases = { logs: new Map(), stores: new Map() };
   connectors = withFake(databases);
   config = configure(onDataError);
+  made.push(config);
   // Each site's database exists before its process starts, with the table to replicate.
   for (const site of [paris, london]) {
     const target = new FakeStore();
