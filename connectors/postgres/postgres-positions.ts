@@ -15,11 +15,6 @@ export function parseLsn(text: string): bigint {
   return (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`);
 }
 
-/** Whether `text` is in PostgreSQL's `X/Y` LSN form. */
-export function isLsnText(text: string): boolean {
-  return LSN_TEXT.test(text);
-}
-
 /** A 64-bit LSN to PostgreSQL's `X/Y` text form. */
 export function formatLsn(lsn: bigint): string {
   return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`;
