@@ -5,7 +5,8 @@
 import type { Connector, ConnectorRegistry } from '../src/connector.ts';
 import { mariadbConnector } from './mariadb/index.ts';
 import { postgresConnector } from './postgres/index.ts';
+import { sqlserverConnector } from './sqlserver/index.ts';
 
-const ALL: readonly Connector[] = [postgresConnector, mariadbConnector];
+const ALL: readonly Connector[] = [postgresConnector, mariadbConnector, sqlserverConnector];
 
 export const CONNECTORS: ConnectorRegistry = new Map(ALL.map((c) => [c.kind, c]));

@@ -25,6 +25,7 @@ import { createPipeline, type Pipeline } from '../../src/pipeline.ts';
 import { passwordVariable, setupCommand } from '../../src/cli/setup-command.ts';
 import { asRole, createRoles, dropRoles, prepareDatabase, rolesFor } from './least-privilege.ts';
 import { CONNECTORS } from '../../connectors/index.ts';
+import type { ConnectorRegistry } from '../../src/connector.ts';
 
 export const PG_ADMIN = process.env.TEST_SITESYNC_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const BROKER = process.env.TEST_SITESYNC_BROKER ?? 'amqp://guest:guest@127.0.0.1:5672/';
@@ -105,7 +106,7 @@ export interface SpawnedSite {
 export async function createTestSites(
   shortNames: string[],
   overrides: Record<string, unknown> | ((sites: Record<string, string>) => Record<string, unknown>) = {},
-  { leastPrivilege = LEAST_PRIVILEGE, postgres = PG_ADMIN }: { leastPrivilege?: boolean; postgres?: string } = {},
+  { leastPrivilege = LEAST_PRIVILEGE, postgres = PG_ADMIN, connectors = CONNECTORS }: { leastPrivilege?: boolean; postgres?: string; connectors?: ConnectorRegistry } = {},
 ): Promise<TestSites> {
   const dbUrl = (database: string): string => serverDbUrl(database, postgres);
   const sql = <T extends pg.QueryResultRow = Record<string, unknown>>(database: string, text: string, values?: unknown[], url = dbUrl(database)): Promise<T[]> =>
@@ -160,7 +161,7 @@ export async function createTestSites(
     },
     async start(short, events = new PipelineEvents()) {
       const logger = createLogger(config.log.level);
-      const pipeline = createPipeline(config, sites[short]!, logger, CONNECTORS, events);
+      const pipeline = createPipeline(config, sites[short]!, logger, connectors, events);
       const capturing = config.sites[sites[short]!]!.capture;
       const ready = Promise.all([capturing ? once(events, 'capture:streaming') : null, once(events, 'apply:consuming')]);
       const done = pipeline.run();

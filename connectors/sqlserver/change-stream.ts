@@ -1,0 +1,411 @@
+/**
+ * Turns the change rows of one interval, read from several change tables, into whole committed transactions
+ * in commit order. Pure: rows go in (RowMerger says which change table to fetch the next batch of, the source
+ * fetches it), handler calls come out.
+ *
+ * Order. Every change table is read in ChangeKey order, (__$start_lsn, __$command_id, __$seqval,
+ * __$operation), in batches (keyset pagination: CdcReader.changes(after, limit)); RowMerger merges them by the
+ * same key. __$start_lsn is the commit LSN, the same for every change of a transaction, so the merged order is
+ * commit order, and within a transaction the order its operations were made in (command id: Microsoft's page
+ * on the change tables says seqval is not to be used for that), whichever table they touched.
+ *
+ * Transactions. Rows with one commit LSN are one transaction: it ends when a row of a higher LSN arrives or the
+ * interval ends. An update is a 3 (before) and a 4 (after) with one seqval: a 3 not followed by its 4 (or a 4
+ * without its 3) is a DecodeError naming the instance and the LSN, never a guess. An update that changed a key
+ * column comes, as SQL Server writes it, as a delete (1) and an insert (2), and goes out so.
+ *
+ * Old rows, as the other connectors say them: for a table with a primary key (replica identity 'd') an update
+ * carries its old row only when a key column changed, and then, like a delete's, with the key columns only
+ * (others null); for a table without one ('f', every column is part of the identity) the whole before image.
+ *
+ * Commit time: cdc.lsn_time_mapping's tran_end_time, which SQL Server keeps in its own local time without a
+ * zone (and as `datetime`, to 1/300 s). The reader gives it converted with the server's zone rules as ISO 8601
+ * with its offset; this turns it into UTC microseconds, so that a daylight-saving change (local times repeating
+ * or skipping an hour) does not reorder commit times. A transaction without its lsn_time_mapping row is a
+ * DecodeError: its commit time is unknown. (In the hour a fall-back repeats, a local time is ambiguous to the
+ * server itself; its AT TIME ZONE picks one offset: such commit times may be an hour off. Positions, not times,
+ * order a site's transactions, so only last-writer-wins between sites could notice.)
+ *
+ * Parts: a transaction bigger than maxPartBytes goes out in parts as it is read (memory stays bounded), the
+ * last with the checkpoint; a checkpoint is only ever a whole transaction's commit LSN, or an interval's end.
+ * A restart resends every transaction after the checkpoint from its first change (DBZ-2329 lost the rest of a
+ * transaction resumed inside of).
+ *
+ * Relayed writes: the sink writes sitesync.apply_progress first in every transaction it applies. A
+ * transaction with a change row of that table's instance was applied here from another site: it is dropped
+ * whole and reported as skipped, and the commit time in its after-image (source, commit_time_micros) moves the
+ * causal context `seen`. Such a row after a part of its transaction went out means the sink broke its rule:
+ * the stream stops (DecodeError) rather than let the transaction loop back.
+ */
+import type { SourceHandler } from '../../src/capture/source.ts';
+import { DecodeError } from '../../src/errors.ts';
+import type { Change, ColumnInfo, RelationInfo, RowImage, SeenSites, Transaction } from '../../src/events/transaction.ts';
+import { changeBytes, transactionId } from '../../src/events/transaction.ts';
+import type { ChangeKey, ChangeRow, Lsn } from './cdc-reader.ts';
+import type { InstanceRead } from './capture-instances.ts';
+import { tableName } from './capture-instances.ts';
+import { canonicalText, kindOf, nativeOf } from './sqlserver-kinds.ts';
+import { compareLsn, describeLsn } from './sqlserver-positions.ts';
+
+export function compareChangeKey(a: ChangeKey, b: ChangeKey): number {
+  return compareLsn(a.startLsn, b.startLsn) || a.commandId - b.commandId || compareLsn(a.seqval, b.seqval) || a.operation - b.operation;
+}
+
+// ─── merging the change tables ─────────────────────────────────────────────────────────────────────────────
+
+interface Cursor {
+  readonly read: InstanceRead;
+  rows: ChangeRow[];
+  head: number;
+  after: ChangeKey | null;
+  exhausted: boolean;
+}
+
+/** A fetch the merger needs before it can say which row comes next. */
+export interface WantedBatch {
+  readonly index: number;
+  readonly read: InstanceRead;
+  readonly after: ChangeKey | null;
+  readonly limit: number;
+}
+
+/**
+ * Merges the change tables of one interval by (commit LSN, command id, seqval, operation). Holds at most one batch per
+ * change table; the next row is known only once every table not yet exhausted has a row buffered.
+ */
+export class RowMerger {
+  private readonly cursors: Cursor[];
+
+  constructor(
+    reads: readonly InstanceRead[],
+    private readonly batchRows: number,
+  ) {
+    if (!(batchRows >= 1)) throw new Error(`batchRows must be at least 1, not ${batchRows}`);
+    this.cursors = reads.map((read) => ({ read, rows: [], head: 0, after: null, exhausted: false }));
+  }
+
+  /** The batches to fetch before `next` can go on. */
+  wanted(): WantedBatch[] {
+    const out: WantedBatch[] = [];
+    this.cursors.forEach((c, index) => {
+      if (!c.exhausted && c.head >= c.rows.length) out.push({ index, read: c.read, after: c.after, limit: this.batchRows });
+    });
+    return out;
+  }
+
+  /** A batch fetched for `wanted()[…].index`: fewer rows than asked means the table has no more in the interval. */
+  supply(index: number, rows: readonly ChangeRow[]): void {
+    const c = this.cursors[index];
+    if (!c) throw new Error(`no change table ${index} in this interval`);
+    let previous = c.after;
+    for (const row of rows) {
+      const where = `capture instance ${c.read.instance.name} at ${describeLsn(row.startLsn)}`;
+      if (previous !== null && compareChangeKey(previous, row) >= 0) throw new DecodeError(`change rows of ${where} are not in (start_lsn, command_id, seqval, operation) order`);
+      if (compareLsn(row.startLsn, c.read.fromLsn) <= 0 || compareLsn(row.startLsn, c.read.toLsn) > 0) {
+        throw new DecodeError(`change row of ${where} lies outside the interval read (${describeLsn(c.read.fromLsn)}, ${describeLsn(c.read.toLsn)}]`);
+      }
+      if (row.values.length !== c.read.instance.columns.length) {
+        throw new DecodeError(`change row of ${where} has ${row.values.length} values for ${c.read.instance.columns.length} captured columns`);
+      }
+      previous = row;
+    }
+    c.rows = [...rows];
+    c.head = 0;
+    if (rows.length > 0) c.after = rows[rows.length - 1]!;
+    c.exhausted = rows.length < this.batchRows;
+  }
+
+  /** The next row in order; 'fetch' when a batch is wanted first; null when every table is read to the interval's end. */
+  next(): { readonly read: InstanceRead; readonly row: ChangeRow } | 'fetch' | null {
+    let best: Cursor | null = null;
+    for (const c of this.cursors) {
+      if (c.head >= c.rows.length) {
+        if (!c.exhausted) return 'fetch';
+        continue;
+      }
+      if (best === null || compareChangeKey(c.rows[c.head]!, best.rows[best.head]!) < 0) best = c;
+    }
+    if (best === null) return null;
+    const row = best.rows[best.head]!;
+    best.rows[best.head] = undefined as unknown as ChangeRow; // let it go
+    best.head++;
+    return { read: best.read, row };
+  }
+}
+
+// ─── commit times ──────────────────────────────────────────────────────────────────────────────────────────
+
+const END_TIME = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,7}))?\s*(Z|[+-]\d{2}:\d{2})$/;
+
+/** tran_end_time as the reader gives it (ISO 8601 with its offset) in UTC microseconds since the epoch. */
+export function endTimeMicros(text: string): bigint {
+  const m = END_TIME.exec(text.trim());
+  if (!m) throw new DecodeError(`lsn_time_mapping end time ${JSON.stringify(text.slice(0, 60))} is not ISO 8601 with an offset (YYYY-MM-DDThh:mm:ss[.fff]±hh:mm)`);
+  const [, y, mo, d, h, mi, s, fraction = '', zone] = m;
+  const millis = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s));
+  // Seven digits are 100 ns: rounded half to even to the microsecond.
+  const digits = fraction.padEnd(7, '0');
+  let micros = BigInt(digits.slice(0, 6));
+  const seventh = Number(digits[6]);
+  if (seventh > 5 || (seventh === 5 && micros % 2n === 1n)) micros += 1n;
+  let offsetMinutes = 0;
+  if (zone !== 'Z') {
+    const sign = zone!.startsWith('-') ? -1 : 1;
+    offsetMinutes = sign * (Number(zone!.slice(1, 3)) * 60 + Number(zone!.slice(4, 6)));
+  }
+  return (BigInt(millis) - BigInt(offsetMinutes) * 60_000n) * 1000n + micros;
+}
+
+// ─── transactions ──────────────────────────────────────────────────────────────────────────────────────────
+
+export interface ChangeStreamOptions {
+  readonly site: string;
+  readonly maxPartBytes: number;
+  /** The causal context where the stream resumes. */
+  readonly seen: SeenSites;
+  /** Everything at or below this LSN was read before (the checkpoint the stream resumes after). */
+  readonly start: Lsn;
+}
+
+interface Described {
+  readonly relation: RelationInfo;
+  /** Key column indexes; every column for a table without a key. */
+  readonly keys: readonly number[];
+  readonly identity: boolean;
+  /** For apply_progress: where its source and commit time are. */
+  readonly progress: { readonly source: number; readonly commitTime: number } | null;
+}
+
+interface OpenTransaction {
+  readonly position: Lsn;
+  readonly commitTimeMicros: bigint;
+  relayed: boolean;
+  relayedSeen: Map<string, bigint> | null;
+  changes: Change[];
+  bytes: number;
+  partsSent: number;
+  /** A 3 waiting for its 4. */
+  before: { readonly read: InstanceRead; readonly row: ChangeRow } | null;
+}
+
+export class ChangeStream {
+  private open: OpenTransaction | null = null;
+  private seenSites: SeenSites;
+  private read: Lsn;
+  private readonly described = new Map<string, Described>();
+  /** Commit time of the last transaction read (for lag). */
+  lastCommitMicros: bigint | null = null;
+
+  constructor(
+    private readonly options: ChangeStreamOptions,
+    private readonly handler: SourceHandler,
+  ) {
+    this.seenSites = options.seen;
+    this.read = options.start;
+  }
+
+  get seen(): SeenSites {
+    return this.seenSites;
+  }
+
+  /** Everything up to here was handed on whole (a transaction's commit LSN or an interval's end). */
+  get position(): Lsn {
+    return this.read;
+  }
+
+  get inTransaction(): boolean {
+    return this.open !== null;
+  }
+
+  /**
+   * One row, in merged order. `endTime` is its transaction's tran_end_time (undefined: no lsn_time_mapping row);
+   * only read for the first row of a transaction.
+   */
+  accept(read: InstanceRead, row: ChangeRow, endTime: string | undefined): void {
+    if (this.open && this.open.position !== row.startLsn) this.finish();
+    let tx = this.open;
+    if (!tx) {
+      if (compareLsn(row.startLsn, this.read) <= 0) {
+        throw new DecodeError(`change row of capture instance ${read.instance.name} at ${describeLsn(row.startLsn)} comes after ${describeLsn(this.read)} was read whole: the change tables are not in commit order`);
+      }
+      if (endTime === undefined) {
+        throw new DecodeError(`transaction ${describeLsn(row.startLsn)} of site ${this.options.site} has no row in cdc.lsn_time_mapping (was it cleaned up while being read?): its commit time is unknown`);
+      }
+      tx = this.open = {
+        position: row.startLsn,
+        commitTimeMicros: endTimeMicros(endTime),
+        relayed: false,
+        relayedSeen: null,
+        changes: [],
+        bytes: 0,
+        partsSent: 0,
+        before: null,
+      };
+    }
+    const where = (): string => `capture instance ${read.instance.name} at ${describeLsn(row.startLsn)} (seqval ${describeLsn(row.seqval)})`;
+    if (tx.before) {
+      const before = tx.before;
+      tx.before = null;
+      if (row.operation !== 4 || before.read !== read || before.row.seqval !== row.seqval) {
+        throw new DecodeError(`update before-image (operation 3) of capture instance ${before.read.instance.name} at ${describeLsn(before.row.startLsn)} (seqval ${describeLsn(before.row.seqval)}) is not followed by its after-image (operation 4)`);
+      }
+      this.change(tx, read, before.row, row);
+      return;
+    }
+    switch (row.operation) {
+      case 3:
+        tx.before = { read, row };
+        return;
+      case 4:
+        throw new DecodeError(`update after-image (operation 4) of ${where()} without its before-image (operation 3)`);
+      case 1:
+      case 2:
+        this.change(tx, read, null, row);
+        return;
+      default:
+        throw new DecodeError(`change row of ${where()} has operation ${String((row as ChangeRow).operation)}, not 1 to 4`);
+    }
+  }
+
+  /** The interval (…, toLsn] was read to its end: the open transaction is whole, and so is everything up to toLsn. */
+  endInterval(toLsn: Lsn): void {
+    if (this.open) this.finish();
+    if (compareLsn(toLsn, this.read) > 0) this.read = toLsn;
+    this.handler.idle(this.read, this.seenSites);
+  }
+
+  /** Nothing new: says so, so that a quiet site's checkpoint is confirmed. */
+  idle(): void {
+    if (this.open) return;
+    this.handler.idle(this.read, this.seenSites);
+  }
+
+  private describe(read: InstanceRead): Described {
+    const instance = read.instance;
+    const cacheKey = `${instance.name}\u0000${instance.createDate}`;
+    const known = this.described.get(cacheKey);
+    if (known) return known;
+    const columns = instance.columns;
+    let progress: Described['progress'] = null;
+    if (read.progress) {
+      const source = columns.findIndex((c) => c.name.toLowerCase() === 'source');
+      const commitTime = columns.findIndex((c) => c.name.toLowerCase() === 'commit_time_micros');
+      if (source < 0 || commitTime < 0) throw new DecodeError(`capture instance ${instance.name} of ${tableName(instance)} does not capture the columns source and commit_time_micros`);
+      progress = { source, commitTime };
+    }
+    const hasKey = columns.some((c) => c.keyOrdinal > 0);
+    const infos = columns.map((c): ColumnInfo => ({ name: c.name, kind: kindOf(c), native: nativeOf(c), key: hasKey ? c.keyOrdinal > 0 : true }));
+    const described: Described = {
+      relation: { schema: instance.schema, table: instance.table, replicaIdentity: hasKey ? 'd' : 'f', columns: infos },
+      keys: columns.flatMap((c, i) => (!hasKey || c.keyOrdinal > 0 ? [i] : [])),
+      identity: hasKey,
+      progress,
+    };
+    this.described.set(cacheKey, described);
+    return described;
+  }
+
+  private image(read: InstanceRead, row: ChangeRow): RowImage {
+    const columns = read.instance.columns;
+    return { values: columns.map((c, i) => canonicalText(c, row.values[i] ?? null)), unchanged: [] };
+  }
+
+  /** One change: `before` the 3 of an update (its 4 is `row`), else null. */
+  private change(tx: OpenTransaction, read: InstanceRead, before: ChangeRow | null, row: ChangeRow): void {
+    const table = this.describe(read);
+    if (table.progress) {
+      this.relayedWrite(tx, read, row, table.progress);
+      return;
+    }
+    if (tx.relayed) return;
+    const relation = table.relation;
+    const keyOnly = (image: RowImage): RowImage => ({ values: image.values.map((v, i) => (table.keys.includes(i) ? v : null)), unchanged: [] });
+    let change: Change;
+    if (before) {
+      const newRow = this.image(read, row);
+      const oldRow = this.image(read, before);
+      const keyChanged = table.keys.some((i) => oldRow.values[i] !== newRow.values[i]);
+      change = { op: 'update', relation, oldRow: table.identity ? (keyChanged ? keyOnly(oldRow) : null) : oldRow, newRow };
+    } else if (row.operation === 2) {
+      change = { op: 'insert', relation, newRow: this.image(read, row) };
+    } else {
+      const oldRow = this.image(read, row);
+      change = { op: 'delete', relation, oldRow: table.identity ? keyOnly(oldRow) : oldRow };
+    }
+    tx.changes.push(change);
+    tx.bytes += changeBytes(change);
+    if (tx.bytes >= this.options.maxPartBytes) {
+      this.handler.transaction(this.snapshot(tx), { index: tx.partsSent, last: false }, null);
+      tx.partsSent++;
+      tx.changes = [];
+      tx.bytes = 0;
+    }
+  }
+
+  private relayedWrite(tx: OpenTransaction, read: InstanceRead, row: ChangeRow, columns: { source: number; commitTime: number }): void {
+    if (tx.partsSent > 0) {
+      throw new DecodeError(
+        `transaction ${describeLsn(tx.position)} of site ${this.options.site} writes ${tableName(read.instance)} after changes of it already went out: the SQL Server sink must write it first in every transaction it applies; stopping rather than let the transaction loop back`,
+      );
+    }
+    tx.relayed = true;
+    tx.changes = [];
+    tx.bytes = 0;
+    if (row.operation !== 2 && row.operation !== 4) return;
+    const source = row.values[columns.source];
+    const micros = row.values[columns.commitTime];
+    if (typeof source !== 'string' || (typeof micros !== 'string' && typeof micros !== 'number')) return;
+    let time: bigint;
+    try {
+      time = BigInt(typeof micros === 'string' ? micros.trim() : micros);
+    } catch {
+      return;
+    }
+    tx.relayedSeen ??= new Map();
+    const known = tx.relayedSeen.get(source);
+    if (known === undefined || known < time) tx.relayedSeen.set(source, time);
+  }
+
+  private finish(): void {
+    const tx = this.open!;
+    if (tx.before) {
+      throw new DecodeError(`update before-image (operation 3) of capture instance ${tx.before.read.instance.name} at ${describeLsn(tx.position)} (seqval ${describeLsn(tx.before.row.seqval)}) is not followed by its after-image (operation 4)`);
+    }
+    this.open = null;
+    this.read = tx.position;
+    this.lastCommitMicros = tx.commitTimeMicros;
+    if (tx.relayed) {
+      this.noteRelayed(tx);
+      this.handler.skipped(tx.position, tx.position, 'relayed', this.seenSites);
+    } else if (tx.changes.length === 0 && tx.partsSent === 0) {
+      this.handler.skipped(tx.position, tx.position, 'empty', this.seenSites);
+    } else {
+      const part = tx.partsSent > 0 ? { index: tx.partsSent, last: true } : null;
+      this.handler.transaction(this.snapshot(tx), part, tx.position);
+    }
+  }
+
+  private noteRelayed(tx: OpenTransaction): void {
+    if (!tx.relayedSeen) return;
+    let next: Record<string, bigint> | null = null;
+    for (const [site, micros] of tx.relayedSeen) {
+      const before = Object.hasOwn(this.seenSites, site) ? this.seenSites[site] : undefined;
+      if (before !== undefined && before >= micros) continue;
+      next ??= { ...this.seenSites };
+      next[site] = micros;
+    }
+    if (next) this.seenSites = next; // replaced, never mutated: every transaction keeps its own context
+  }
+
+  private snapshot(tx: OpenTransaction): Transaction {
+    return {
+      id: transactionId(this.options.site, tx.position),
+      site: this.options.site,
+      position: tx.position,
+      commitTimeMicros: tx.commitTimeMicros,
+      sourceTxId: describeLsn(tx.position),
+      seen: this.seenSites,
+      changes: tx.changes,
+    };
+  }
+}

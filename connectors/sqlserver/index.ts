@@ -1,0 +1,58 @@
+/**
+ * The SQL Server connector: capture from CDC change tables, apply with a progress row written first in every
+ * transaction (the loop marker capture drops). Experimental: its logic is proven here against a simulator of
+ * CDC (test/helpers/sqlserver-simulator.ts) by property tests, the conformance suite and a mesh with
+ * PostgreSQL; it has not yet run against a live SQL Server in this project's CI (README, Databases).
+ *
+ * What touches the server is thin and kept apart, in `SqlServerIo`: the CDC reader (mssql-cdc-reader.ts), the
+ * apply connection (mssql-apply-connection.ts) and the status query (sqlserver-status.ts). The default uses
+ * the `mssql` driver; tests build the same connector over the simulator with createSqlServerConnector.
+ */
+import type { Connector, SiteDatabaseStatus } from '../../src/connector.ts';
+import { databaseOf } from '../../src/config/config-schema.ts';
+import type { ApplyConnection } from './apply-connection.ts';
+import type { CdcReader } from './cdc-reader.ts';
+import { MssqlApplyConnection } from './mssql-apply-connection.ts';
+import { MssqlCdcReader } from './mssql-cdc-reader.ts';
+import { checkSqlServerUrl, SQLSERVER_URL_EXAMPLE } from './sqlserver-config.ts';
+import { sqlserverPositions } from './sqlserver-positions.ts';
+import { SqlServerSink } from './sqlserver-sink.ts';
+import { SqlServerSource } from './sqlserver-source.ts';
+import { readSqlServerStatus } from './sqlserver-status.ts';
+
+/** Everything of the connector that speaks to a server, by the site's URL. */
+export interface SqlServerIo {
+  reader(url: string, site: string): CdcReader;
+  connect(url: string, site: string): Promise<ApplyConnection>;
+  readStatus(url: string, site: string, sources: readonly string[]): Promise<SiteDatabaseStatus>;
+}
+
+/** The real server's, through `mssql` over `tedious`. */
+export const MSSQL_IO: SqlServerIo = {
+  reader: (url, site) => new MssqlCdcReader({ url, site }),
+  connect: (url, site) => MssqlApplyConnection.open(url, site),
+  readStatus: readSqlServerStatus,
+};
+
+export function createSqlServerConnector(io: SqlServerIo, options: { pollIntervalMs?: number } = {}): Connector {
+  return {
+    kind: 'sqlserver',
+    urlExample: SQLSERVER_URL_EXAMPLE,
+    positions: sqlserverPositions,
+    checkUrl: checkSqlServerUrl,
+    createSource: ({ site, url, tables, config, logger }) =>
+      new SqlServerSource({ site, reader: () => io.reader(url, site), tables, maxPartBytes: config.capture.maxMessageBytes, pollIntervalMs: options.pollIntervalMs, logger }),
+    createSink: ({ site, url, config, conflictPolicy, onConflict, logger }) =>
+      new SqlServerSink({
+        site,
+        connect: () => io.connect(url, site),
+        conflictPolicy,
+        onConflict,
+        sourceKindOf: (source) => (Object.hasOwn(config.sites, source) ? databaseOf(config, source).kind : undefined),
+        logger,
+      }),
+    readStatus: (url, site, sources) => io.readStatus(url, site, sources),
+  };
+}
+
+export const sqlserverConnector: Connector = createSqlServerConnector(MSSQL_IO);
