@@ -91,6 +91,15 @@ export interface PositionFormat {
   describe(position: Position): string;
 }
 
+/** One thing `sitesync setup` found at a site's database: what is wrong (or was done), and how to fix it. */
+export interface DatabaseFinding {
+  /** error: the site cannot run until it is fixed; warning: it runs, but look at it; done: setup did it. */
+  readonly severity: 'error' | 'warning' | 'done';
+  readonly problem: string;
+  /** What to run or change (SQL the connector cannot run itself), empty for `done`. */
+  readonly fix: string;
+}
+
 export interface Connector {
   readonly kind: string;
   /** What the configuration's URLs for this kind look like, for error messages: `postgres://user@host:5432/db`. */
@@ -102,6 +111,12 @@ export interface Connector {
   createSink(options: SinkOptions): Sink;
   /** The site's capture and apply state, read with its monitoring URL; `sources` are the sites it applies from. */
   readStatus(url: string, site: string, sources: readonly string[]): Promise<SiteDatabaseStatus>;
+  /**
+   * For `sitesync setup`: creates what sitesync keeps at the site's database when it may, and says what an
+   * administrator must still do there, with the statements to run. Connectors whose source and sink prepare
+   * everything themselves at start (PostgreSQL, MariaDB) have none.
+   */
+  checkDatabase?(urls: { readonly capture: string | null; readonly apply: string }, site: string): Promise<readonly DatabaseFinding[]>;
 }
 
 export type ConnectorRegistry = ReadonlyMap<string, Connector>;

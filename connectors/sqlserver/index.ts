@@ -8,7 +8,8 @@
  * apply connection (mssql-apply-connection.ts) and the status query (sqlserver-status.ts). The default uses
  * the `mssql` driver; tests build the same connector over the simulator with createSqlServerConnector.
  */
-import type { Connector, SiteDatabaseStatus } from '../../src/connector.ts';
+import type { Connector, DatabaseFinding, SiteDatabaseStatus } from '../../src/connector.ts';
+import { BOOKKEEPING_SCHEMA } from '../../src/config/names.ts';
 import { databaseOf } from '../../src/config/config-schema.ts';
 import type { ApplyConnection } from './apply-connection.ts';
 import type { CdcReader } from './cdc-reader.ts';
@@ -18,6 +19,7 @@ import { checkSqlServerUrl, SQLSERVER_URL_EXAMPLE } from './sqlserver-config.ts'
 import { sqlserverPositions } from './sqlserver-positions.ts';
 import { SqlServerSink } from './sqlserver-sink.ts';
 import { SqlServerSource } from './sqlserver-source.ts';
+import { setupProblems } from './sqlserver-setup.ts';
 import { readSqlServerStatus } from './sqlserver-status.ts';
 
 /** Everything of the connector that speaks to a server, by the site's URL. */
@@ -52,7 +54,32 @@ export function createSqlServerConnector(io: SqlServerIo, options: { pollInterva
         logger,
       }),
     readStatus: (url, site, sources) => io.readStatus(url, site, sources),
+    checkDatabase: (urls, site) => checkSqlServerDatabase(io, urls, site),
   };
+}
+
+/**
+ * `sitesync setup` at a SQL Server site: creates the sitesync schema and tables (as the apply login), then reads
+ * what capture needs (CDC on the database and tables, the Agent, rights, the progress table's capture
+ * instance) and says what is missing with the T-SQL to run: enabling CDC takes a sysadmin or db_owner, which
+ * sitesync's logins should not be.
+ */
+async function checkSqlServerDatabase(io: SqlServerIo, urls: { readonly capture: string | null; readonly apply: string }, site: string): Promise<DatabaseFinding[]> {
+  const connection = await io.connect(urls.apply, site);
+  try {
+    await connection.ensureBookkeeping();
+  } finally {
+    await connection.close();
+  }
+  const findings: DatabaseFinding[] = [{ severity: 'done', problem: `the ${BOOKKEEPING_SCHEMA} schema and its tables are there`, fix: '' }];
+  if (urls.capture === null) return findings;
+  const reader = io.reader(urls.capture, site);
+  try {
+    for (const p of setupProblems(await reader.setupFacts())) findings.push({ severity: p.severity, problem: p.problem, fix: p.fix });
+  } finally {
+    await reader.close();
+  }
+  return findings;
 }
 
 export const sqlserverConnector: Connector = createSqlServerConnector(MSSQL_IO);

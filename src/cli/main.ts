@@ -132,18 +132,19 @@ program
 
 program
   .command('setup')
-  .description("declare the broker topology and give each site's broker user the least permissions it needs (run with an administrator's credentials in broker.url)")
+  .description("declare the broker topology, give each site's broker user the least permissions it needs (run with an administrator's credentials in broker.url), and check each site's database where its connector can (SQL Server: CDC, the Agent, rights)")
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
   .option('--management-url <url>', "RabbitMQ's management API with an administrator's credentials (http://admin:secret@host:15672/): create the users and set their permissions; without it, the rabbitmqctl commands are printed")
   .addHelpText(
     'after',
     `
 A new site user's password is read from SITESYNC_SETUP_PASSWORD_<SITE> (never printed). Run it again after
-adding a site. The running processes then need no configure permission.`,
+adding a site. The running processes then need no configure permission. A site database's problems are printed
+one per line with the statement to run, and make setup exit 1.`,
   )
   .action(async (opts: { config: string; managementUrl?: string }) => {
     try {
-      await setupCommand(loadChecked(opts.config), { managementUrl: opts.managementUrl }, (line) => process.stdout.write(`${line}\n`));
+      await setupCommand(loadChecked(opts.config), { managementUrl: opts.managementUrl, connectors: CONNECTORS }, (line) => process.stdout.write(`${line}\n`));
       process.exit(0);
     } catch (error) {
       fail(error);

@@ -14,16 +14,19 @@
  * Passwords never appear in output: a new user's password is read from SITESYNC_SETUP_PASSWORD_<SITE>, and
  * the printed commands name that variable.
  */
-import { brokerUserOf, expectedBrokerUser, type Config } from '../config/config-schema.ts';
+import { brokerUserOf, databaseOf, databaseUrlFor, expectedBrokerUser, type Config } from '../config/config-schema.ts';
+import { connectorFor, type ConnectorRegistry } from '../connector.ts';
 import { parkingExchange, routingKey, siteQueue } from '../config/names.ts';
 import { connectBroker } from '../bus/broker-connection.ts';
 import { declareTopology } from '../bus/topology.ts';
-import { SitesyncError } from '../errors.ts';
+import { describeError, SitesyncError } from '../errors.ts';
 import { redactUrl } from '../observability/logger.ts';
 
 export interface SetupOptions {
   /** RabbitMQ's management API, e.g. http://admin:secret@127.0.0.1:15672/; absent: print the commands. */
   readonly managementUrl?: string;
+  /** Given: each site's database is also checked by its connector (checkDatabase), after the broker. */
+  readonly connectors?: ConnectorRegistry;
 }
 
 /** What one site's broker user may do. */
@@ -63,6 +66,43 @@ export function passwordVariable(site: string): string {
 }
 
 export async function setupCommand(config: Config, options: SetupOptions, print: (line: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  await setupBroker(config, options, print, env);
+  if (!options.connectors) return;
+  const errors = await checkSiteDatabases(config, options.connectors, print);
+  if (errors > 0) {
+    throw new SitesyncError('SITESYNC_ERR_CONFIG', `${errors} problem${errors === 1 ? '' : 's'} at the sites' databases (printed above, each with its fix); fix them and run setup again`);
+  }
+}
+
+/**
+ * Each site's database, checked by its connector where it has a check (a SQL Server site: CDC, the Agent, the
+ * rights; PostgreSQL and MariaDB sites prepare themselves at start and say then what is missing). One line per
+ * finding; returns how many are errors. A database that cannot be reached is one error line, not a stop: the
+ * others are still checked.
+ */
+export async function checkSiteDatabases(config: Config, connectors: ConnectorRegistry, print: (line: string) => void): Promise<number> {
+  let errors = 0;
+  for (const site of Object.keys(config.sites)) {
+    const connector = connectorFor(connectors, config, site);
+    if (!connector.checkDatabase) continue;
+    const capturing = databaseOf(config, site).urls.capture !== undefined;
+    let findings;
+    try {
+      findings = await connector.checkDatabase({ capture: capturing ? databaseUrlFor(config, site, 'capture') : null, apply: databaseUrlFor(config, site, 'apply') }, site);
+    } catch (error) {
+      errors++;
+      print(`site ${site} (${connector.kind}): error: database not checked: ${describeError(error)}`);
+      continue;
+    }
+    for (const f of findings) {
+      if (f.severity === 'error') errors++;
+      print(`site ${site} (${connector.kind}): ${f.severity}: ${f.problem}${f.fix ? `; fix: ${f.fix}` : ''}`);
+    }
+  }
+  return errors;
+}
+
+async function setupBroker(config: Config, options: SetupOptions, print: (line: string) => void, env: NodeJS.ProcessEnv): Promise<void> {
   const connection = await connectBroker(config.broker.url, 'sitesync setup');
   connection.on('error', () => undefined);
   try {

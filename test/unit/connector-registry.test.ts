@@ -30,7 +30,7 @@ test('every site finds its connector: the postgres shorthand and database.kind a
 
 test('a kind no connector has is refused, naming the ones there are', () => {
   const config = configWith({ database: { kind: 'oracle', url: 'oracle://db:1521/x' } });
-  assert.throws(() => checkDatabases(CONNECTORS, config), configError(/^sites\.madrid\.database\.kind = "oracle" is not a database sitesync knows; use one of: postgres, mariadb$/));
+  assert.throws(() => checkDatabases(CONNECTORS, config), configError(/^sites\.madrid\.database\.kind = "oracle" is not a database sitesync knows; use one of: postgres, mariadb, sqlserver$/));
 });
 
 test("a URL of another database's form is refused, with the form to give", () => {
@@ -51,4 +51,17 @@ test('a site gives its database once: database or the postgres shorthand, not bo
     configError(/sites\.madrid has both "database" and "postgres"; keep one: "postgres: URL" is short for "database: \{kind: postgres, url: URL\}"/),
   );
   assert.throws(() => configWith({ database: { kind: 'mariadb' } }), configError(/missing key "sites\.madrid\.database\.url"/));
+});
+
+test('a SQL Server site: its URL must name the database; its positions display as SQL Server prints an LSN', () => {
+  const config = configWith({ database: { kind: 'sqlserver', url: 'sqlserver://sitesync:secret@db.madrid:1433/shop' } });
+  checkDatabases(CONNECTORS, config);
+  assert.equal(describeSitePosition(CONNECTORS, config, 'madrid', '0000002A000001F00003'), '0000002a:000001f0:0003');
+  const noDatabase = configWith({ database: { kind: 'sqlserver', url: 'sqlserver://sitesync:secret@db.madrid:1433/' } });
+  assert.throws(() => checkDatabases(CONNECTORS, noDatabase), (error: unknown) => {
+    assert.ok(error instanceof SitesyncError && error.code === 'SITESYNC_ERR_CONFIG', String(error));
+    assert.match(error.message, /^sites\.madrid: the capture URL .*database.*; give a SQL Server URL such as sqlserver:\/\//);
+    assert.doesNotMatch(error.message, /secret/);
+    return true;
+  });
 });
