@@ -122,8 +122,19 @@ export class MssqlApplyConnection implements ApplyConnection {
   async rollback(): Promise<void> {
     const transaction = this.transaction;
     this.transaction = null;
-    // The server may have rolled it back already (a severe error): mssql then refuses a second rollback.
-    if (transaction) await transaction.rollback().catch(() => undefined);
+    if (!transaction) return;
+    try {
+      await transaction.rollback();
+    } catch (error) {
+      // The server rolled it back already (a deadlock victim, a severe error): mssql says EABORT, and there is
+      // nothing left to undo. Anything else (a request still running, no answer) leaves the transaction
+      // perhaps open on the connection: closing the pool makes the server roll it back, and the caller hears
+      // of it (the sink then ends the session), rather than nesting the next BEGIN inside it.
+      const code = (error as { code?: unknown })?.code;
+      if (code === 'EABORT') return;
+      await this.pool.close().catch(() => undefined);
+      throw error;
+    }
   }
 
   async advanceProgress(row: ProgressRow, mode: 'forward' | 'always'): Promise<boolean> {
@@ -213,7 +224,7 @@ export class MssqlApplyConnection implements ApplyConnection {
   }
 
   async close(): Promise<void> {
-    await this.rollback();
+    await this.rollback().catch(() => undefined);
     await this.pool.close().catch(() => undefined);
   }
 }

@@ -382,10 +382,23 @@ class SqlServerSourceSession implements SourceSession {
     this.written.clear();
   }
 
+  /**
+   * Rolls back the open transaction. A rollback that fails (no answer, a lost reply) leaves the server's state
+   * unknown — the transaction may still be open on the connection, and a BEGIN on it would only nest inside
+   * (its COMMIT committing nothing) — so the session closes its connection, which makes the server roll back,
+   * and every later call is a transient failure: the runner opens a new session.
+   */
   private async rollback(): Promise<void> {
     this.forgetTransaction();
-    this.open = false;
-    await this.db.rollback();
+    try {
+      await this.db.rollback();
+      this.open = false;
+    } catch (error) {
+      this.open = false;
+      this.logger.warn({ error: errorLine(error) }, 'the rollback failed: the apply connection is closed so that the server rolls back, and a new session opens');
+      await this.close();
+      throw error;
+    }
   }
 
   private async commit(position: Position): Promise<void> {

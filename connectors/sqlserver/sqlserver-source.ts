@@ -177,6 +177,15 @@ export class SqlServerSource implements Source {
   // ─── confirmation ──────────────────────────────────────────────────────────────────────────────────────
 
   async confirm(checkpoint: string, resume: ResumePoint): Promise<void> {
+    // Confirmed checkpoints only grow. One below what is already confirmed (or persisted) is a stale
+    // frontier (a confirmation that raced a newer one, a runner of a previous session): taking it would move
+    // the persisted row back — resending what the broker holds, lastPublished and seen going back with it —
+    // and ask knownAt() about an interval already pruned. It is ignored.
+    const floor = this.confirmed?.checkpoint ?? this.persisted?.checkpoint ?? null;
+    if (floor !== null && compareLsn(checkpoint, floor) < 0) {
+      this.options.logger.warn({ checkpoint: describeLsn(checkpoint), confirmed: describeLsn(floor) }, 'a confirmation below the checkpoint already confirmed is ignored');
+      return;
+    }
     this.confirmed = { checkpoint, lastPublished: resume.lastPublished, seen: resume.seen };
     let drop = 0;
     while (drop < this.unconfirmed.length && compareLsn(this.unconfirmed[drop]!.checkpoint, checkpoint) <= 0) drop++;
@@ -263,7 +272,7 @@ export class SqlServerSource implements Source {
       skipped: (position, checkpoint, reason, seenSites) => runner.skipped(position, checkpoint, reason, seenSites),
       idle: (checkpoint, seenSites) => runner.idle(checkpoint, seenSites),
     };
-    const changes = new ChangeStream({ site: this.site, maxPartBytes: this.options.maxPartBytes, seen, start: row.checkpoint }, wrapped);
+    const changes = new ChangeStream({ site: this.site, maxPartBytes: this.options.maxPartBytes, seen, start: row.checkpoint, warn: (line) => this.options.logger.warn(line) }, wrapped);
     const stream = { closed: false, paused: false, heartbeat: false, wake: null as (() => void) | null, loop: Promise.resolve(), changes };
     this.stream = stream;
     stream.loop = this.run(stream, parseKnown(row.instances));

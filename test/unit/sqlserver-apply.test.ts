@@ -318,4 +318,40 @@ describe('sqlserver sink on the simulated server (invented tables)', () => {
     await assert.rejects(session.apply([tx(1, [insert(extra, '1', 'x', '1', 'y')])]), (e: unknown) => e instanceof SitesyncError && /column "extra" of table shop\.orders does not exist/.test(e.message));
     await sink.close();
   });
+  test('a rollback that fails leaves the session unusable (transient), never a transaction open under the next one', async () => {
+    let failRollback = false;
+    const { server, sink, progressRow } = setup({
+      sim: {
+        failWhen: (text) => {
+          if (text === 'ROLLBACK' && failRollback) {
+            failRollback = false;
+            return Object.assign(new Error('Timeout: Request failed to complete in 15000ms'), { name: 'RequestError', code: 'ETIMEOUT' });
+          }
+          if (text.includes('VALUES (CONVERT(int, @p0), @p1, CONVERT(decimal(10,2), @p2))') && text.includes('INSERT INTO [shop].[orders]') && failRollback) {
+            return simRequestError(547, 'The INSERT statement conflicted with the CHECK constraint "ck".');
+          }
+          return undefined;
+        },
+      },
+    });
+    const session = await sink.openSession('paris');
+    await session.apply([tx(1, [insert(orders, '1', 'one', '1')])]);
+    failRollback = true;
+    // tx 2: its update goes in, its insert is refused, and the rollback gets no answer.
+    await assert.rejects(session.apply([tx(2, [update(orders, row('1', 'uno', '1')), insert(orders, '2', 'two', '2')])]), (e: unknown) => sink.classify(e) === 'data');
+    // The session cannot know what the server holds: the next call is a transient failure (the runner opens
+    // a new session), not a transaction begun inside the unfinished one, nor a data error that parks tx 3.
+    await assert.rejects(session.apply([tx(3, [insert(orders, '3', 'three', '3')])]), (e: unknown) => sink.classify(e) === 'transient');
+    // Nothing of tx 2 (nor of tx 3) is in: the connection closed, and the server rolled back what was open.
+    assert.deepEqual(server.rows('shop', 'orders'), [[1, 'one', '1.00']]);
+    assert.equal(progressRow()![2], pos(1));
+    const again = await sink.openSession('paris');
+    assert.equal(await again.progress(), pos(1));
+    await again.apply([tx(3, [insert(orders, '3', 'three', '3')])]);
+    assert.deepEqual(server.rows('shop', 'orders'), [
+      [1, 'one', '1.00'],
+      [3, 'three', '3.00'],
+    ]);
+    await sink.close();
+  });
 });
