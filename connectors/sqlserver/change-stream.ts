@@ -12,7 +12,10 @@
  * Transactions. Rows with one commit LSN are one transaction: it ends when a row of a higher LSN arrives or the
  * interval ends. An update is a 3 (before) and a 4 (after) with one seqval: a 3 not followed by its 4 (or a 4
  * without its 3) is a DecodeError naming the instance and the LSN, never a guess. An update that changed a key
- * column comes, as SQL Server writes it, as a delete (1) and an insert (2), and goes out so.
+ * column is logged by SQL Server as a delete (1) and an insert (2) of one operation (one __$command_id): when
+ * those two are all that operation wrote, they go out as one update with the old key, as the other connectors
+ * send a key change; an operation that changed the keys of several rows cannot be paired row by row, and goes
+ * out as its deletes and inserts (the same end state at every target). At most two rows are held for this.
  *
  * Old rows, as the other connectors say them: for a table with a primary key (replica identity 'd') an update
  * carries its old row only when a key column changed, and then, like a delete's, with the key columns only
@@ -30,6 +33,16 @@
  * last with the checkpoint; a checkpoint is only ever a whole transaction's commit LSN, or an interval's end.
  * A restart resends every transaction after the checkpoint from its first change (DBZ-2329 lost the rest of a
  * transaction resumed inside of).
+ *
+ * Large objects in old images (Microsoft's page on the change tables): text, ntext and image columns are always
+ * NULL in a delete (1) and in an update's before-image (3); varchar(max), nvarchar(max), varbinary(max) (and
+ * xml, geography, geometry: max_length -1 in sys.columns) are NULL in a before-image unless the update
+ * changed them. Only a table without a primary key sends whole old images (the others send key columns,
+ * which are never such types), and there a NULL that is not the value would make the other sites look for
+ * a row that is not there (a delete or update "missing", the row kept: the sites diverge). So those columns
+ * go in its old images as `unchanged` (RowImage: not sent, not NULL): a sink finds the row by the other
+ * columns. Of several rows equal in all the others, any one may be the one changed; capture says so once
+ * per table in a warning, whose fix is a primary key.
  *
  * Relayed writes: the sink writes sitesync.apply_progress first in every transaction it applies. A
  * transaction with a change row of that table's instance was applied here from another site: it is dropped
@@ -165,6 +178,17 @@ export interface ChangeStreamOptions {
   readonly seen: SeenSites;
   /** Everything at or below this LSN was read before (the checkpoint the stream resumes after). */
   readonly start: Lsn;
+  /** A one-line warning about a table (once per capture instance): a keyless table's large-object columns. */
+  readonly warn?: (line: string) => void;
+}
+
+/** text, ntext, image: NULL in every delete and update before-image. */
+const LEGACY_LOB_TYPES = new Set(['text', 'ntext', 'image']);
+/** Types that are large objects with max_length -1 (the max types, xml, the spatial CLR types): NULL in a before-image unless changed. */
+const MAX_LOB_TYPES = new Set(['varchar', 'nvarchar', 'varbinary', 'xml', 'geography', 'geometry']);
+
+function isMaxLob(column: { readonly type: string; readonly maxLength: number }): boolean {
+  return column.maxLength === -1 && MAX_LOB_TYPES.has(column.type.toLowerCase());
 }
 
 interface Described {
@@ -174,6 +198,8 @@ interface Described {
   readonly identity: boolean;
   /** For apply_progress: where its source and commit time are. */
   readonly progress: { readonly source: number; readonly commitTime: number } | null;
+  /** A table without a key: the columns whose old value a delete (1) or a before-image (3) does not carry. */
+  readonly unknownOld: { readonly deleted: readonly number[]; readonly before: readonly number[] } | null;
 }
 
 interface OpenTransaction {
@@ -186,6 +212,10 @@ interface OpenTransaction {
   partsSent: number;
   /** A 3 waiting for its 4. */
   before: { readonly read: InstanceRead; readonly row: ChangeRow } | null;
+  /** A delete (1), and maybe the insert (2) after it, of one operation of a table with a key: perhaps a key update. */
+  held: { readonly read: InstanceRead; readonly rows: ChangeRow[] } | null;
+  /** The operation (instance and command id) that changed several rows: its deletes and inserts go out as they are. */
+  manyRows: { readonly read: InstanceRead; readonly commandId: number } | null;
 }
 
 export class ChangeStream {
@@ -240,6 +270,8 @@ export class ChangeStream {
         bytes: 0,
         partsSent: 0,
         before: null,
+        held: null,
+        manyRows: null,
       };
     }
     const where = (): string => `capture instance ${read.instance.name} at ${describeLsn(row.startLsn)} (seqval ${describeLsn(row.seqval)})`;
@@ -252,6 +284,16 @@ export class ChangeStream {
       this.change(tx, read, before.row, row);
       return;
     }
+    if (tx.held) {
+      const held = tx.held;
+      const sameOperation = held.read === read && held.rows[0]!.commandId === row.commandId;
+      if (sameOperation && held.rows.length === 1 && row.operation === 2) {
+        held.rows.push(row);
+        return;
+      }
+      if (sameOperation) tx.manyRows = { read, commandId: row.commandId };
+      this.release(tx, !sameOperation);
+    }
     switch (row.operation) {
       case 3:
         tx.before = { read, row };
@@ -259,6 +301,12 @@ export class ChangeStream {
       case 4:
         throw new DecodeError(`update after-image (operation 4) of ${where()} without its before-image (operation 3)`);
       case 1:
+        if (!tx.relayed && this.describe(read).identity && !(tx.manyRows?.read === read && tx.manyRows.commandId === row.commandId)) {
+          tx.held = { read, rows: [row] };
+          return;
+        }
+        this.change(tx, read, null, row);
+        return;
       case 2:
         this.change(tx, read, null, row);
         return;
@@ -295,11 +343,23 @@ export class ChangeStream {
     }
     const hasKey = columns.some((c) => c.keyOrdinal > 0);
     const infos = columns.map((c): ColumnInfo => ({ name: c.name, kind: kindOf(c), native: nativeOf(c), key: hasKey ? c.keyOrdinal > 0 : true }));
+    let unknownOld: Described['unknownOld'] = null;
+    if (!hasKey && !read.progress) {
+      const legacy = columns.flatMap((c, i) => (LEGACY_LOB_TYPES.has(c.type.toLowerCase()) ? [i] : []));
+      const large = columns.flatMap((c, i) => (LEGACY_LOB_TYPES.has(c.type.toLowerCase()) || isMaxLob(c) ? [i] : []));
+      if (large.length > 0) {
+        unknownOld = { deleted: legacy, before: large };
+        this.options.warn?.(
+          `table ${tableName(instance)} of site ${this.options.site} has no primary key and large-object columns (${large.map((i) => columns[i]!.name).join(', ')}) whose old values SQL Server's CDC does not record in deletes and updates: the other sites find those rows by the other columns only, and of several rows equal in them may change another one; give the table a primary key`,
+        );
+      }
+    }
     const described: Described = {
       relation: { schema: instance.schema, table: instance.table, replicaIdentity: hasKey ? 'd' : 'f', columns: infos },
       keys: columns.flatMap((c, i) => (!hasKey || c.keyOrdinal > 0 ? [i] : [])),
       identity: hasKey,
       progress,
+      unknownOld,
     };
     this.described.set(cacheKey, described);
     return described;
@@ -310,8 +370,24 @@ export class ChangeStream {
     return { values: columns.map((c, i) => canonicalText(c, row.values[i] ?? null)), unchanged: [] };
   }
 
-  /** One change: `before` the 3 of an update (its 4 is `row`), else null. */
-  private change(tx: OpenTransaction, read: InstanceRead, before: ChangeRow | null, row: ChangeRow): void {
+  /**
+   * A keyless table's old image: its large-object columns whose value the row does not carry are `unchanged`
+   * (text, ntext, image in deletes and before-images; the max types in a before-image, when NULL there).
+   */
+  private oldImage(table: Described, read: InstanceRead, row: ChangeRow): RowImage {
+    const image = this.image(read, row);
+    const unknown = table.unknownOld;
+    if (!unknown) return image;
+    const candidates = row.operation === 3 ? unknown.before : unknown.deleted;
+    const unchanged = candidates.filter((i) => image.values[i] === null);
+    return unchanged.length === 0 ? image : { values: image.values, unchanged };
+  }
+
+  /**
+   * One change: `before` the 3 of an update (its 4 is `row`), or with `keyUpdate` the delete (1) of a key update
+   * (its insert, 2, is `row`); else null.
+   */
+  private change(tx: OpenTransaction, read: InstanceRead, before: ChangeRow | null, row: ChangeRow, keyUpdate?: 'key update'): void {
     const table = this.describe(read);
     if (table.progress) {
       this.relayedWrite(tx, read, row, table.progress);
@@ -323,13 +399,13 @@ export class ChangeStream {
     let change: Change;
     if (before) {
       const newRow = this.image(read, row);
-      const oldRow = this.image(read, before);
-      const keyChanged = table.keys.some((i) => oldRow.values[i] !== newRow.values[i]);
+      const oldRow = this.oldImage(table, read, before);
+      const keyChanged = keyUpdate !== undefined || table.keys.some((i) => oldRow.values[i] !== newRow.values[i]);
       change = { op: 'update', relation, oldRow: table.identity ? (keyChanged ? keyOnly(oldRow) : null) : oldRow, newRow };
     } else if (row.operation === 2) {
       change = { op: 'insert', relation, newRow: this.image(read, row) };
     } else {
-      const oldRow = this.image(read, row);
+      const oldRow = this.oldImage(table, read, row);
       change = { op: 'delete', relation, oldRow: table.identity ? keyOnly(oldRow) : oldRow };
     }
     tx.changes.push(change);
@@ -342,6 +418,22 @@ export class ChangeStream {
     }
   }
 
+  /**
+   * Hands on the held rows of one operation: a delete and the insert after it, alone in their operation
+   * (`whole`: the next row belongs to another), are one update of the row's key, as SQL Server logs a key
+   * update (a delete and an insert); anything else goes out as the rows it is.
+   */
+  private release(tx: OpenTransaction, whole: boolean): void {
+    const held = tx.held!;
+    tx.held = null;
+    const [deleted, inserted] = held.rows;
+    if (whole && inserted) {
+      this.change(tx, held.read, deleted!, inserted, 'key update');
+      return;
+    }
+    for (const r of held.rows) this.change(tx, held.read, null, r);
+  }
+
   private relayedWrite(tx: OpenTransaction, read: InstanceRead, row: ChangeRow, columns: { source: number; commitTime: number }): void {
     if (tx.partsSent > 0) {
       throw new DecodeError(
@@ -351,6 +443,7 @@ export class ChangeStream {
     tx.relayed = true;
     tx.changes = [];
     tx.bytes = 0;
+    tx.held = null;
     if (row.operation !== 2 && row.operation !== 4) return;
     const source = row.values[columns.source];
     const micros = row.values[columns.commitTime];
@@ -368,6 +461,7 @@ export class ChangeStream {
 
   private finish(): void {
     const tx = this.open!;
+    if (tx.held) this.release(tx, true);
     if (tx.before) {
       throw new DecodeError(`update before-image (operation 3) of capture instance ${tx.before.read.instance.name} at ${describeLsn(tx.position)} (seqval ${describeLsn(tx.before.row.seqval)}) is not followed by its after-image (operation 4)`);
     }

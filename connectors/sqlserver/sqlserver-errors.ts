@@ -53,6 +53,7 @@ export class SqlServerDataError extends SitesyncError {
 export const TRANSIENT_NUMBERS: ReadonlySet<number> = new Set([
   -2, // client-side timeout (tedious' "Timeout expired")
   1205, // chosen as deadlock victim
+  8107, // IDENTITY_INSERT is already ON for another table: a session left so (a cancelled batch); a new session clears it
   1222, // lock request time out period exceeded
   1204, // the instance cannot obtain a lock resource
   701, // insufficient system memory

@@ -141,9 +141,11 @@ export class SimulatedApplyConnection implements ApplyConnection {
   }
 
   async rollback(): Promise<void> {
+    if (this.closed) return; // the server rolled it back when the connection closed
+    // failWhen may refuse it (a timeout, a lost reply): the transaction then stays open as the server left it.
+    this.statement('ROLLBACK');
     const tx = this.tx;
     this.tx = null;
-    this.statements.push('ROLLBACK');
     tx?.rollback();
   }
 

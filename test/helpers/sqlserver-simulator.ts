@@ -169,6 +169,11 @@ export function zonedIso(utcMicros: bigint, timeZone: string): string {
   return `${local}${sign}${String(Math.floor(abs / 60)).padStart(2, '0')}:${String(abs % 60).padStart(2, '0')}`;
 }
 
+/** Large-object types whose old value CDC never records (NULL in operations 1 and 3). */
+const LEGACY_LOB = new Set(['text', 'ntext', 'image']);
+/** Large-object types with max_length -1: NULL in a before-image unless the update changed them. */
+const MAX_LOB = new Set(['varchar', 'nvarchar', 'varbinary', 'xml', 'geography', 'geometry']);
+
 function sameValue(a: ProjectedValue | undefined, b: ProjectedValue | undefined): boolean {
   if (Buffer.isBuffer(a) && Buffer.isBuffer(b)) return a.equals(b);
   return a === b;
@@ -324,17 +329,25 @@ export class SimulatedSqlServer {
       for (const instance of this.instances.values()) {
         if (instance.startLsn > tx.commitLsn) continue;
         const key = `${instance.schema}.${instance.table}`;
-        for (const change of tx.changes) {
-          if (change.table !== key) continue;
+        tx.changes.forEach((change, index) => {
+          if (change.table !== key) return;
           captured = true;
+          const after = change.operation === 3 ? tx.changes[index + 1] : undefined;
           instance.rows.push({
             startLsn: lsnText(tx.commitLsn),
             seqval: lsnText(change.seqval),
             operation: change.operation,
             commandId: change.commandId,
-            values: instance.columns.map((c) => (Object.hasOwn(change.image, c.name) ? change.image[c.name]! : null)),
+            values: instance.columns.map((c) => {
+              const value = Object.hasOwn(change.image, c.name) ? change.image[c.name]! : null;
+              // Microsoft's page on the change tables: text, ntext and image are NULL in deletes and
+              // before-images; the max types (max_length -1) in before-images unless the update changed them.
+              if ((change.operation === 1 || change.operation === 3) && LEGACY_LOB.has(c.type.toLowerCase())) return null;
+              if (change.operation === 3 && c.maxLength === -1 && MAX_LOB.has(c.type.toLowerCase()) && after && sameValue(value, after.image[c.name] ?? null)) return null;
+              return value;
+            }),
           });
-        }
+        });
       }
       if (captured) this.mapping.push({ startLsn: tx.commitLsn, endTime: zonedIso(datetimeMicros(tx.commitMicros), this.timeZone), tranId: 1 });
     }
@@ -356,13 +369,13 @@ export class SimulatedSqlServer {
   }
 
   /** Every committed transaction as the log holds it (a test's oracle): commit LSN, commit time, changes in log order. */
-  committedLog(): { commitLsn: Lsn; commitMicros: bigint; changes: { schema: string; table: string; operation: CdcOperation; seqval: Lsn; image: Readonly<Row> }[] }[] {
+  committedLog(): { commitLsn: Lsn; commitMicros: bigint; changes: { schema: string; table: string; operation: CdcOperation; seqval: Lsn; commandId: number; image: Readonly<Row> }[] }[] {
     return this.committed.map((tx) => ({
       commitLsn: lsnText(tx.commitLsn),
       commitMicros: tx.commitMicros,
       changes: tx.changes.map((c) => {
         const dot = c.table.indexOf('.');
-        return { schema: c.table.slice(0, dot), table: c.table.slice(dot + 1), operation: c.operation, seqval: lsnText(c.seqval), image: c.image };
+        return { schema: c.table.slice(0, dot), table: c.table.slice(dot + 1), operation: c.operation, seqval: lsnText(c.seqval), commandId: c.commandId, image: c.image };
       }),
     }));
   }

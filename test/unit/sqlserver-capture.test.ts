@@ -21,7 +21,9 @@ import { lsnBefore, planInterval, type InstanceRead } from '../../connectors/sql
 import { ChangeStream, compareChangeKey, endTimeMicros, RowMerger } from '../../connectors/sqlserver/change-stream.ts';
 import { describeLsn, ZERO_LSN } from '../../connectors/sqlserver/sqlserver-positions.ts';
 import { SqlServerSource } from '../../connectors/sqlserver/sqlserver-source.ts';
+import { SqlServerSink } from '../../connectors/sqlserver/sqlserver-sink.ts';
 import { datetimeMicros, SimulatedSqlServer, type SimColumn, type SimTransaction } from '../helpers/sqlserver-simulator.ts';
+import { simulatedConnect } from '../helpers/sqlserver-simulated-apply.ts';
 
 const SITE = 'paris';
 const ITEMS: SimColumn[] = [
@@ -272,7 +274,14 @@ function expectedChanges(changes: ReturnType<SimulatedSqlServer['committedLog']>
     const keys = columns.filter((col) => (col.keyOrdinal ?? 0) > 0).map((col) => col.name);
     const values = (image: Readonly<Record<string, ProjectedValue>>) => names.map((n) => text(image[n]));
     const keyOnly = (image: Readonly<Record<string, ProjectedValue>>) => names.map((n) => (keys.length === 0 || keys.includes(n) ? text(image[n]) : null));
-    if (c.operation === 2) out.push({ op: 'insert', table, columns: names, oldRow: null, newRow: values(c.image) });
+    const next = changes[i + 1];
+    const third = changes[i + 2];
+    const sameOperation = (d: typeof c | undefined): boolean => d !== undefined && `${d.schema}.${d.table}` === table && d.commandId === c.commandId;
+    if (c.operation === 1 && keys.length > 0 && next?.operation === 2 && sameOperation(next) && !sameOperation(third)) {
+      // A key update, logged as a delete and an insert of one operation: one update with the old key.
+      out.push({ op: 'update', table, columns: names, oldRow: keyOnly(c.image), newRow: values(next.image) });
+      i++;
+    } else if (c.operation === 2) out.push({ op: 'insert', table, columns: names, oldRow: null, newRow: values(c.image) });
     else if (c.operation === 1) out.push({ op: 'delete', table, columns: names, oldRow: keyOnly(c.image), newRow: null });
     else if (c.operation === 3) {
       const after = changes[++i]!;
@@ -763,7 +772,7 @@ test('a relayed marker after a part went out stops', async () => {
   await h.stop();
 });
 
-test('a key update is a delete and an insert; a table without a key gives whole before images', async () => {
+test('a key update (a delete and an insert of one operation) is one update with the old key; a table without a key gives whole before images', async () => {
   const h = new Harness();
   await h.start();
   const t = h.tx();
@@ -779,14 +788,13 @@ test('a key update is a delete and an insert; a table without a key gives whole 
   await h.drain();
   await h.stop();
   assert.deepEqual(h.runner.delivered[1]!.changes.map(plain), [
-    { op: 'delete', table: 'dbo.items', columns: ['id', 'name', 'price'], oldRow: ['1', null, null], newRow: null },
-    { op: 'insert', table: 'dbo.items', columns: ['id', 'name', 'price'], oldRow: null, newRow: ['2', 'a', '1.00'] },
+    { op: 'update', table: 'dbo.items', columns: ['id', 'name', 'price'], oldRow: ['1', null, null], newRow: ['2', 'a', '1.00'] },
     { op: 'update', table: 'dbo.notes', columns: ['body', 'n'], oldRow: ['hello', '1'], newRow: ['hello', '2'] },
     { op: 'delete', table: 'dbo.notes', columns: ['body', 'n'], oldRow: ['hello', '2'], newRow: null },
     { op: 'delete', table: 'dbo.items', columns: ['id', 'name', 'price'], oldRow: ['2', null, null], newRow: null },
   ]);
-  const relation = h.runner.delivered[1]!.changes.find((c) => c.op === 'update')!;
-  assert.equal(relation.op === 'update' && relation.relation.replicaIdentity, 'f');
+  const keyless = h.runner.delivered[1]!.changes.find((c) => c.op === 'update' && c.relation.table === 'notes')!;
+  assert.equal(keyless.op === 'update' && keyless.relation.replicaIdentity, 'f');
 });
 
 test('the tables filter, the merger over several change tables in batches, and a capture instance disabled unread warns', async () => {
@@ -853,4 +861,101 @@ test('prepare refuses a server capture cannot run on, naming the fix; a lost con
   assert.deepEqual(h.runner.delivered.map((tx) => tx.position), [l]);
   const lag = await h.source!.lag();
   assert.deepEqual(lag, { bytes: 0, seconds: 0 });
+});
+
+// ─── review findings ───────────────────────────────────────────────────────────────────────────────────────
+
+test('a confirmation below the checkpoint already confirmed never moves the progress row back', async () => {
+  const h = new Harness();
+  await h.start();
+  const t1 = h.tx();
+  t1.insert('dbo', 'items', { id: 1, name: 'one', price: '1.00' });
+  const l1 = t1.commit();
+  await h.drain();
+  const t2 = h.tx();
+  t2.insert('dbo', 'items', { id: 2, name: 'two', price: '2.00' });
+  const l2 = t2.commit();
+  await h.drain();
+  assert.equal(h.sim.bookkeeping.captureProgress.get(SITE)!.checkpoint, l2);
+  // A stale frontier (a confirmation that raced a newer one): the row stays where it was.
+  await h.source!.confirm(l1, { lastPublished: l1, seen: {} });
+  assert.equal(h.sim.bookkeeping.captureProgress.get(SITE)!.checkpoint, l2);
+  assert.equal(h.sim.bookkeeping.captureProgress.get(SITE)!.lastPublished, l2);
+  assert.equal(await h.source!.settle(), true);
+  await h.stop();
+  assert.equal(h.sim.bookkeeping.captureProgress.get(SITE)!.checkpoint, l2, 'close wrote the older checkpoint');
+  assert.ok(h.lines.some((l) => l.level === 'warn' && /below the checkpoint already confirmed/.test(l.text)));
+});
+
+test('a table without a key and with large-object columns: deletes and updates still find their row at the other site, and capture warns once', async () => {
+  const DOCS: SimColumn[] = [
+    { name: 'title', type: 'nvarchar', maxLength: 80 },
+    { name: 'body', type: 'nvarchar', maxLength: -1 },
+    { name: 'legacy', type: 'ntext' },
+    { name: 'pic', type: 'image' },
+    { name: 'n', type: 'int' },
+  ];
+  const h = new Harness();
+  h.sim.createTable('dbo', 'docs', DOCS);
+  h.sim.enableCdc('dbo', 'docs');
+  await h.start();
+  const t1 = h.tx();
+  t1.insert('dbo', 'docs', { title: 'a', body: 'long a', legacy: 'old a', pic: Buffer.from('0a0b', 'hex'), n: 1 });
+  t1.insert('dbo', 'docs', { title: 'b', body: 'long b', legacy: 'old b', pic: Buffer.from('0c', 'hex'), n: 2 });
+  t1.insert('dbo', 'docs', { title: 'c', body: null, legacy: null, pic: null, n: 3 });
+  t1.commit();
+  const t2 = h.tx();
+  t2.update('dbo', 'docs', { title: 'a' }, { n: 10 });
+  t2.update('dbo', 'docs', { title: 'c' }, { body: 'now long' });
+  t2.delete('dbo', 'docs', { title: 'b' });
+  t2.commit();
+  await h.drain();
+  await h.stop();
+  const warnings = h.lines.filter((l) => l.level === 'warn' && /dbo\.docs .*no primary key and large-object columns \(body, legacy, pic\)/.test(l.text));
+  assert.equal(warnings.length, 1, JSON.stringify(h.lines));
+
+  // Applied at another SQL Server site, the target ends as the source.
+  const target = new SimulatedSqlServer();
+  target.createTable('dbo', 'docs', DOCS);
+  const sink = new SqlServerSink({ site: 'madrid', connect: simulatedConnect(target).connect, logger: quietLogger(), sourceKindOf: () => 'sqlserver' });
+  const conflicts: unknown[] = [];
+  const session = await sink.openSession(SITE);
+  await session.apply(h.runner.delivered);
+  await sink.close();
+  assert.deepEqual(target.rows('dbo', 'docs'), h.sim.rows('dbo', 'docs'));
+  assert.deepEqual(target.rows('sitesync', 'conflicts'), conflicts, 'no row was "missing"');
+});
+
+test('an operation that changed the keys of several rows goes out as its deletes and inserts; one key update in a transaction of other changes is paired', () => {
+  const items = readOf('dbo_items', ITEMS);
+  const end = '2026-01-01T00:00:00.000+00:00';
+  const ops = (r: ReturnType<typeof record>) =>
+    r.events.flatMap((e) => (e.tx ? e.tx.changes.map((c) => `${c.op}${c.op === 'update' || c.op === 'delete' ? `:${c.oldRow?.values[0]}` : ''}${c.op === 'insert' || c.op === 'update' ? `>${c.newRow.values[0]}` : ''}`) : []));
+  // UPDATE items SET id = id + 10 over two rows: one operation (command 1), its deletes then its inserts.
+  const many = record();
+  const stream = new ChangeStream({ site: SITE, maxPartBytes: 1 << 20, seen: {}, start: ZERO_LSN }, many.handler);
+  stream.accept(items, row(100, 10, 1, [1, 'a', '1.00'], 1), end);
+  stream.accept(items, row(100, 11, 1, [2, 'b', '1.00'], 1), end);
+  stream.accept(items, row(100, 12, 2, [11, 'a', '1.00'], 1), end);
+  stream.accept(items, row(100, 13, 2, [12, 'b', '1.00'], 1), end);
+  stream.endInterval(lsn(200));
+  assert.deepEqual(ops(many), ['delete:1', 'delete:2', 'insert>11', 'insert>12']);
+  // A delete then an insert of the same operation, followed by a third row of it: not a pair either.
+  const three = record();
+  const stream2 = new ChangeStream({ site: SITE, maxPartBytes: 1 << 20, seen: {}, start: ZERO_LSN }, three.handler);
+  stream2.accept(items, row(100, 10, 1, [1, 'a', '1.00'], 1), end);
+  stream2.accept(items, row(100, 11, 2, [11, 'a', '1.00'], 1), end);
+  stream2.accept(items, row(100, 12, 1, [2, 'b', '1.00'], 1), end);
+  stream2.accept(items, row(100, 13, 2, [12, 'b', '1.00'], 1), end);
+  stream2.endInterval(lsn(200));
+  assert.deepEqual(ops(three), ['delete:1', 'insert>11', 'delete:2', 'insert>12']);
+  // One key update (command 2) between an insert (command 1) and a delete (command 3): paired, in its place.
+  const one = record();
+  const stream3 = new ChangeStream({ site: SITE, maxPartBytes: 1 << 20, seen: {}, start: ZERO_LSN }, one.handler);
+  stream3.accept(items, row(100, 10, 2, [5, 'e', '1.00'], 1), end);
+  stream3.accept(items, row(100, 11, 1, [1, 'a', '1.00'], 2), end);
+  stream3.accept(items, row(100, 12, 2, [11, 'a', '1.00'], 2), end);
+  stream3.accept(items, row(100, 13, 1, [5, 'e', '1.00'], 3), end);
+  stream3.endInterval(lsn(200));
+  assert.deepEqual(ops(one), ['insert>5', 'update:1>11', 'delete:5']);
 });
