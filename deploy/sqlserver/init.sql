@@ -37,6 +37,13 @@ IF USER_ID(N'sitesync_test') IS NULL CREATE USER [sitesync_test] FOR LOGIN [site
 GO
 ALTER ROLE db_owner ADD MEMBER [sitesync_test];
 GO
+-- The capture job scans the log every 5 s by default; every second keeps the live tests short. A job's new
+-- settings take effect when it starts again.
+EXEC sys.sp_cdc_change_job @job_type = N'capture', @pollinginterval = 1;
+-- (stopping a job that is not running is an error: nothing to do then)
+BEGIN TRY EXEC sys.sp_cdc_stop_job @job_type = N'capture'; END TRY BEGIN CATCH END CATCH;
+EXEC sys.sp_cdc_start_job @job_type = N'capture';
+GO
 -- The capture and cleanup jobs exist once CDC is on (the Agent runs them): say so in the init log.
 EXEC sys.sp_cdc_help_jobs;
 GO

@@ -1,7 +1,7 @@
 /**
- * Every registered sink (PostgreSQL on the tests' server and on PostgreSQL 17, MariaDB; each fed by a
- * PostgreSQL source and by a MariaDB one), and the in-memory fake the runners' tests use, keeps the Sink
- * contract. From a PostgreSQL source the PostgreSQL sink keeps its progress in a replication origin; from a
+ * Every registered sink (PostgreSQL on the tests' server and on PostgreSQL 17, MariaDB, SQL Server on the
+ * simulator of CDC; each fed by a source of another kind and by one of its own), and the in-memory fake the
+ * runners' tests use, keeps the Sink contract. From a PostgreSQL source the PostgreSQL sink keeps its progress in a replication origin; from a
  * source whose positions are no LSN, in a row of the same commit.
  */
 import { after } from 'node:test';
@@ -9,6 +9,7 @@ import { sinkConformance } from './sink-suite.ts';
 import { fakeSinkHarness } from './harnesses/fake.ts';
 import { embeddedPostgres17, postgresSinkHarness } from './harnesses/postgres.ts';
 import { mariadbSinkHarness } from './harnesses/mariadb.ts';
+import { sqlserverSinkHarness } from './harnesses/sqlserver.ts';
 
 const pg17 = embeddedPostgres17();
 after(() => pg17.stop());
@@ -19,6 +20,8 @@ const harnesses = [
   postgresSinkHarness('mariadb', 24),
   mariadbSinkHarness('postgres', 16),
   mariadbSinkHarness('mariadb', 24),
+  sqlserverSinkHarness('postgres', 16),
+  sqlserverSinkHarness('sqlserver', 20),
 ];
 for (const harness of harnesses) sinkConformance(harness);
 if (pg17.missing) process.stderr.write(`sink conformance: PostgreSQL 17 not tried: ${pg17.missing}\n`);
