@@ -616,8 +616,11 @@ describe('MariaDB source', () => {
       assert.ok(parts > 100, `${parts} parts`);
       assert.equal(ids.size, 1, 'every part carries the one transaction id');
       assert.ok(largest < maxPartBytes + 1024, `largest part ${largest} bytes`);
-      // Held whole, the same transaction keeps over 20 MB alive; in parts, what one part holds (measured: about 3 MB).
-      assert.ok(peak - baseline < 10 * 1024 * 1024, `live heap grew by ${Math.round((peak - baseline) / 1048576)} MB`);
+      // Held whole, the same transaction keeps over 20 MB alive (measured when this test was written); in parts,
+      // what one part holds plus the reader's queue of binlog events not yet grouped (at most QUEUE_HIGH, 2,000
+      // events): measured about 3 MB on an idle machine, 11 MB once on a loaded one (the grouper falls behind
+      // the socket and the queue fills).
+      assert.ok(peak - baseline < 16 * 1024 * 1024, `live heap grew by ${Math.round((peak - baseline) / 1048576)} MB`);
     } finally {
       await capture.stop();
     }
