@@ -4,9 +4,10 @@
  */
 import type { Connector, ConnectorRegistry } from '../src/connector.ts';
 import { mariadbConnector } from './mariadb/index.ts';
+import { oracleConnector } from './oracle/index.ts';
 import { postgresConnector } from './postgres/index.ts';
 import { sqlserverConnector } from './sqlserver/index.ts';
 
-const ALL: readonly Connector[] = [postgresConnector, mariadbConnector, sqlserverConnector];
+const ALL: readonly Connector[] = [postgresConnector, mariadbConnector, sqlserverConnector, oracleConnector];
 
 export const CONNECTORS: ConnectorRegistry = new Map(ALL.map((c) => [c.kind, c]));

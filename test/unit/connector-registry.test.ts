@@ -29,8 +29,8 @@ test('every site finds its connector: the postgres shorthand and database.kind a
 });
 
 test('a kind no connector has is refused, naming the ones there are', () => {
-  const config = configWith({ database: { kind: 'oracle', url: 'oracle://db:1521/x' } });
-  assert.throws(() => checkDatabases(CONNECTORS, config), configError(/^sites\.madrid\.database\.kind = "oracle" is not a database sitesync knows; use one of: postgres, mariadb, sqlserver$/));
+  const config = configWith({ database: { kind: 'db2', url: 'db2://db:50000/x' } });
+  assert.throws(() => checkDatabases(CONNECTORS, config), configError(/^sites\.madrid\.database\.kind = "db2" is not a database sitesync knows; use one of: postgres, mariadb, sqlserver, oracle$/));
 });
 
 test("a URL of another database's form is refused, with the form to give", () => {
@@ -61,6 +61,19 @@ test('a SQL Server site: its URL must name the database; its positions display a
   assert.throws(() => checkDatabases(CONNECTORS, noDatabase), (error: unknown) => {
     assert.ok(error instanceof SitesyncError && error.code === 'SITESYNC_ERR_CONFIG', String(error));
     assert.match(error.message, /^sites\.madrid: the capture URL .*database.*; give a SQL Server URL such as sqlserver:\/\//);
+    assert.doesNotMatch(error.message, /secret/);
+    return true;
+  });
+});
+
+test('an Oracle site: its URL must name the service; its positions display as commit SCN, thread and XID', () => {
+  const config = configWith({ database: { kind: 'oracle', url: 'oracle://C%23%23SITESYNC:secret@db.madrid:1521/FREEPDB1' } });
+  checkDatabases(CONNECTORS, config);
+  assert.equal(describeSitePosition(CONNECTORS, config, 'madrid', '00000000005BBD5900010A001F00E3010000'), '6012249/1/0A001F00E3010000');
+  const noService = configWith({ database: { kind: 'oracle', url: 'oracle://C%23%23SITESYNC:secret@db.madrid:1521/' } });
+  assert.throws(() => checkDatabases(CONNECTORS, noService), (error: unknown) => {
+    assert.ok(error instanceof SitesyncError && error.code === 'SITESYNC_ERR_CONFIG', String(error));
+    assert.match(error.message, /^sites\.madrid: the capture URL .*; give an Oracle URL such as oracle:\/\//);
     assert.doesNotMatch(error.message, /secret/);
     return true;
   });

@@ -1,0 +1,93 @@
+/**
+ * The Oracle connector: capture with LogMiner (buffered: changes held per transaction until its commit), apply
+ * with a progress row written first in every transaction (the loop marker capture drops). Experimental: its logic
+ * is proven here against a simulator of redo and V$LOGMNR_CONTENTS (test/helpers/oracle-simulator.ts) by property
+ * tests and the conformance suite; it has not yet run against a live Oracle in this project's CI (README,
+ * Databases).
+ *
+ * What touches the database is thin and kept apart, in `OracleIo`: the LogMiner reader
+ * (oracledb-logminer-reader.ts), the apply connection (oracledb-apply-connection.ts) and the status query
+ * (oracle-status.ts), over `oracledb` in Thin mode (pure JavaScript, no Oracle client libraries), loaded only
+ * when an Oracle site connects. Tests build the same connector over the simulator with createOracleConnector.
+ */
+import type { Connector, DatabaseFinding, SiteDatabaseStatus } from '../../src/connector.ts';
+import { databaseOf } from '../../src/config/config-schema.ts';
+import type { ApplyConnection } from './apply-connection.ts';
+import type { LogMinerReader } from './logminer-reader.ts';
+import { checkOracleUrl, ORACLE_URL_EXAMPLE } from './oracle-config.ts';
+import { oraclePositions } from './oracle-positions.ts';
+import { setupProblems } from './oracle-setup.ts';
+import { OracleSink } from './oracle-sink.ts';
+import { OracleSource } from './oracle-source.ts';
+import { readOracleStatus } from './oracle-status.ts';
+import { OracledbApplyConnection } from './oracledb-apply-connection.ts';
+import { OracleLogMinerReader } from './oracledb-logminer-reader.ts';
+
+/** Everything of the connector that speaks to a database, by the site's URL. */
+export interface OracleIo {
+  reader(url: string, site: string): LogMinerReader;
+  connect(url: string, site: string): Promise<ApplyConnection>;
+  readStatus(url: string, site: string, sources: readonly string[]): Promise<SiteDatabaseStatus>;
+}
+
+/** The real database's, through `oracledb` in Thin mode. */
+export const ORACLEDB_IO: OracleIo = {
+  reader: (url, site) => new OracleLogMinerReader({ url, site }),
+  connect: (url, site) => OracledbApplyConnection.open(url, site),
+  readStatus: (url, site, sources) => readOracleStatus(url, site, sources),
+};
+
+export function createOracleConnector(io: OracleIo, options: { pollIntervalMs?: number; spillDirectory?: string } = {}): Connector {
+  return {
+    kind: 'oracle',
+    urlExample: ORACLE_URL_EXAMPLE,
+    positions: oraclePositions,
+    checkUrl: checkOracleUrl,
+    createSource: ({ site, url, tables, config, logger }) =>
+      new OracleSource({
+        site,
+        reader: () => io.reader(url, site),
+        tables,
+        maxPartBytes: config.capture.maxMessageBytes,
+        pollIntervalMs: options.pollIntervalMs,
+        spillDirectory: options.spillDirectory,
+        logger,
+      }),
+    createSink: ({ site, url, config, conflictPolicy, onConflict, logger }) =>
+      new OracleSink({
+        site,
+        connect: () => io.connect(url, site),
+        conflictPolicy,
+        onConflict,
+        sourceKindOf: (source) => (Object.hasOwn(config.sites, source) ? databaseOf(config, source).kind : undefined),
+        logger,
+      }),
+    readStatus: (url, site, sources) => io.readStatus(url, site, sources),
+    checkDatabase: (urls, site) => checkOracleDatabase(io, urls, site),
+  };
+}
+
+/**
+ * `sitesync setup` at an Oracle site: creates the SITESYNC tables (as the apply user), then reads what LogMiner
+ * capture needs (ARCHIVELOG, supplemental logging, the grants of a common user in a CDB) and says what is missing
+ * with the SQL to run: those take a DBA, which sitesync's users should not be.
+ */
+async function checkOracleDatabase(io: OracleIo, urls: { readonly capture: string | null; readonly apply: string }, site: string): Promise<DatabaseFinding[]> {
+  const connection = await io.connect(urls.apply, site);
+  try {
+    await connection.ensureBookkeeping();
+  } finally {
+    await connection.close();
+  }
+  const findings: DatabaseFinding[] = [{ severity: 'done', problem: 'the SITESYNC tables are there', fix: '' }];
+  if (urls.capture === null) return findings;
+  const reader = io.reader(urls.capture, site);
+  try {
+    for (const p of setupProblems(await reader.setupFacts(null))) findings.push({ severity: p.severity, problem: p.problem, fix: p.fix });
+  } finally {
+    await reader.close();
+  }
+  return findings;
+}
+
+export const oracleConnector: Connector = createOracleConnector(ORACLEDB_IO);
