@@ -23,7 +23,7 @@ fi
 
 # Files the compose file bind-mounts: a missing one would make Docker create an empty directory.
 for f in deploy/sitesync.compose.yml deploy/rabbitmq/rabbitmq.conf deploy/rabbitmq/enabled_plugins \
-         deploy/haproxy/haproxy.cfg Dockerfile; do
+         deploy/haproxy/haproxy.cfg Dockerfile deploy/sqlserver/init.sql deploy/oracle/01-sitesync-logminer.sh; do
   [[ -f $f ]] || { say "$f is missing" >&2; exit 1; }
 done
 
@@ -31,4 +31,11 @@ if ! docker-compose -f "$compose_file" config -q; then
   say "$compose_file is NOT valid" >&2
   exit 1
 fi
+# The live-test databases are profiles: checked with them switched on too.
+for profile in sqlserver oracle; do
+  if ! docker-compose -f "$compose_file" --profile "$profile" config -q; then
+    say "$compose_file is NOT valid with --profile $profile" >&2
+    exit 1
+  fi
+done
 say "$compose_file is valid ($(docker-compose version --short 2>/dev/null || echo 'docker-compose'))"
