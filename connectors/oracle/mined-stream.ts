@@ -46,7 +46,8 @@
  *
  * A transaction whose START was not mined should not exist: capture's very first checkpoint resumes below the
  * START of every transaction open then (oracle-source.ts), and every later one below those still buffered. Should
- * one appear anyway it is handed on with what was mined of it, and a warning naming it.
+ * one commit anyway, capture stops with a DecodeError naming it and how to move the resume SCN back, rather than
+ * send a transaction in part.
  */
 import type { SourceHandler } from '../../src/capture/source.ts';
 import { DecodeError, SitesyncError } from '../../src/errors.ts';
@@ -299,8 +300,8 @@ export class MinedStream {
     }
     if (!open.startSeen) {
       this.counts.withoutStart++;
-      this.options.warn?.(
-        `transaction ${commit.xid} of site ${this.site} committed at SCN ${commit.scn} began before capture's first SCN (its first change read is at SCN ${open.startScn}): it is handed on with the changes capture read, not those made before`,
+      throw new DecodeError(
+        `transaction ${commit.xid} of site ${this.site} committed at SCN ${commit.scn} began before the SCN capture resumed at (its first change read is at SCN ${open.startScn}): stopping rather than send it in part; lower the resume SCN of this site's checkpoint in SITESYNC.CAPTURE_PROGRESS (the 16 hex digits after the colon) below the transaction's start (SELECT MIN(SCN) FROM V$LOGMNR_CONTENTS WHERE XID = HEXTORAW('${commit.xid}') over older logs) and start the site again`,
       );
     }
     const micros = commitTimeMicros(commit.timestamp);

@@ -23,7 +23,7 @@ import type { Logger } from '../../src/observability/logger.ts';
 import type { MinedRow, OracleColumn, RedoLog } from '../../connectors/oracle/logminer-reader.ts';
 import { OPERATION } from '../../connectors/oracle/logminer-reader.ts';
 import { canonicalText, isLob } from '../../connectors/oracle/oracle-kinds.ts';
-import { formatPosition, lastAt, parseCheckpoint } from '../../connectors/oracle/oracle-positions.ts';
+import { formatCheckpoint, formatPosition, lastAt, parseCheckpoint } from '../../connectors/oracle/oracle-positions.ts';
 import { OracleSource } from '../../connectors/oracle/oracle-source.ts';
 import { capturedTables, chooseLogs, minedOwners, splitTableName, windowBound } from '../../connectors/oracle/redo-logs.ts';
 import { TransactionBuffer } from '../../connectors/oracle/transaction-buffer.ts';
@@ -1125,4 +1125,23 @@ test('first start: the reads are ordered so that a commit or a START between the
   assert.deepEqual(h.runner.delivered.map((t) => t.position), [formatPosition({ scn: lateScn, thread: 1, xid: late!.xid })]);
   assert.deepEqual(ids(h.runner.delivered), [['5', '6']]);
   assert.deepEqual(h.lines.filter((l) => l.level === 'warn'), []);
+});
+
+test('a transaction whose START capture never read stops capture, naming it and how to move the resume SCN back, rather than go out in part', async () => {
+  const h = new Harness({ recordsPerLog: 4 });
+  const open = h.tx(1);
+  insertItem(open, 1, 'before the checkpoint');
+  // A checkpoint whose resume SCN passed that transaction's START (as a hand-edited row, or a bug, would): its
+  // first change and START lie at or below the resume SCN and are never mined.
+  const scn = h.sim.scn;
+  h.sim.bookkeeping.captureProgress.set(SITE, { lastPublished: null, checkpoint: formatCheckpoint({ after: lastAt(scn), resume: scn }), seen: '{}' });
+  await h.start();
+  insertItem(open, 2, 'after it');
+  open.commit();
+  await h.drain();
+  const e = h.broken;
+  assert.ok(e instanceof DecodeError && e.message.includes(open.xid) && /stopping rather than send it in part/.test(e.message) && !e.message.includes('\n'), String(e));
+  assert.deepEqual(h.runner.delivered, [], 'nothing of it went out');
+  assert.deepEqual(h.runner.parts, []);
+  await h.stop();
 });
