@@ -320,8 +320,14 @@ function readDaySecond(text: string, bad: (why: string) => never): IntervalValue
   const min = Number(m[4]);
   const s = Number(m[5]);
   if (h > 23 || min > 59 || s > 59) return bad('hours, minutes or seconds out of range');
-  const days = Number(m[2]);
-  const micros = BigInt((h * 60 + min) * 60 + s) * 1_000_000n + fractionMicros(m[6] ?? '');
+  let days = Number(m[2]);
+  let micros = BigInt((h * 60 + min) * 60 + s) * 1_000_000n + fractionMicros(m[6] ?? '');
+  // 23:59:59.9999995 rounds up to a whole day: carried into the days, as Oracle keeps hours under 24 (so
+  // the value reads back the same from the text oracleText writes for it).
+  if (micros >= MICROS_PER_DAY) {
+    days += 1;
+    micros -= MICROS_PER_DAY;
+  }
   const negative = m[1] === '-';
   return { months: 0, days: negative && days !== 0 ? -days : days, micros: negative ? -micros : micros };
 }
