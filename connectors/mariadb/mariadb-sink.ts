@@ -41,6 +41,10 @@
  * - insert: the planned (multi-row) INSERT, with no lookup. Only when it meets a key that is there, and
  *   conflicts are resolved (a conflict policy is given; without one it is a data error), each row goes
  *   alone: a key that is there is locked, its writer read as above, and 'insert_exists' decided.
+ * - read (a snapshot's row): INSERT … ON DUPLICATE KEY UPDATE of every column, by the target's primary key
+ *   (mariadb-statements.ts planReads), with no lookup and no conflict: the source says this is the row now.
+ *   Its rows are recorded in row_writers as the transaction's source's writes, as any applied write, so that
+ *   a later change from another site that had not seen it is a conflict with it.
  * - The row_writers records of a transaction are written together just before its COMMIT (or every 10,000
  *   keys of a large one), so that the session never waits for capture while holding row_writers locks that
  *   capture's own records might wait on.
@@ -242,6 +246,8 @@ export async function ensureBookkeeping(connection: mysql.Connection | mysql.Poo
 /** A target table as loaded, with the binders of each source relation that wrote into it. */
 interface LoadedTable extends TargetTable {
   readonly binders: WeakMap<RelationInfo, readonly (Binder | null)[]>;
+  /** It has a unique key besides its primary key (reads go row by row: planReads). */
+  readonly otherUniqueKeys: boolean;
 }
 
 interface PendingConflict {
@@ -301,6 +307,7 @@ class MariaDbSourceSession implements SourceSession {
         return binders;
       },
       existingKey,
+      otherUniqueKeys: (table) => (table as LoadedTable).otherUniqueKeys,
     };
   }
 
@@ -542,6 +549,9 @@ class MariaDbSourceSession implements SourceSession {
       case 'insert':
         await this.insert(statement, tx);
         break;
+      case 'read':
+        await this.read(statement, tx);
+        break;
       case 'update':
       case 'delete':
         await this.change(statement, tx);
@@ -595,6 +605,19 @@ class MariaDbSourceSession implements SourceSession {
       await this.execute(row.overwrite, tx);
       if (row.key) this.wrote(row.key);
     }
+  }
+
+  /**
+   * Reads (a snapshot's rows): written whatever the target holds, with no conflict detection; the rows are
+   * recorded as written by the transaction's source, as any applied write. Into a table with another unique
+   * key, the row of the primary key is locked first, then overwritten, or inserted when it is not there.
+   */
+  private async read(statement: Statement, tx: Transaction): Promise<void> {
+    const byKey = statement.byKey;
+    if (!byKey) await this.execute(statement, tx);
+    else if (!(await this.lock(byKey.lookup, tx))) await this.execute(statement, tx);
+    else if (byKey.update) await this.execute(byKey.update, tx);
+    for (const key of statement.writes ?? []) this.wrote(key);
   }
 
   /**
@@ -731,11 +754,13 @@ class MariaDbSourceSession implements SourceSession {
     if (this.isReserved(schema)) {
       throw new SitesyncError('SITESYNC_ERR_UNTRUSTED', `a change from site ${this.source} writes into ${schema}.${table}, a database site ${this.options.site} never writes into (MariaDB's own or sitesync's); sitesync parks it`);
     }
-    const [rows] = await this.db.query<(mysql.RowDataPacket & InformationSchemaColumn & { pk_seq: string | number | null })[]>(
+    const [rows] = await this.db.query<(mysql.RowDataPacket & InformationSchemaColumn & { pk_seq: string | number | null; other_unique: string | number | null })[]>(
       `SELECT c.COLUMN_NAME, c.DATA_TYPE, c.COLUMN_TYPE, c.CHARACTER_MAXIMUM_LENGTH, c.CHARACTER_OCTET_LENGTH, c.NUMERIC_PRECISION, c.NUMERIC_SCALE,
               c.DATETIME_PRECISION, c.CHARACTER_SET_NAME, c.IS_GENERATED,
               (SELECT s.SEQ_IN_INDEX FROM information_schema.STATISTICS s
-                WHERE s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME AND s.INDEX_NAME = 'PRIMARY' AND s.COLUMN_NAME = c.COLUMN_NAME) AS pk_seq
+                WHERE s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME AND s.INDEX_NAME = 'PRIMARY' AND s.COLUMN_NAME = c.COLUMN_NAME) AS pk_seq,
+              EXISTS (SELECT 1 FROM information_schema.STATISTICS u
+                WHERE u.TABLE_SCHEMA = c.TABLE_SCHEMA AND u.TABLE_NAME = c.TABLE_NAME AND u.NON_UNIQUE = 0 AND u.INDEX_NAME <> 'PRIMARY') AS other_unique
          FROM information_schema.COLUMNS c
         WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ?
         ORDER BY c.ORDINAL_POSITION`,
@@ -752,7 +777,8 @@ class MariaDbSourceSession implements SourceSession {
       .filter((row) => row.pk_seq !== null && row.pk_seq !== undefined)
       .sort((a, b) => Number(a.pk_seq) - Number(b.pk_seq))
       .map((row) => row.COLUMN_NAME);
-    this.tables.set(tableKey(schema, table), { schema, table, columns, primaryKey: primaryKey.length > 0 ? primaryKey : null, binders: new WeakMap() });
+    const otherUniqueKeys = Number(rows[0]!.other_unique ?? 0) !== 0;
+    this.tables.set(tableKey(schema, table), { schema, table, columns, primaryKey: primaryKey.length > 0 ? primaryKey : null, binders: new WeakMap(), otherUniqueKeys });
   }
 }
 

@@ -12,6 +12,9 @@
  *   conflicts are resolved (`resolve`): then the plain INSERT carries a fallback per row — its own INSERT,
  *   the locking read of the row its key finds, and an INSERT … ON DUPLICATE KEY UPDATE that overwrites it —
  *   which the sink runs when the INSERT meets an existing key.
+ * - read (a snapshot's row): inserted, or the row of its primary key overwritten — every column the target
+ *   stores — whatever it holds, with no conflict detection (planReads). A target without a primary key cannot
+ *   say which row a read replaces: a schema error.
  * - update: by key — the old row's key when the key changed (oldRow present), else the new row's key;
  *   columns marked unchanged are left out of SET. delete: by key. Each carries the locking read
  *   (SELECT … FOR UPDATE) of the row it changes, which the sink runs first for conflict detection.
@@ -31,7 +34,7 @@ import { rowKey, type KeyColumn, type RowKey } from './row-writers.ts';
 
 export interface Statement {
   /** progress: the progress-row upsert (first of every transaction); lookup: a locking read; the others write changes. */
-  readonly role: 'progress' | 'insert' | 'update' | 'delete' | 'truncate' | 'lookup';
+  readonly role: 'progress' | 'insert' | 'read' | 'update' | 'delete' | 'truncate' | 'lookup';
   readonly text: string;
   readonly values: readonly BoundValue[];
   /** Rows an insert carries. */
@@ -49,7 +52,13 @@ export interface Statement {
   readonly into?: { readonly schema: string; readonly table: string };
   /** update, delete: the row it changes, read (and locked) first, and its key (null: not carried). */
   readonly target?: { readonly lookup: Statement; readonly key: RowKey | null };
-  /** The keys of the rows it writes (insert, update, delete). */
+  /**
+   * read, into a table with a unique key besides its primary key (one row): the row its primary key finds,
+   * read and locked first; when it is there, `update` overwrites it (null: the key is every column, nothing to
+   * set), else the statement's own INSERT runs.
+   */
+  readonly byKey?: { readonly lookup: Statement; readonly update: Statement | null };
+  /** The keys of the rows it writes (insert, read, update, delete). */
   readonly writes?: readonly RowKey[];
 }
 
@@ -77,6 +86,11 @@ export interface PlanContext {
   readonly binders?: (relation: RelationInfo, table: TargetTable) => readonly (Binder | null)[];
   /** What an insert whose key is there does, per table (default: a data error). */
   readonly existingKey?: (schema: string, table: string) => ExistingKey;
+  /**
+   * Whether a target table has a unique key besides its primary key (default: none), which reads then go
+   * around (planReads).
+   */
+  readonly otherUniqueKeys?: (table: TargetTable) => boolean;
 }
 
 /** Most rows of one multi-row INSERT (a power of two). */
@@ -124,6 +138,18 @@ export function* planChanges(changes: readonly Change[], ctx: PlanContext): Gene
       i = end;
       continue;
     }
+    if (change.op === 'read') {
+      // The run of reads into one relation that starts here (a snapshot's chunk is one such run).
+      let end = i + 1;
+      while (end < changes.length) {
+        const next = changes[end]!;
+        if (next.op !== 'read' || next.relation !== change.relation) break;
+        end++;
+      }
+      yield* planReads(change.relation, changes.slice(i, end).map((c) => (c as Extract<Change, { op: 'read' }>).newRow), ctx);
+      i = end;
+      continue;
+    }
     yield* planChange(change, ctx);
     i++;
   }
@@ -133,6 +159,9 @@ function* planChange(change: Change, ctx: PlanContext): Generator<Statement> {
   switch (change.op) {
     case 'insert':
       yield* planInserts(change.relation, [change.newRow], ctx);
+      return;
+    case 'read':
+      yield* planReads(change.relation, [change.newRow], ctx);
       return;
     case 'update':
       yield planUpdate(change.relation, change.oldRow, change.newRow, ctx);
@@ -225,6 +254,105 @@ function insertStatement(relation: RelationInfo, table: TargetTable, columns: re
     };
   }
   return { role: 'insert', text, values, rows: rows.length, fallback, existing, table: tableName, into: { schema: table.schema, table: table.table }, writes: keys.filter((k): k is RowKey => k !== null) };
+}
+
+/**
+ * Reads (a snapshot's rows) into one relation: each row inserted, or the row of its primary key overwritten —
+ * every column the target stores (none is unchanged in a read) — whatever that row holds: no lookup, no
+ * conflict (the source says this is the row now). Consecutive rows go as multi-row
+ * INSERT … ON DUPLICATE KEY UPDATE (every non-key column = VALUES(column)), batched as inserts are: exact when
+ * the primary key is the table's only unique key. Not REPLACE: that deletes the row first, which fires
+ * ON DELETE foreign keys (a CASCADE would take the children with it) and delete triggers.
+ * With another unique key, ON DUPLICATE KEY UPDATE would overwrite whichever row holds a duplicate of it — a
+ * row of another primary key — so there each row goes alone (`byKey`): its row locked by its primary key,
+ * then UPDATE by that key, or INSERT when none is there (a duplicate of the other key is then a data error).
+ * Only a primary key says which row a read replaces: a target table without one is a schema error.
+ */
+function* planReads(relation: RelationInfo, rows: readonly RowImage[], ctx: PlanContext): Generator<Statement> {
+  const table = ctx.target(relation.schema, relation.table);
+  const binders = bindersFor(relation, table, ctx);
+  const pk = readKey(relation, table, binders);
+  const columns = relation.columns.flatMap((_, i) => (binders[i] !== null ? [i] : []));
+  const name = qualifiedName(table.schema, table.table);
+  const names = columns.map((i) => quoteIdent(relation.columns[i]!.name));
+  const tuple = `(${columns.map(() => '?').join(', ')})`;
+  const head = `INSERT INTO ${name} (${names.join(', ')}) VALUES `;
+  const tableName = `${table.schema}.${table.table}`;
+  const into = { schema: table.schema, table: table.table };
+  const keyNames = new Set(pk.map((i) => relation.columns[i]!.name));
+  const others = columns.filter((i) => !keyNames.has(relation.columns[i]!.name));
+  const rowValues = (row: RowImage): BoundValue[] => columns.map((i) => binders[i]!(row.values[i] ?? null));
+  const keyOf = (row: RowImage): RowKey =>
+    rowKey(
+      tableName,
+      pk.map((i) => ({ name: relation.columns[i]!.name, kind: relation.columns[i]!.kind, text: row.values[i] ?? null })),
+    );
+  if (ctx.otherUniqueKeys?.(table)) {
+    const where = pk.map((i) => `${quoteIdent(relation.columns[i]!.name)} = ?`).join(' AND ');
+    const keyValues = (row: RowImage): BoundValue[] => pk.map((i) => binders[i]!(row.values[i] ?? null));
+    for (const row of rows) {
+      const lookup: Statement = { role: 'lookup', text: `SELECT 1 FROM ${name} WHERE ${where} LIMIT 1 FOR UPDATE`, values: keyValues(row), rows: 0, fallback: null, table: tableName };
+      const update: Statement | null =
+        others.length > 0
+          ? {
+              role: 'read',
+              text: `UPDATE ${name} SET ${others.map((i) => `${quoteIdent(relation.columns[i]!.name)} = ?`).join(', ')} WHERE ${where}`,
+              values: [...others.map((i) => binders[i]!(row.values[i] ?? null)), ...keyValues(row)],
+              rows: 1,
+              fallback: null,
+              table: tableName,
+              into,
+            }
+          : null;
+      yield { role: 'read', text: head + tuple, values: rowValues(row), rows: 1, fallback: null, table: tableName, into, byKey: { lookup, update }, writes: [keyOf(row)] };
+    }
+    return;
+  }
+  // Nothing but the key to overwrite: a no-op assignment (the row is there, as the read says).
+  const first = names[columns.indexOf(pk[0]!)]!;
+  const assign = others.length > 0 ? others.map((i) => `${names[columns.indexOf(i)]} = VALUES(${names[columns.indexOf(i)]})`).join(', ') : `${first} = ${first}`;
+  const most = Math.min(MAX_BATCH_ROWS, Math.floor(MAX_PARAMETERS / columns.length));
+  for (let i = 0; i < rows.length; ) {
+    let end = i + 1;
+    let bytes = rowBytes(rows[i]!);
+    while (end < rows.length && end - i < most && bytes < MAX_BATCH_BYTES) {
+      bytes += rowBytes(rows[end]!);
+      end++;
+    }
+    const batch = rows.slice(i, i + largestPowerOfTwo(end - i));
+    yield {
+      role: 'read',
+      text: `${head}${batch.map(() => tuple).join(', ')} ON DUPLICATE KEY UPDATE ${assign}`,
+      values: batch.flatMap(rowValues),
+      rows: batch.length,
+      fallback: null,
+      table: tableName,
+      into,
+      writes: batch.map(keyOf),
+    };
+    i += batch.length;
+  }
+}
+
+/** The relation's columns that hold the target's primary key, in key order; a schema error when it has none. */
+function readKey(relation: RelationInfo, table: TargetTable, binders: readonly (Binder | null)[]): number[] {
+  const pk = table.primaryKey;
+  if (!pk || pk.length === 0) {
+    throw new SitesyncError(
+      'SITESYNC_ERR_APPLY_SCHEMA',
+      `table ${table.schema}.${table.table} has no primary key here, so a snapshot's rows cannot replace the rows they are; add the primary key it has at the source`,
+    );
+  }
+  return pk.map((name) => {
+    const i = relation.columns.findIndex((c) => c.name === name);
+    if (i < 0 || binders[i] === null) {
+      throw new SitesyncError(
+        'SITESYNC_ERR_APPLY_SCHEMA',
+        `primary key column ${JSON.stringify(name)} of table ${table.schema}.${table.table} is not among the columns the source sends, so a snapshot's rows cannot say which row they replace; give the table the primary key it has at the source`,
+      );
+    }
+    return i;
+  });
 }
 
 /** SELECT … FOR UPDATE of the row `row` identifies (locked until the transaction ends; no row: none there). */

@@ -87,7 +87,8 @@ export function capturedKey(relation: RelationInfo, row: RowImage): RowKey | nul
 /** The keys a captured change writes: an insert's new key, an update's new key (and old key when it moved), a delete's old key. */
 export function capturedWrites(change: Change): RowKey[] {
   switch (change.op) {
-    case 'insert': {
+    case 'insert':
+    case 'read': {
       const key = capturedKey(change.relation, change.newRow);
       return key ? [key] : [];
     }

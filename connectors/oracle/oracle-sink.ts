@@ -45,6 +45,13 @@
  *   it becomes an UPDATE of the non-key columns. Without a conflict policy configured it is a data error, as
  *   at the MariaDB sink; a duplicate of another unique index (no row has the key) is a data error too;
  * - an update or a delete that finds no row: 'update_missing' / 'delete_missing', skipped and recorded.
+ * A read (a snapshot's row) is no conflict whatever the target holds: the source says this is the row now.
+ * It is found by the target's primary key (a table without one cannot take reads: a schema error) and
+ * applied as an insert is, and when a row has the key (ORA-00001, which undoes that statement only), as an
+ * UPDATE of every other column. Insert first: a snapshot mostly brings rows the target lacks (a site
+ * joining), one statement each; a row that is there costs a second. Not MERGE: two sessions merging one
+ * absent key at once both take the insert branch (one gets ORA-00001 anyway), and the update-or-insert it
+ * would spare is the case a snapshot meets least.
  * It does NOT detect origin conflicts (two sites updating or deleting one row concurrently,
  * 'update_origin_differs' / 'delete_origin_differs'): each site keeps the last change applied to it, so after
  * such a race two sites may hold different rows, each where the other's change arrived last. `sitesync verify`
@@ -471,6 +478,8 @@ class OracleSourceSession implements SourceSession {
     switch (change.op) {
       case 'insert':
         return this.insert(change.relation, change.newRow, tx);
+      case 'read':
+        return this.read(change.relation, change.newRow, tx);
       case 'update':
         return this.update(change.relation, change.oldRow, change.newRow, tx);
       case 'delete':
@@ -513,6 +522,51 @@ class OracleSourceSession implements SourceSession {
       if (set.columns.length > 0) await this.db.update(target, set, key);
       this.written.add(writtenId(target, key));
     }
+  }
+
+  /**
+   * A read (a snapshot's row): inserted, or the row of its primary key overwritten, whatever it holds, with
+   * no conflict. The INSERT as an insert's; when the key is there, an UPDATE by the primary key of every other
+   * column. A duplicate that no row of the key explains is another unique constraint: a data error, as for an
+   * insert.
+   */
+  private async read(relation: RelationInfo, row: RowImage, tx: Transaction): Promise<void> {
+    const { target, bound } = this.boundOf(relation);
+    const key = this.primaryKeyOf(relation, target, bound, row);
+    if ((await this.db.insert(target, this.columnValues(bound, row, () => true))) === 'duplicate') {
+      const keyNames = new Set(key.columns.map((c) => c.name));
+      const set = this.columnValues(bound, row, (column) => !keyNames.has(column.name));
+      const found = set.columns.length > 0 ? await this.db.update(target, set, key) : (await this.db.exists(target, key)) ? 1 : 0;
+      if (found === 0) {
+        throw new OracleDataError(
+          `a snapshot's row for ${target.schema}.${target.table} from transaction ${tx.id} meets a unique constraint other than the primary key (no row has its key ${key.keyJson}); remove or fix the row at site ${this.options.site}, then retry the parked transaction`,
+        );
+      }
+    }
+    this.written.add(writtenId(target, key));
+    // As later changes of this transaction name the row (the source's key), when that differs.
+    const own = this.keyOf(relation, target, bound, row);
+    if (own) this.written.add(writtenId(target, own));
+  }
+
+  /** The target's primary key of `row`, which says which row a read replaces; a schema error when there is none. */
+  private primaryKeyOf(relation: RelationInfo, target: TargetTable, bound: readonly (BoundColumn | null)[], row: RowImage): FoundBy {
+    const pk = target.primaryKey;
+    if (!pk || pk.length === 0) {
+      throw new SitesyncError(
+        'SITESYNC_ERR_APPLY_SCHEMA',
+        `table ${target.schema}.${target.table} has no primary key at site ${this.options.site}, so a snapshot's rows cannot replace the rows they are; add the primary key it has at the source`,
+      );
+    }
+    const indexes = pk.map((name) => bound.findIndex((b) => b?.column.name === name));
+    const missing = pk.find((_, k) => indexes[k]! < 0);
+    if (missing !== undefined) {
+      throw new SitesyncError(
+        'SITESYNC_ERR_APPLY_SCHEMA',
+        `primary key column ${JSON.stringify(missing)} of table ${target.schema}.${target.table} at site ${this.options.site} is not among the columns site ${this.source} sends, so a snapshot's rows cannot say which row they replace; give the table the primary key it has at the source`,
+      );
+    }
+    return this.found(relation, bound, row, indexes, 'key');
   }
 
   /** An UPDATE of the row the old image (or the new one, when the key did not change) finds; none: 'update_missing'. */

@@ -62,6 +62,8 @@ export function planChange(change: Change, target: (schema: string, table: strin
   switch (change.op) {
     case 'insert':
       return [planInsert(change.relation, change.newRow, target(change.relation.schema, change.relation.table))];
+    case 'read':
+      return [planRead(change.relation, change.newRow, target(change.relation.schema, change.relation.table))];
     case 'update':
       return [planUpdate(change.relation, change.oldRow, change.newRow, target(change.relation.schema, change.relation.table))];
     case 'delete':
@@ -97,6 +99,62 @@ function planInsert(relation: RelationInfo, row: RowImage, target: TargetTable):
   const onConflict = target.primaryKey ? ` ON CONFLICT (${target.primaryKey.map(quoteIdent).join(', ')}) DO NOTHING` : '';
   const text = `INSERT INTO ${qualifiedName(target.schema, target.table)} (${names.join(', ')}) OVERRIDING SYSTEM VALUE VALUES (${placeholders})${onConflict}`;
   return statement(text, values, target.primaryKey !== null);
+}
+
+/** Only a primary key can say which row a snapshot's row replaces. */
+function readKey(target: TargetTable): readonly string[] {
+  if (target.primaryKey) return target.primaryKey;
+  throw new SitesyncError(
+    'SITESYNC_ERR_APPLY_SCHEMA',
+    `table ${target.schema}.${target.table} has no primary key here, so a snapshot's rows cannot replace the rows they are; add the primary key it has at the source`,
+  );
+}
+
+/** A snapshot's row: inserted, or the row of its key overwritten (no conflict: the source says this is the row now). */
+function planRead(relation: RelationInfo, row: RowImage, target: TargetTable): Statement {
+  return planReadBatch(relation, [row], target);
+}
+
+/**
+ * Snapshot rows into one table as one statement (each column one text array, as planInsertBatch): absent
+ * keys inserted, present ones overwritten. The rows of one chunk have distinct keys.
+ */
+export function planReadBatch(relation: RelationInfo, rows: readonly RowImage[], target: TargetTable): Statement {
+  const pk = readKey(target);
+  const columns = relation.columns.map((c) => c.name);
+  const values: (string | null)[][] = columns.map(() => []);
+  for (const row of rows) row.values.forEach((v, i) => values[i]!.push(v));
+  const casts = columns.map((name, i) => `u.c${i}::${columnType(target, name)}`);
+  const arrays = columns.map((_, i) => `$${i + 1}::text[]`).join(', ');
+  const aliases = columns.map((_, i) => `c${i}`).join(', ');
+  const sets = columns.filter((name) => !pk.includes(name)).map((name) => `${quoteIdent(name)} = EXCLUDED.${quoteIdent(name)}`);
+  const action = sets.length > 0 ? `DO UPDATE SET ${sets.join(', ')}` : 'DO NOTHING';
+  const text =
+    `INSERT INTO ${qualifiedName(target.schema, target.table)} (${columns.map(quoteIdent).join(', ')}) OVERRIDING SYSTEM VALUE ` +
+    `SELECT ${casts.join(', ')} FROM unnest(${arrays}) AS u(${aliases}) ON CONFLICT (${pk.map(quoteIdent).join(', ')}) ${action}`;
+  return statement(text, values, false);
+}
+
+/**
+ * Locks the rows that snapshot rows would replace and reads who last wrote each (as planRowLookup does for
+ * one): `i` is the 1-based index of the snapshot row. Rows with no match are not returned.
+ */
+export function planReadWriters(relation: RelationInfo, rows: readonly RowImage[], target: TargetTable): Statement {
+  const pk = readKey(target);
+  const indexes = pk.map((name) => {
+    const i = relation.columns.findIndex((c) => c.name === name);
+    if (i < 0) throw new SitesyncError('SITESYNC_ERR_APPLY_SCHEMA', `the snapshot of ${relation.schema}.${relation.table} has no column ${JSON.stringify(name)}, part of the primary key here`);
+    return i;
+  });
+  const values = indexes.map((i) => rows.map((row) => row.values[i] ?? null));
+  const arrays = pk.map((_, k) => `$${k + 1}::text[]`).join(', ');
+  const aliases = pk.map((_, k) => `k${k}`).join(', ');
+  const match = pk.map((name, k) => `t.${quoteIdent(name)} = u.k${k}::${columnType(target, name)}`).join(' AND ');
+  const text =
+    `SELECT u.i, t.xmin = pg_current_xact_id()::xid AS mine, (extract(epoch FROM c.timestamp) * 1000000)::int8::text AS committed_micros, c.roident ` +
+    `FROM unnest(${arrays}) WITH ORDINALITY AS u(${aliases}, i) JOIN ${qualifiedName(target.schema, target.table)} t ON ${match}, ` +
+    `LATERAL pg_xact_commit_timestamp_origin(t.xmin) c FOR UPDATE OF t`;
+  return statement(text, values, false);
 }
 
 function planUpdate(relation: RelationInfo, oldRow: RowImage | null, newRow: RowImage, target: TargetTable): Statement {

@@ -19,7 +19,7 @@ import { rowImageBytes } from '../../src/events/encoded-row.ts';
 import { microsToIso } from '../../src/events/time.ts';
 import type { Change, Position, Transaction, TransactionPart } from '../../src/events/transaction.ts';
 import type { Logger } from '../../src/observability/logger.ts';
-import { planChange, planCopy, planInsertBatch, planOverwrite, planRowLookup, type CopyPlan, type RowLookup, type Statement, type TargetTable } from './apply-plan.ts';
+import { planChange, planCopy, planInsertBatch, planOverwrite, planReadBatch, planReadWriters, planRowLookup, type CopyPlan, type RowLookup, type Statement, type TargetTable } from './apply-plan.ts';
 import { decide, DEFAULT_POLICY, isConcurrent, type ConflictKind, type ConflictPolicy, type Decision, type Writer } from '../../src/apply/conflict-policy.ts';
 import { ORIGIN_PREFIX } from '../../src/config/names.ts';
 import { classifyApplyError, describePostgresError } from './postgres-errors.ts';
@@ -122,6 +122,7 @@ function insertRunEnd(tx: Transaction, start: number): number {
 }
 
 type InsertChange = Extract<Change, { op: 'insert' }>;
+type ReadChange = Extract<Change, { op: 'read' }>;
 
 /** COPY met a key that was already there: the work is redone without COPY, which resolves the conflict. */
 class KeyAlreadyPresent extends Error {}
@@ -557,6 +558,18 @@ class PostgresSourceSession implements SourceSession {
         i = run.end;
         continue;
       }
+      // A snapshot's rows into one table, as one statement.
+      if (change.op === 'read') {
+        let end = i + 1;
+        while (end < changes.length && end - i < MAX_BATCH_ROWS) {
+          const next = changes[end]!;
+          if (next.op !== 'read' || next.relation !== change.relation) break;
+          end++;
+        }
+        await this.applyReads(tx, changes.slice(i, end) as ReadChange[]);
+        i = end;
+        continue;
+      }
       // Consecutive inserts into one table go as one statement.
       if (change.op === 'insert') {
         let end = i + 1;
@@ -607,7 +620,36 @@ class PostgresSourceSession implements SourceSession {
     }
   }
 
+  /**
+   * A snapshot's rows: each becomes the row of its key, except, when the snapshot goes to every site, a row
+   * this site last wrote in a transaction the snapshot's source had not seen (a concurrent local write, or
+   * one from a third site): that write reaches the source through the mesh like any other, and the row it
+   * made is kept. A snapshot sent to chosen sites (a repair, a site joining) replaces every row it names.
+   */
+  private async applyReads(tx: Transaction, reads: readonly ReadChange[]): Promise<void> {
+    const relation = reads[0]!.relation;
+    await this.loadTable(relation.schema, relation.table);
+    const table = this.tables.get(`${relation.schema}.${relation.table}`)!;
+    let rows = reads.map((r) => r.newRow);
+    const toEveryone = (tx.snapshot?.targets ?? null) === null;
+    if (toEveryone && this.commitTimestamps) {
+      const { rows: writers } = await this.run(planReadWriters(relation, rows, table));
+      const kept = new Set<number>();
+      for (const w of writers as { i: string; mine: boolean; committed_micros: string | null; roident: number | null }[]) {
+        if (w.mine || w.committed_micros === null) continue;
+        const local: Writer = { site: await this.siteOfOrigin(w.roident ?? 0), commitTimeMicros: BigInt(w.committed_micros) };
+        if (isConcurrent(local, tx.site, tx.seen)) kept.add(Number(w.i) - 1);
+      }
+      if (kept.size > 0) {
+        this.logger.debug({ tx: tx.id, table: `${relation.schema}.${relation.table}`, rows: kept.size }, 'snapshot rows left out: this site wrote them concurrently');
+        rows = rows.filter((_, i) => !kept.has(i));
+      }
+    }
+    if (rows.length > 0) await this.run(planReadBatch(relation, rows, table));
+  }
+
   private async applyChange(tx: Transaction, change: Change): Promise<void> {
+    if (change.op === 'read') return this.applyReads(tx, [change]);
     const tables = change.op === 'truncate' ? change.relations : change.op === 'message' ? [] : [change.relation];
     for (const r of tables) await this.loadTable(r.schema, r.table);
     const target = (schema: string, table: string): TargetTable => this.tables.get(`${schema}.${table}`)!;
@@ -669,6 +711,9 @@ class PostgresSourceSession implements SourceSession {
   /** Decides a conflict, records it in the conflict log in the same transaction, and says what to do. */
   private async resolve(tx: Transaction, kind: ConflictKind, lookup: RowLookup, table: TargetTable, known?: Writer | null): Promise<Decision> {
     const local = known !== undefined ? known : await this.lastWriter(lookup).then((w) => (w === 'missing' ? null : w));
+    // The source's own insert of a key it last wrote here: in its stream a delete would have come first,
+    // so the row is one a snapshot read (after the insert committed) sent ahead of it. Not a conflict.
+    if (kind === 'insert_exists' && local !== null && local.site === tx.site) return { resolution: 'apply', winner: 'remote' };
     const policy = this.options.conflictPolicy?.(table.schema, table.table) ?? DEFAULT_POLICY;
     const decision = decide(kind, { site: tx.site, commitTimeMicros: tx.commitTimeMicros }, local, policy);
     const tableName = `${table.schema}.${table.table}`;

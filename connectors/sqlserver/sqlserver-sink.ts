@@ -31,6 +31,14 @@
  *   it becomes an UPDATE of the non-key columns. Without a conflict policy configured it is a data error, as
  *   at the MariaDB sink; a duplicate of another unique index (no row has the key) is a data error too;
  * - an update or a delete that finds no row: 'update_missing' / 'delete_missing', skipped and recorded.
+ * A read (a snapshot's row) is no conflict whatever the target holds: the source says this is the row now.
+ * It is found by the target's primary key (a table without one cannot take reads: a schema error) and
+ * applied as an insert is — the INSERT, IDENTITY_INSERT around it when the row carries the identity column —
+ * and when a row has the key, as an UPDATE of every other column (an identity column cannot be updated and
+ * keeps its value). Insert first: a snapshot mostly brings rows the target lacks (a site joining), one
+ * statement each; a row that is there costs a second. Not MERGE: it needs HOLDLOCK to be safe against a
+ * concurrent insert of the same key, has had wrong-result bugs with triggers and filtered indexes, and would
+ * need IDENTITY_INSERT as the INSERT does anyway.
  * It does NOT detect origin conflicts (two sites updating or deleting one row concurrently,
  * 'update_origin_differs' / 'delete_origin_differs'): each site keeps the last change applied to it, so after
  * such a race two sites may hold different rows, each where the other's change arrived last. `sitesync verify`
@@ -416,6 +424,8 @@ class SqlServerSourceSession implements SourceSession {
     switch (change.op) {
       case 'insert':
         return this.insert(change.relation, change.newRow, tx);
+      case 'read':
+        return this.read(change.relation, change.newRow, tx);
       case 'update':
         return this.update(change.relation, change.oldRow, change.newRow, tx);
       case 'delete':
@@ -457,6 +467,53 @@ class SqlServerSourceSession implements SourceSession {
       if (set.columns.length > 0) await this.db.update(target, set, key);
       this.written.add(writtenId(target, key));
     }
+  }
+
+  /**
+   * A read (a snapshot's row): inserted, or the row of its primary key overwritten, whatever it holds, with
+   * no conflict. The INSERT as an insert's (identity included); when the key is there, an UPDATE by the primary
+   * key of every other column (identity columns cannot be updated: they keep their value). A duplicate that
+   * no row of the key explains is another unique index: a data error, as for an insert.
+   */
+  private async read(relation: RelationInfo, row: RowImage, tx: Transaction): Promise<void> {
+    const { target, binders } = this.bindersOf(relation);
+    const key = this.primaryKeyOf(relation, target, binders, row);
+    if ((await this.db.insert(target, this.columnValues(relation, target, binders, row, () => true))) === 'duplicate') {
+      const keyNames = new Set(key.columns.map((c) => c.name));
+      const set = this.columnValues(relation, target, binders, row, (column) => !keyNames.has(column.name) && !column.identity);
+      const found = set.columns.length > 0 ? await this.db.update(target, set, key) : (await this.db.exists(target, key)) ? 1 : 0;
+      if (found === 0) {
+        throw new SqlServerDataError(
+          `a snapshot's row for ${target.schema}.${target.table} from transaction ${tx.id} meets a unique index other than the primary key (no row has its key ${key.keyJson}); remove or fix the row at site ${this.options.site}, then retry the parked transaction`,
+        );
+      }
+    }
+    this.written.add(writtenId(target, key));
+    // As later changes of this transaction name the row (the source's key), when that differs.
+    const own = this.keyOf(relation, target, binders, row);
+    if (own) this.written.add(writtenId(target, own));
+  }
+
+  /** The target's primary key of `row`, which says which row a read replaces; a schema error when there is none. */
+  private primaryKeyOf(relation: RelationInfo, target: TargetTable, binders: readonly (Binder | null)[], row: RowImage): FoundBy {
+    const pk = target.primaryKey;
+    if (!pk) {
+      throw new SitesyncError(
+        'SITESYNC_ERR_APPLY_SCHEMA',
+        `table ${target.schema}.${target.table} has no primary key at site ${this.options.site}, so a snapshot's rows cannot replace the rows they are; add the primary key it has at the source`,
+      );
+    }
+    const missing = pk.find((name) => {
+      const i = relation.columns.findIndex((c) => c.name === name);
+      return i < 0 || binders[i] === null;
+    });
+    if (missing !== undefined) {
+      throw new SitesyncError(
+        'SITESYNC_ERR_APPLY_SCHEMA',
+        `primary key column ${JSON.stringify(missing)} of table ${target.schema}.${target.table} at site ${this.options.site} is not among the columns site ${this.source} sends, so a snapshot's rows cannot say which row they replace; give the table the primary key it has at the source`,
+      );
+    }
+    return this.found(relation, target, binders, row, pk, 'key');
   }
 
   /** An UPDATE of the row the old image (or the new one, when the key did not change) finds; none: 'update_missing'. */

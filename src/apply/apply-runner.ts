@@ -39,7 +39,7 @@ import { describeError, SitesyncError, type ErrorCode } from '../errors.ts';
 import { SessionLoop } from '../session-loop.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PipelineEvents } from '../observability/pipeline-events.ts';
-import { refusedChange, tableScope, type TableScope } from './apply-scope.ts';
+import { addressedTo, refusedChange, tableScope, type TableScope } from './apply-scope.ts';
 import { describeRoute, foreignShape, parseRoute, provenanceOf, untrustedReason, type Provenance } from './message-provenance.ts';
 import type { ApplyErrorKind, NewParkedRecord, ParkedRecord, Sink, SourceSession } from './sink.ts';
 
@@ -168,7 +168,7 @@ export class ApplyRunner {
     try {
       const version = Number(delivery.properties.headers?.[SCHEMA_VERSION_HEADER] ?? NaN);
       if (!Number.isInteger(version)) throw new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `message has no ${SCHEMA_VERSION_HEADER} header: it was not published by sitesync`);
-      message = decodeMessage(delivery.content, version);
+      message = addressedTo(decodeMessage(delivery.content, version), this.options.site);
     } catch (error) {
       return refuse(null, error as SitesyncError);
     }
@@ -382,7 +382,7 @@ export class ApplyRunner {
     }
     let message: ChangeMessage;
     try {
-      message = decodeMessage(delivery.content, Number(delivery.properties.headers?.[SCHEMA_VERSION_HEADER]));
+      message = addressedTo(decodeMessage(delivery.content, Number(delivery.properties.headers?.[SCHEMA_VERSION_HEADER])), this.options.site);
     } catch (error) {
       return forged(`its body does not decode with its ${SCHEMA_VERSION_HEADER} header (${describeError(error)})`);
     }

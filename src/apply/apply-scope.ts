@@ -7,7 +7,7 @@
  *
  * Pure: the runner asks before it applies a transaction; a refused one is parked with this reason.
  */
-import type { RelationInfo, Transaction } from '../events/transaction.ts';
+import type { ChangeMessage, RelationInfo, Transaction } from '../events/transaction.ts';
 
 /** The reason a table is refused at `site`, or null when it is accepted. */
 export type TableScope = (schema: string, table: string) => string | null;
@@ -44,4 +44,18 @@ export function refusedChange(tx: Transaction, scope: TableScope, checked = new 
     }
   }
   return null;
+}
+
+/**
+ * The message as `site` applies it: a snapshot's rows addressed to other sites (a site joining, a repair)
+ * are not written here, but their transactions still count, so the position moves past them.
+ */
+export function addressedTo(message: ChangeMessage, site: string): ChangeMessage {
+  if (!message.transactions.some((tx) => isForOthers(tx, site))) return message;
+  return { ...message, transactions: message.transactions.map((tx) => (isForOthers(tx, site) ? { ...tx, changes: [] } : tx)) };
+}
+
+function isForOthers(tx: Transaction, site: string): boolean {
+  const targets = tx.snapshot?.targets;
+  return targets !== undefined && targets !== null && !targets.includes(site);
 }

@@ -28,6 +28,7 @@ import { siteQueue } from '../config/names.ts';
 import { connectBroker } from '../bus/broker-connection.ts';
 import { SCHEMA_VERSION_HEADER } from '../bus/message-headers.ts';
 import { decodeMessage } from '../events/avro-codec.ts';
+import { addressedTo } from './apply-scope.ts';
 import { comparePositions } from '../events/position.ts';
 import { describeSitePosition, type ConnectorRegistry } from '../connector.ts';
 import { microsToIso } from '../events/time.ts';
@@ -346,7 +347,7 @@ class ArchiveReader {
     try {
       const version = Number(headers[SCHEMA_VERSION_HEADER] ?? NaN);
       if (!Number.isInteger(version)) throw new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `message has no ${SCHEMA_VERSION_HEADER} header: it was not published by sitesync`);
-      message = decodeMessage(delivery.content, version);
+      message = addressedTo(decodeMessage(delivery.content, version), this.options.site);
     } catch (error) {
       const state = headerSite === null ? undefined : this.states.get(headerSite);
       if (state) state.undecodable++;

@@ -18,7 +18,7 @@ import avro from 'avsc';
 import type { Type } from 'avsc';
 import { DecodeError, SitesyncError } from '../errors.ts';
 import { EncodedRow, RowOverrun } from './encoded-row.ts';
-import { POSITION_PATTERN, SITE_NAME_PATTERN, SOURCE_KIND_PATTERN, transactionId } from './transaction.ts';
+import { POSITION_PATTERN, SITE_NAME_PATTERN, SNAPSHOT_ID_PATTERN, SOURCE_KIND_PATTERN, transactionId } from './transaction.ts';
 import { formatKind, parseKind, type ValueKind } from './value-kind.ts';
 import type {
   Change,
@@ -32,7 +32,7 @@ import type {
 } from './transaction.ts';
 
 /** The schema version this code writes. Readers know it and every older version in `schemas/`. */
-export const CURRENT_SCHEMA_VERSION: number = 3;
+export const CURRENT_SCHEMA_VERSION: number = 4;
 
 /** schemas/ at the package root: two levels up from src/events/, one from the bundle in dist/. */
 const SCHEMA_DIR = [new URL('../../schemas/', import.meta.url), new URL('../schemas/', import.meta.url)].find((dir) => existsSync(dir))
@@ -52,7 +52,7 @@ const MIN_EXACT_MICROS = -4_503_599_627_370_496n;
 // Wire shapes (what avsc reads and writes with the current schema)
 // ---------------------------------------------------------------------------------------------------
 
-type WireOp = 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE' | 'MESSAGE';
+type WireOp = 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE' | 'MESSAGE' | 'READ';
 
 interface WireColumn {
   readonly name: string;
@@ -92,6 +92,15 @@ interface WireTransaction {
   readonly sourceTxId: string;
   readonly seen: readonly { readonly site: string; readonly commitTimeMicros: number }[];
   readonly changes: readonly WireChange[];
+  readonly snapshot: WireSnapshotTag | null;
+}
+
+interface WireSnapshotTag {
+  readonly id: string;
+  readonly table: string;
+  readonly chunk: number;
+  readonly last: boolean;
+  readonly targets: readonly string[] | null;
 }
 
 interface WireMessage {
@@ -365,6 +374,7 @@ function toWire(message: ChangeMessage): WireMessage {
       sourceTxId: tx.sourceTxId,
       seen: Object.entries(tx.seen).map(([site, time]) => ({ site, commitTimeMicros: Number(time) })),
       changes,
+      snapshot: tx.snapshot ? { id: tx.snapshot.id, table: tx.snapshot.table, chunk: tx.snapshot.chunk, last: tx.snapshot.last, targets: tx.snapshot.targets } : null,
     };
   }
   return {
@@ -385,6 +395,9 @@ function changeToWire(change: Change, relationIndex: RelationIndex, t: number, c
     case 'insert':
       checkRow(change.newRow, t, c, 'newRow');
       return rowChange('INSERT', relationIndex(change.relation, t, c), null, change.newRow);
+    case 'read':
+      checkRow(change.newRow, t, c, 'newRow');
+      return rowChange('READ', relationIndex(change.relation, t, c), null, change.newRow);
     case 'update':
       if (change.oldRow !== null) checkRow(change.oldRow, t, c, 'oldRow');
       checkRow(change.newRow, t, c, 'newRow');
@@ -558,6 +571,7 @@ export function decodeMessage(body: Buffer, writerVersion: number): ChangeMessag
 const SITE_NAME = new RegExp(SITE_NAME_PATTERN);
 const SOURCE_KIND = new RegExp(SOURCE_KIND_PATTERN);
 const POSITION = new RegExp(POSITION_PATTERN);
+const SNAPSHOT_ID = new RegExp(SNAPSHOT_ID_PATTERN);
 
 /**
  * The shape rules the model states and Avro cannot: what the applier relies on, checked once here so that
@@ -588,6 +602,12 @@ function checkMessageShape(wire: WireMessage, label: string): void {
     // Times need no check: avsc reads a long only within ±2^53 µs (years 1684 to 2255), which every
     // sink's date type holds.
     for (const s of tx.seen) if (!SITE_NAME.test(s.site)) bad(`transaction ${t} causal context names ${preview(s.site)}, not a site name`);
+    const snapshot = tx.snapshot;
+    if (snapshot !== null) {
+      if (!SNAPSHOT_ID.test(snapshot.id)) bad(`transaction ${t} snapshot id ${preview(snapshot.id)} is not a snapshot id`);
+      if (snapshot.chunk < 0) bad(`transaction ${t} snapshot chunk ${snapshot.chunk} is negative`);
+      for (const target of snapshot.targets ?? []) if (!SITE_NAME.test(target)) bad(`transaction ${t} snapshot targets ${preview(target)}, not a site name`);
+    }
     t++;
   }
 }
@@ -637,6 +657,12 @@ function fromWire(wire: WireMessage, label: string): ChangeMessage {
           decoded = { op: 'insert', relation, newRow: rowOf(change.newRow, t, c, 'newRow', change.op, relation) };
           break;
         }
+        case 'READ': {
+          if (tx.snapshot === null) throw new DecodeError(`${label}: ${where(t, c)} is READ in a transaction that is not a snapshot's`);
+          const relation = relationAt(required(change.relation, t, c, 'relation', change.op, label), t, c);
+          decoded = { op: 'read', relation, newRow: rowOf(change.newRow, t, c, 'newRow', change.op, relation) };
+          break;
+        }
         case 'UPDATE': {
           const relation = relationAt(required(change.relation, t, c, 'relation', change.op, label), t, c);
           decoded = {
@@ -682,6 +708,8 @@ function fromWire(wire: WireMessage, label: string): ChangeMessage {
       sourceTxId: tx.sourceTxId,
       seen: Object.fromEntries(tx.seen.map((s) => [s.site, BigInt(s.commitTimeMicros)])),
       changes,
+      // Only snapshot transactions carry the tag: every other one reads back exactly as it was written.
+      ...(tx.snapshot === null ? {} : { snapshot: { id: tx.snapshot.id, table: tx.snapshot.table, chunk: tx.snapshot.chunk, last: tx.snapshot.last, targets: tx.snapshot.targets } }),
     };
   }
   return {

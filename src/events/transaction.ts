@@ -67,6 +67,12 @@ export type Change =
       readonly newRow: RowImage;
     }
   | { readonly op: 'delete'; readonly relation: RelationInfo; readonly oldRow: RowImage }
+  /**
+   * A row as the source held it at (or after) this transaction's position, read by a snapshot rather than
+   * seen in the log: a sink writes it whatever it holds (inserted, or the row of that key overwritten),
+   * and changes that follow in the stream are applied on top of it. Only in snapshot transactions.
+   */
+  | { readonly op: 'read'; readonly relation: RelationInfo; readonly newRow: RowImage }
   | {
       readonly op: 'truncate';
       readonly relations: readonly RelationInfo[];
@@ -94,6 +100,22 @@ export interface Transaction {
    */
   readonly seen: SeenSites;
   readonly changes: readonly Change[];
+  /** Set on a transaction of rows read by a snapshot (snapshot-chunks.ts) instead of changes from the log. */
+  readonly snapshot?: SnapshotTag | null;
+}
+
+/** Which snapshot a transaction of `read` rows belongs to, and which sites write them. */
+export interface SnapshotTag {
+  /** The snapshot's id (`sitesync snapshot` prints it). */
+  readonly id: string;
+  /** `schema.table` read. */
+  readonly table: string;
+  /** 0-based number of the chunk. */
+  readonly chunk: number;
+  /** The table was read to its end (or every requested key): the snapshot is complete with this chunk. */
+  readonly last: boolean;
+  /** The sites that write the rows; every other site only records the position. null: every site. */
+  readonly targets: readonly string[] | null;
 }
 
 /** Commit times (microseconds since the epoch) by site name. */
@@ -126,6 +148,9 @@ export const SITE_NAME_PATTERN = '^[a-z][a-z0-9_]{0,39}$';
 /** What a source kind's name may be on the wire. */
 export const SOURCE_KIND_PATTERN = '^[a-z][a-z0-9]{0,19}$';
 
+/** What a snapshot id may be (snapshot-request.ts makes them). */
+export const SNAPSHOT_ID_PATTERN = '^[a-z0-9][a-z0-9_-]{0,63}$';
+
 /** What any position may be on the wire: upper-case hex, at most 64 digits (each kind checks its own width). */
 export const POSITION_PATTERN = '^[0-9A-F]{1,64}$';
 
@@ -143,6 +168,7 @@ const CHANGE_OVERHEAD_BYTES = 16;
 export function changeBytes(change: Change): number {
   switch (change.op) {
     case 'insert':
+    case 'read':
       return CHANGE_OVERHEAD_BYTES + rowImageBytes(change.newRow);
     case 'update':
       return CHANGE_OVERHEAD_BYTES + rowImageBytes(change.newRow) + (change.oldRow ? rowImageBytes(change.oldRow) : 0);
@@ -157,7 +183,7 @@ export function changeBytes(change: Change): number {
 
 /** Count rows by operation, for message headers and metrics. */
 export function countOperations(transactions: readonly Transaction[]): Record<ChangeOp, number> {
-  const counts: Record<ChangeOp, number> = { insert: 0, update: 0, delete: 0, truncate: 0, message: 0 };
+  const counts: Record<ChangeOp, number> = { insert: 0, update: 0, delete: 0, truncate: 0, message: 0, read: 0 };
   for (const tx of transactions) for (const change of tx.changes) counts[change.op]++;
   return counts;
 }

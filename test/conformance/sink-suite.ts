@@ -7,12 +7,14 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import type { Sink, SourceSession } from '../../src/apply/sink.ts';
 import { SitesyncError } from '../../src/errors.ts';
-import type { Change, RelationInfo, Transaction } from '../../src/events/transaction.ts';
+import type { Change, RelationInfo, SnapshotTag, Transaction } from '../../src/events/transaction.ts';
 import type { SinkFixture, SinkHarness } from './harness.ts';
-import { columnName, ITEMS, KIND_SAMPLES, kindsTable, NO_KEY, relationOf, rowOf, type TableSpec } from './tables.ts';
+import { columnName, ITEMS, KIND_SAMPLES, kindsTable, NO_KEY, relationOf, rowOf, sortRows, type TableSpec } from './tables.ts';
 
 /** The source site the suite's transactions come from. */
 const SOURCE = 'remote';
+/** Another source site, whose writes a read must overwrite all the same. */
+const OTHER = 'other';
 
 export function sinkConformance(harness: SinkHarness): void {
   describe(`sink conformance: ${harness.name}`, () => {
@@ -32,6 +34,15 @@ export function sinkConformance(harness: SinkHarness): void {
     const ins = (relation: RelationInfo, spec: TableSpec, values: Record<string, string | null>): Change => ({ op: 'insert', relation, newRow: { values: rowOf(spec, values), unchanged: [] } });
     const item = (id: number, note: string | null = `n${id}`, amount: string | null = `${id}.50`): Change => ins(items, ITEMS, { id: String(id), note, amount });
     const rows = (spec: TableSpec) => fixture.rows(spec);
+    /** A row read by a snapshot (or a repair): the row the source holds now. */
+    const read = (relation: RelationInfo, spec: TableSpec, values: Record<string, string | null>): Change => ({ op: 'read', relation, newRow: { values: rowOf(spec, values), unchanged: [] } });
+    /** A transaction of reads, tagged as one chunk of a snapshot of `spec`. */
+    const snapshotTx = (spec: TableSpec, changes: Change[]): Transaction => {
+      const snapshot: SnapshotTag = { id: 'conformance', table: `${fixture.schema}.${spec.table}`, chunk: 0, last: true, targets: null };
+      return { ...tx(changes), snapshot };
+    };
+    /** Row i (0 or 1) of the kinds samples, with id i + 1. */
+    const kindValues = (i: 0 | 1): Record<string, string> => Object.fromEntries([['id', String(i + 1)], ...harness.kinds.map((k) => [columnName(k), KIND_SAMPLES[k]![i]])]);
 
     before(async () => {
       fixture = await harness.open([ITEMS, NO_KEY, kinds]);
@@ -84,9 +95,8 @@ export function sinkConformance(harness: SinkHarness): void {
     });
 
     test('every kind is stored as its canonical text says', async () => {
-      const values = (i: 0 | 1): Record<string, string> => Object.fromEntries([['id', String(i + 1)], ...harness.kinds.map((k) => [columnName(k), KIND_SAMPLES[k]![i]])]);
-      await session.apply([tx([ins(kindsRelation, kinds, values(0)), ins(kindsRelation, kinds, values(1))])]);
-      assert.deepEqual(await rows(kinds), [rowOf(kinds, values(0)), rowOf(kinds, values(1))]);
+      await session.apply([tx([ins(kindsRelation, kinds, kindValues(0)), ins(kindsRelation, kinds, kindValues(1))])]);
+      assert.deepEqual(await rows(kinds), [rowOf(kinds, kindValues(0)), rowOf(kinds, kindValues(1))]);
     });
 
     test('data and progress are one commit: a refused change leaves neither a row nor the progress', async () => {
@@ -145,6 +155,64 @@ export function sinkConformance(harness: SinkHarness): void {
       assert.equal((await sink.findParked(id))?.done, true);
       assert.equal(await session.applyRetried([setAside], id), false, 'a second retry applies nothing');
       assert.equal(await session.progress(), setAside.position);
+    });
+
+    test('reads insert absent rows and overwrite present ones whoever wrote them, with no conflict, and record progress', async () => {
+      const written = tx([item(501, 'a', '1.00'), item(502, 'b', '2.00')]);
+      await session.apply([written]);
+      // Another site changes row 502 later than the snapshot's transaction commits (it had seen 502's insert).
+      // A concurrent update from `remote` would lose that conflict (last writer wins); a read wins anyway.
+      const other = await sink.openSession(OTHER);
+      try {
+        const position = harness.position(++n);
+        const theirs: Transaction = {
+          id: `${OTHER}:${position}`,
+          site: OTHER,
+          position,
+          commitTimeMicros: 1_800_000_000_000_000n,
+          sourceTxId: String(n),
+          seen: { [SOURCE]: written.commitTimeMicros },
+          changes: [{ op: 'update', relation: items, oldRow: null, newRow: { values: ['502', 'theirs', '2.22'], unchanged: [] } }],
+        };
+        await other.apply([theirs]);
+      } finally {
+        await other.close();
+      }
+      const reads = snapshotTx(ITEMS, [
+        read(items, ITEMS, { id: '501', note: null, amount: '9.99' }), // a non-null column set to NULL
+        read(items, ITEMS, { id: '502', note: 'mine', amount: '5.00' }), // over the other site's later write
+        read(items, ITEMS, { id: '503', note: 'c', amount: '3.00' }), // no row has its key: inserted
+      ]);
+      await session.apply([reads]);
+      assert.equal(await session.progress(), reads.position);
+      const range = async () => (await rows(ITEMS)).filter((r) => Number(r[0]) > 500 && Number(r[0]) < 600);
+      assert.deepEqual(await range(), [['501', null, '9.99'], ['502', 'mine', '5.00'], ['503', 'c', '3.00']]);
+      // The rows read are the source's writes now: its next change of one follows them (no conflict with
+      // the other site's write, which the read replaced).
+      await session.apply([tx([{ op: 'update', relation: items, oldRow: null, newRow: { values: ['502', 'after', '5.00'], unchanged: [] } }])]);
+      assert.deepEqual(await range(), [['501', null, '9.99'], ['502', 'after', '5.00'], ['503', 'c', '3.00']]);
+    });
+
+    test('reads of every kind are stored as their canonical text says', async () => {
+      // Row 1 is there (the kinds test inserted it): overwritten with the other sample; row 3 is inserted.
+      const overwrite = { ...kindValues(1), id: '1' };
+      const fresh = { ...kindValues(0), id: '3' };
+      const reads = snapshotTx(kinds, [read(kindsRelation, kinds, overwrite), read(kindsRelation, kinds, fresh)]);
+      await session.apply([reads]);
+      assert.equal(await session.progress(), reads.position);
+      assert.deepEqual(await rows(kinds), sortRows([rowOf(kinds, overwrite), rowOf(kinds, kindValues(1)), rowOf(kinds, fresh)]));
+    });
+
+    test('a read into a target table without a primary key halts its source (schema), applying nothing', async () => {
+      const before = await session.progress();
+      const noKeyBefore = await rows(NO_KEY);
+      await assert.rejects(session.apply([snapshotTx(ITEMS, [read(items, ITEMS, { id: '601', note: 'x', amount: '1.00' }), read(noKey, NO_KEY, { v: '9', note: 'z' })])]), (error) => {
+        assert.equal(sink.classify(error), 'schema', String(error));
+        return true;
+      });
+      assert.equal(await session.progress(), before);
+      assert.ok(!(await rows(ITEMS)).some((r) => r[0] === '601'), 'the read before it in the transaction is not there');
+      assert.deepEqual(await rows(NO_KEY), noKeyBefore);
     });
 
     test('a change to a table the target lacks halts its source (schema), applying nothing', async () => {

@@ -87,7 +87,7 @@ export class FakeSink implements Sink {
   classify(error: unknown): ApplyErrorKind {
     if (error instanceof FakeConnectionLost) return 'transient';
     if (error instanceof FakeMissingTable) return 'schema';
-    if (error instanceof SitesyncError && error.code === 'SITESYNC_ERR_GAP') return 'schema';
+    if (error instanceof SitesyncError && (error.code === 'SITESYNC_ERR_GAP' || error.code === 'SITESYNC_ERR_APPLY_SCHEMA')) return 'schema';
     return 'data';
   }
 
@@ -197,6 +197,18 @@ class FakeSession implements SourceSession {
         this.set(t, key, [...change.newRow.values], undo);
         return;
       }
+      case 'read': {
+        // A snapshot's row: whatever the table holds under its key becomes this row. Without a key, nothing
+        // says which row it replaces (a real sink's table without a primary key).
+        const t = this.table(change.relation);
+        if (!change.relation.columns.some((c) => c.key)) {
+          throw new SitesyncError('SITESYNC_ERR_APPLY_SCHEMA', `table ${change.relation.schema}.${change.relation.table} has no primary key here, so a snapshot's rows cannot replace the rows they are; add the primary key it has at the source`);
+        }
+        const key = keyOf(change.relation, change.newRow.values);
+        if (t.rows.has(key)) this.delete(t, key, undo);
+        this.set(t, key, [...change.newRow.values], undo);
+        return;
+      }
       case 'update': {
         const t = this.table(change.relation);
         const found = this.find(t, change.relation, change.oldRow ?? change.newRow);
@@ -255,7 +267,7 @@ class FakeSession implements SourceSession {
 
 /** What a typed column refuses: the fake checks decimal precision, as every database does. */
 function doesNotFit(change: Change): string | null {
-  if (change.op !== 'insert' && change.op !== 'update') return null;
+  if (change.op !== 'insert' && change.op !== 'update' && change.op !== 'read') return null;
   for (const [i, column] of change.relation.columns.entries()) {
     const value = change.newRow.values[i];
     const kind = column.kind;

@@ -30,6 +30,7 @@ const PUBLISHED_FINGERPRINTS: Readonly<Record<number, string>> = {
   1: '90d42234b222da3ee0c9316c6e4ce3c75c13ce30c4b78c824752fc1c5a3b8c96',
   2: '1d1fab5762f4f685fb00eaebdb6bf4aba7bf79c2d37e21c5a132d8743b964544',
   3: '74f7a4dfbbbe8315ce9a6f94ba4c21ade05c910bc1ef1bfc0d3c92fd425809c3',
+  4: 'ad361adce5a566c033123fb496cfe53b498450b7f02eb60e30a00183f71266e2',
 };
 
 /** The commit times avsc's long encoding keeps exact (see avro-codec.ts). */
@@ -163,9 +164,12 @@ function rowFor(r: RelationInfo): fc.Arbitrary<RowImage> {
   }));
 }
 
-function change(pool: readonly RelationInfo[]): fc.Arbitrary<Change> {
+function change(pool: readonly RelationInfo[], snapshot: boolean): fc.Arbitrary<Change> {
   const pick = fc.constantFrom(...pool);
+  // A snapshot's rows (read) have no unchanged columns and come only in snapshot transactions.
+  const read = pick.chain((r) => rowFor(r).map((row): Change => ({ op: 'read', relation: r, newRow: { values: row.values, unchanged: [] } })));
   return fc.oneof(
+    ...(snapshot ? [read] : []),
     pick.chain((r) => rowFor(r).map((newRow): Change => ({ op: 'insert', relation: r, newRow }))),
     pick.chain((r) =>
       fc
@@ -189,17 +193,27 @@ const commitTimeMicros = fc.oneof(
 
 // Every message the model allows: at least one transaction, all of the message's site; a part holds one.
 const message: fc.Arbitrary<ChangeMessage> = fc.tuple(fc.array(relation, { minLength: 1, maxLength: 4 }), siteName).chain(([pool, site]) => {
-  const transaction: fc.Arbitrary<Transaction> = fc
-    .tuple(position, commitTimeMicros, fc.nat(), fc.dictionary(siteName, commitTimeMicros, { maxKeys: 3, noNullPrototype: true }), fc.array(change(pool), { maxLength: 8 }))
-    .map(([position, commitTimeMicros, txid, seen, changes]) => ({
-      id: `${site}:${position}`,
-      site,
-      position,
-      commitTimeMicros,
-      sourceTxId: String(txid),
-      seen,
-      changes,
-    }));
+  const snapshotTag = record({
+    id: fc.constantFrom('s20261206t110000-a1b2c3', 'x', '0-_'),
+    table: fc.constantFrom('public.accounts', 's.t'),
+    chunk: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+    last: fc.boolean(),
+    targets: fc.option(fc.array(siteName, { minLength: 1, maxLength: 3 }), { nil: null }),
+  });
+  const transaction: fc.Arbitrary<Transaction> = fc.option(snapshotTag, { nil: null }).chain((snapshot) =>
+    fc
+      .tuple(position, commitTimeMicros, fc.nat(), fc.dictionary(siteName, commitTimeMicros, { maxKeys: 3, noNullPrototype: true }), fc.array(change(pool, snapshot !== null), { maxLength: 8 }))
+      .map(([position, commitTimeMicros, txid, seen, changes]) => ({
+        id: `${site}:${position}`,
+        site,
+        position,
+        commitTimeMicros,
+        sourceTxId: String(txid),
+        seen,
+        changes,
+        ...(snapshot === null ? {} : { snapshot }),
+      })),
+  );
   const part = record({ index: fc.integer({ min: 0, max: 2 ** 31 - 1 }), last: fc.boolean() });
   return fc.oneof(
     record({
@@ -595,13 +609,13 @@ test('shapes an applier must never act on throw DecodeError saying what is wrong
 test('an enum index the schema does not have throws DecodeError', () => {
   // The same schema with one more op: a writer that should not exist.
   const json = JSON.parse(JSON.stringify(currentSchema())) as unknown;
-  const text = JSON.stringify(json).replace('"MESSAGE"]', '"MESSAGE","UPSERT"]');
+  const text = JSON.stringify(json).replace('"READ"]', '"READ","UPSERT"]');
   assert.notEqual(text, JSON.stringify(json));
   const rogue = typeFor(JSON.parse(text));
   const wire = rogue.fromBuffer(encodeMessage(sample)) as { transactions: { changes: { op: string }[] }[] };
   wire.transactions[0]!.changes[0]!.op = 'UPSERT';
   const error = decodeErrorOf(() => decodeMessage(rogue.toBuffer(wire), CURRENT_SCHEMA_VERSION));
-  assert.match(error.message, /enum index: 5/);
+  assert.match(error.message, /enum index: 6/);
 });
 
 test('encode refuses what no reader could read back', () => {
@@ -646,4 +660,25 @@ test('encode refuses what no reader could read back', () => {
     },
     /transactions\.0\.changes\.0\.newRow\.values\.0 = 7/,
   );
+});
+
+test('a snapshot transaction round-trips with its tag; a READ outside one is refused', () => {
+  const read: ChangeMessage = {
+    ...sample,
+    transactions: [
+      {
+        ...sample.transactions[0]!,
+        changes: [{ op: 'read', relation: accounts, newRow: { values: ['1', 'ann', null, null], unchanged: [] } }],
+        snapshot: { id: 's20261206t110000-a1b2c3', table: 'public.accounts', chunk: 3, last: true, targets: ['london'] },
+      },
+    ],
+  };
+  assert.deepStrictEqual(plainRows(decodeMessage(encodeMessage(read), CURRENT_SCHEMA_VERSION)), read);
+  const type = typeFor(currentSchema());
+  const wire = type.fromBuffer(encodeMessage(read)) as { transactions: { snapshot: unknown }[] };
+  wire.transactions[0]!.snapshot = null;
+  assert.match(decodeErrorOf(() => decodeMessage(type.toBuffer(wire), CURRENT_SCHEMA_VERSION)).message, /READ in a transaction that is not a snapshot's/);
+  const badTarget = type.fromBuffer(encodeMessage(read)) as { transactions: { snapshot: { targets: string[] } }[] };
+  badTarget.transactions[0]!.snapshot.targets = ['London!'];
+  assert.match(decodeErrorOf(() => decodeMessage(type.toBuffer(badTarget), CURRENT_SCHEMA_VERSION)).message, /snapshot targets "London!", not a site name/);
 });
