@@ -10,6 +10,8 @@
  */
 import type { Source } from './capture/source.ts';
 import type { Sink } from './apply/sink.ts';
+import type { TableReader, TableReaderOptions } from './capture/table-reader.ts';
+import type { SnapshotControl, SnapshotControlOptions } from './capture/snapshot-control.ts';
 import type { ConflictKind, ConflictPolicy } from './apply/conflict-policy.ts';
 import type { Config } from './config/config-schema.ts';
 import { databaseOf } from './config/config-schema.ts';
@@ -117,6 +119,27 @@ export interface Connector {
    * everything themselves at start (PostgreSQL, MariaDB) have none.
    */
   checkDatabase?(urls: { readonly capture: string | null; readonly apply: string }, site: string): Promise<readonly DatabaseFinding[]>;
+  /** Reads a site's existing rows by key (snapshots, `sitesync verify`); connectors that cannot have none. */
+  openTableReader?(options: TableReaderOptions): Promise<TableReader>;
+  /** A site's snapshots and their markers in its log; with openTableReader, what online snapshots need. */
+  openSnapshotControl?(options: SnapshotControlOptions): SnapshotControl;
+  /**
+   * For `sitesync remove-site REMOVED`, at the database of `site` (every configured site in turn, REMOVED
+   * first): forgets what sitesync keeps there of REMOVED, so that a site added later under the same name
+   * starts afresh, neither a duplicate nor a gap. At REMOVED's own database (`site === removed`, with its
+   * capture URL): its capture state (a slot, a publication, a checkpoint row) and the progress it kept of
+   * every other site of `sites`; at any other (`capture` null): the progress of REMOVED kept there.
+   * Idempotent: each step prints one line as it is done (`dropped slot sitesync_madrid at madrid`), or
+   * `already gone: …`. Throws one line naming what and how to fix at the first step it cannot do; what was
+   * done stays done, and a second run goes on from there.
+   */
+  forgetSite?(
+    urls: { readonly capture: string | null; readonly apply: string },
+    site: string,
+    removed: string,
+    sites: readonly string[],
+    print: (line: string) => void,
+  ): Promise<void>;
 }
 
 export type ConnectorRegistry = ReadonlyMap<string, Connector>;

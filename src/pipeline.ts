@@ -6,7 +6,7 @@
  */
 import { ApplyRunner } from './apply/apply-runner.ts';
 import { policyResolver } from './apply/conflict-policy.ts';
-import { CaptureRunner } from './capture/capture-runner.ts';
+import { CaptureRunner, type CaptureRunnerOptions } from './capture/capture-runner.ts';
 import { capturingSites, databaseUrlFor, siteConfig, type Config } from './config/config-schema.ts';
 import { connectorFor, type Connector, type ConnectorRegistry } from './connector.ts';
 import { describeError, SitesyncError } from './errors.ts';
@@ -41,7 +41,14 @@ export function createPipeline(config: Config, site: string, logger: Logger, con
     ? connector.createSource({ site, url: databaseUrlFor(config, site, 'capture'), tables: ownConfig.tables ?? null, config, logger: logger.child({ site, part: 'capture' }) })
     : null;
   const capture = source
-    ? new CaptureRunner({ config, source, describePosition: (p) => (p === null ? 'none' : connector.positions.describe(p)), events, logger: logger.child({ site, part: 'capture' }) })
+    ? new CaptureRunner({
+        config,
+        source,
+        describePosition: (p) => (p === null ? 'none' : connector.positions.describe(p)),
+        events,
+        logger: logger.child({ site, part: 'capture' }),
+        snapshots: snapshotsOf(connector, site, databaseUrlFor(config, site, 'capture')),
+      })
     : null;
   const apply = new ApplyRunner({ config, site, sink, connectors, events, logger: logger.child({ site, part: 'apply' }) });
   const watch = new WalRetentionWatch({
@@ -84,6 +91,13 @@ export function createPipeline(config: Config, site: string, logger: Logger, con
       }
     },
   };
+}
+
+/** How capture reads snapshot chunks at a site, when its connector can. */
+function snapshotsOf(connector: Connector, site: string, url: string): CaptureRunnerOptions['snapshots'] {
+  const { openTableReader, openSnapshotControl } = connector;
+  if (!openTableReader || !openSnapshotControl) return undefined;
+  return async () => ({ reader: await openTableReader({ site, url, consistent: false }), control: openSnapshotControl({ site, url }) });
 }
 
 /**

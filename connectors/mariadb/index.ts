@@ -10,10 +10,12 @@
 import type { Connector } from '../../src/connector.ts';
 import { databaseOf } from '../../src/config/config-schema.ts';
 import { checkMariaDbUrl, MARIADB_URL_EXAMPLE } from './mariadb-config.ts';
+import { forgetMariaDbSite } from './mariadb-forget-site.ts';
 import { mariadbPositions } from './mariadb-positions.ts';
 import { MariaDbSink } from './mariadb-sink.ts';
 import { MariaDbSource } from './mariadb-source.ts';
 import { readMariaDbStatus } from './mariadb-status.ts';
+import { MariaDbTableReader } from './mariadb-table-reader.ts';
 import { RowWriterClock } from './row-writers.ts';
 
 const clocks = new Map<string, RowWriterClock>();
@@ -38,4 +40,6 @@ export const mariadbConnector: Connector = {
   createSink: ({ site, url, config, conflictPolicy, onConflict, logger }) =>
     new MariaDbSink({ site, url, conflictPolicy, onConflict, sourceKindOf: (source) => databaseOf(config, source).kind, rowWriters: rowWriterClock(site), logger }),
   readStatus: readMariaDbStatus,
+  forgetSite: forgetMariaDbSite,
+  openTableReader: (options) => MariaDbTableReader.open(options),
 };

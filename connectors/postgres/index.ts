@@ -5,10 +5,13 @@
 import type { Connector } from '../../src/connector.ts';
 import { databaseOf } from '../../src/config/config-schema.ts';
 import { checkPostgresUrl, POSTGRES_URL_EXAMPLE } from './postgres-config.ts';
+import { forgetPostgresSite } from './postgres-forget-site.ts';
 import { postgresPositions } from './postgres-positions.ts';
 import { PostgresSink } from './postgres-sink.ts';
 import { PostgresSource } from './postgres-source.ts';
+import { PostgresSnapshotControl } from './postgres-snapshot-control.ts';
 import { readPostgresStatus } from './postgres-status.ts';
+import { PostgresTableReader } from './postgres-table-reader.ts';
 
 export const postgresConnector: Connector = {
   kind: 'postgres',
@@ -20,4 +23,7 @@ export const postgresConnector: Connector = {
   createSink: ({ site, url, config, conflictPolicy, onConflict, logger }) =>
     new PostgresSink({ site, url, replicaRole: config.apply.replicaRole, conflictPolicy, onConflict, sourceKindOf: (source) => databaseOf(config, source).kind, logger }),
   readStatus: readPostgresStatus,
+  forgetSite: forgetPostgresSite,
+  openTableReader: (options) => PostgresTableReader.open(options),
+  openSnapshotControl: (options) => new PostgresSnapshotControl(options),
 };

@@ -19,6 +19,7 @@ import type { Change, ColumnInfo, RelationInfo, SeenSites, Transaction } from '.
 import { changeBytes, transactionId } from '../../src/events/transaction.ts';
 import type { SourceHandler } from '../../src/capture/source.ts';
 import { BOOKKEEPING_SCHEMA, MESSAGE_PREFIX, ORIGIN_PREFIX } from '../../src/config/names.ts';
+import { SNAPSHOT_MARKER_PREFIX } from '../../src/capture/snapshot-marker.ts';
 import { DecodeError } from '../../src/errors.ts';
 import type { PgOutputMessage } from './pgoutput-messages.ts';
 import type { PostgresTypes } from './postgres-types.ts';
@@ -143,7 +144,9 @@ export class TransactionAssembler {
         }
         {
           const tx = this.current('MESSAGE');
-          if (tx.relayed || message.prefix.startsWith(MESSAGE_PREFIX)) return;
+          // sitesync's own messages are not replicated, except a snapshot marker: capture turns it into
+          // the chunk it asks for (src/capture/snapshot-chunks.ts).
+          if (tx.relayed || (message.prefix.startsWith(MESSAGE_PREFIX) && message.prefix !== SNAPSHOT_MARKER_PREFIX)) return;
           this.push(tx, { op: 'message', prefix: message.prefix, content: message.content });
         }
         return;

@@ -28,6 +28,9 @@ import type { PipelineEvents } from '../observability/pipeline-events.ts';
 import { CheckpointTracker, type Entry } from './checkpoint-tracker.ts';
 import { MessageBatcher } from './message-batcher.ts';
 import type { Source, SourceHandler } from './source.ts';
+import { SnapshotChunks } from './snapshot-chunks.ts';
+import type { SnapshotControl } from './snapshot-control.ts';
+import type { TableReader } from './table-reader.ts';
 
 /**
  * Unconfirmed bytes above which the source is paused, whatever the message count. Each is held twice for a
@@ -46,6 +49,8 @@ export interface CaptureRunnerOptions {
   readonly describePosition?: DescribePosition;
   readonly events: PipelineEvents;
   readonly logger: Logger;
+  /** What reads snapshot chunks at this site, opened for each session; absent when its connector cannot. */
+  readonly snapshots?: () => Promise<{ readonly reader: TableReader; readonly control: SnapshotControl }>;
 }
 
 export class CaptureRunner {
@@ -86,6 +91,7 @@ export class CaptureRunner {
     connection.on('unblocked', () => logger.info('RabbitMQ accepts publishing again'));
     const timers: NodeJS.Timeout[] = [];
     let batcher: MessageBatcher | null = null; // for the finally: closed with the session
+    let snapshotChunks: SnapshotChunks | null = null;
     try {
       await ensureTopology(connection, config, { exchanges: [config.broker.exchange], queues: [] }, logger);
       const channel = await connection.createConfirmChannel();
@@ -99,6 +105,16 @@ export class CaptureRunner {
       let unconfirmed = 0;
       let unconfirmedBytes = 0;
       let paused = false;
+      // The source reads while nobody holds it: flow control (too much unconfirmed) and a snapshot chunk
+      // being read each hold it for their own reason.
+      const holds = new Set<string>();
+      const hold = (reason: string): void => {
+        if (holds.size === 0) source.pause();
+        holds.add(reason);
+      };
+      const release = (reason: string): void => {
+        if (holds.delete(reason) && holds.size === 0) source.resume();
+      };
       let lastActivity = Date.now();
       let newestCommitMicros = 0n;
 
@@ -115,7 +131,7 @@ export class CaptureRunner {
         unconfirmedBytes += body.length;
         if (!paused && (unconfirmed >= capture.maxUnconfirmedMessages || unconfirmedBytes >= MAX_UNCONFIRMED_BYTES)) {
           paused = true;
-          source.pause();
+          hold('unconfirmed');
         }
         events.emit('capture:published', { site: this.site, transactions: wholeDone ? transactions.length : 0, bytes: body.length });
         publisher
@@ -129,7 +145,7 @@ export class CaptureRunner {
               events.emit('capture:confirmed', { site: this.site, messages: 1 });
               if (paused && unconfirmed < capture.maxUnconfirmedMessages / 2 && unconfirmedBytes < MAX_UNCONFIRMED_BYTES / 2) {
                 paused = false;
-                source.resume();
+                release('unconfirmed');
               }
             },
             (error: unknown) => failure?.(error),
@@ -168,7 +184,21 @@ export class CaptureRunner {
         idle: (checkpoint, seen) => passed(checkpoint, seen),
       };
 
-      await source.open(handler);
+      if (this.options.snapshots) {
+        const { reader, control } = await this.options.snapshots();
+        snapshotChunks = new SnapshotChunks({
+          site: this.site,
+          reader,
+          control,
+          maxPartBytes: capture.maxMessageBytes,
+          pause: () => hold('snapshot'),
+          resume: () => release('snapshot'),
+          onError: (error) => failure?.(error),
+          onChunk: (chunk) => events.emit('capture:snapshot-chunk', { site: this.site, ...chunk }),
+          logger,
+        });
+      }
+      await source.open(snapshotChunks ? snapshotChunks.wrap(handler) : handler);
       onHealthy();
       events.emit('capture:streaming', { site: this.site });
       logger.info({ lastPublished: previous }, 'capture started');
@@ -236,6 +266,7 @@ export class CaptureRunner {
       for (const timer of timers) clearInterval(timer);
       batcher?.close();
       await source.close().catch(() => undefined);
+      await snapshotChunks?.close();
       await connection.close().catch(() => undefined);
     }
   }

@@ -18,6 +18,8 @@ export interface PipelineEventMap {
   /** The slot's confirmed position moved. */
   'capture:slot-confirmed': [{ site: string; position: string }];
   'capture:lag': [{ site: string; bytes: number; seconds: number }];
+  /** A snapshot chunk was read at `site` and handed on, at its marker's position (snapshot-chunks.ts). */
+  'capture:snapshot-chunk': [{ site: string; id: string; table: string; chunk: number; rows: number; last: boolean }];
   'apply:applied': [{ site: string; source: string; transactions: number; rows: number; position: string; commitTimeMicros: bigint }];
   /** A concurrent write to the same row was detected and resolved (recorded in sitesync.conflicts). */
   'apply:conflict': [{ site: string; source: string; kind: string; table: string; resolution: 'apply' | 'skip' }];

@@ -1,0 +1,339 @@
+/**
+ * Online snapshots inside the stream (src/capture/snapshot-chunks.ts), against an in-memory table, log and
+ * snapshot control. The property is the one the design rests on: a site that starts empty and applies the
+ * stream from any point, with markers anywhere in it and each chunk read at any moment after its marker
+ * (while the source keeps writing), ends with exactly the source's rows.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { SnapshotChunks } from '../../src/capture/snapshot-chunks.ts';
+import type { SnapshotControl, SnapshotStatus } from '../../src/capture/snapshot-control.ts';
+import { encodeMarker, SNAPSHOT_MARKER_PREFIX, type SnapshotMarker } from '../../src/capture/snapshot-marker.ts';
+import type { SourceHandler } from '../../src/capture/source.ts';
+import type { RowKey, TableReader, TableShape } from '../../src/capture/table-reader.ts';
+import type { Change, RelationInfo, RowImage, Transaction, TransactionPart } from '../../src/events/transaction.ts';
+import { parseKind } from '../../src/events/value-kind.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+
+const relation: RelationInfo = {
+  schema: 'public',
+  table: 't',
+  replicaIdentity: 'd',
+  columns: [
+    { name: 'id', kind: parseKind('int32'), native: { name: 'int4', id: 23, modifier: -1 }, key: true },
+    { name: 'v', kind: parseKind('string'), native: { name: 'text', id: 25, modifier: -1 }, key: false },
+  ],
+};
+const shape: TableShape = { relation, keyColumns: [0] };
+const logger = createLogger('silent');
+
+/** A seeded generator, so that every run tries the same schedules. */
+function random(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The source table: rows by integer key. */
+type Table = Map<number, string>;
+
+function row(id: number, v: string): RowImage {
+  return { values: [String(id), v], unchanged: [] };
+}
+
+/** Reads the table as it is when called (after a delay the test controls). */
+class MemoryReader implements TableReader {
+  reads = 0;
+  constructor(
+    private readonly table: () => Table,
+    private readonly delay: () => Promise<void>,
+  ) {}
+  async describe(): Promise<TableShape> {
+    return shape;
+  }
+  async readChunk(_: TableShape, after: RowKey | null, limit: number): Promise<RowImage[]> {
+    await this.delay();
+    this.reads++;
+    const from = after === null ? -Infinity : Number(after[0]);
+    return [...this.table().entries()].filter(([k]) => k > from).sort(([a], [b]) => a - b).slice(0, limit).map(([k, v]) => row(k, v));
+  }
+  async readKeys(_: TableShape, keys: readonly RowKey[]): Promise<RowImage[]> {
+    await this.delay();
+    const t = this.table();
+    return keys.map((k) => Number(k[0])).sort((a, b) => a - b).filter((k) => t.has(k)).map((k) => row(k, t.get(k)!));
+  }
+  async estimateRows(): Promise<number> {
+    return this.table().size;
+  }
+  async close(): Promise<void> {}
+}
+
+/** Like the PostgreSQL control: a marker follows a chunk once, and goes into the source's log. */
+class MemoryControl implements SnapshotControl {
+  readonly snapshots = new Map<string, { nextChunk: number; rows: number; state: 'running' | 'done' | 'cancelled' }>();
+  constructor(private readonly emit: (marker: SnapshotMarker) => void) {}
+  async start(marker: SnapshotMarker, _estimatedRows: number): Promise<void> {
+    this.snapshots.set(marker.id, { nextChunk: 0, rows: 0, state: 'running' });
+    this.emit(marker);
+  }
+  async advance(read: SnapshotMarker, rows: number, next: SnapshotMarker | null): Promise<'advanced' | 'already' | 'cancelled'> {
+    const s = this.snapshots.get(read.id);
+    if (!s || s.state === 'cancelled') return 'cancelled';
+    if (s.nextChunk > read.chunk || s.state === 'done') return 'already';
+    s.nextChunk = read.chunk + 1;
+    s.rows += rows;
+    s.state = next === null ? 'done' : 'running';
+    if (next) this.emit(next);
+    return 'advanced';
+  }
+  async isRunning(id: string): Promise<boolean> {
+    const s = this.snapshots.get(id);
+    return s !== undefined && s.state !== 'cancelled';
+  }
+  async list(): Promise<SnapshotStatus[]> {
+    return [...this.snapshots].map(([id, s]) => ({ id, table: 'public.t', targets: null, nextChunk: s.nextChunk, rowsSent: s.rows, estimatedRows: 0, state: s.state, startedAt: new Date(0), updatedAt: new Date(0) }));
+  }
+  async cancel(id: string): Promise<boolean> {
+    const s = this.snapshots.get(id);
+    if (!s || s.state !== 'running') return false;
+    s.state = 'cancelled';
+    return true;
+  }
+  async close(): Promise<void> {}
+}
+
+const position = (n: number): string => n.toString(16).toUpperCase().padStart(16, '0');
+
+function tx(n: number, changes: Change[]): Transaction {
+  return { id: `a:${position(n)}`, site: 'a', position: position(n), commitTimeMicros: BigInt(n), sourceTxId: String(n), seen: {}, changes };
+}
+
+function markerChange(marker: SnapshotMarker): Change {
+  return { op: 'message', prefix: SNAPSHOT_MARKER_PREFIX, content: Buffer.from(encodeMarker(marker)) };
+}
+
+/** What a receiving site does with the stream (the sinks' rules): reads and inserts overwrite, updates and deletes of missing rows do nothing. */
+function applyTo(target: Table, change: Change): void {
+  if (change.op === 'read' || change.op === 'insert') target.set(Number(change.newRow.values[0]), change.newRow.values[1]!);
+  else if (change.op === 'update') {
+    if (target.has(Number(change.newRow.values[0]))) target.set(Number(change.newRow.values[0]), change.newRow.values[1]!);
+  } else if (change.op === 'delete') target.delete(Number(change.oldRow.values[0]));
+}
+
+interface Delivered {
+  readonly tx: Transaction;
+  readonly part: TransactionPart | null;
+  readonly checkpoint: string | null;
+}
+
+function collector(): { handler: SourceHandler; delivered: (Delivered | { skipped: string } | { idle: string })[] } {
+  const delivered: (Delivered | { skipped: string } | { idle: string })[] = [];
+  return {
+    delivered,
+    handler: {
+      transaction: (t, part, checkpoint) => delivered.push({ tx: t, part, checkpoint }),
+      skipped: (p) => delivered.push({ skipped: p }),
+      idle: (checkpoint) => delivered.push({ idle: checkpoint }),
+    },
+  };
+}
+
+const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+test('property: a site applying the stream from any point ends with the source rows, however the writes and chunk reads interleave', async () => {
+  for (let seed = 1; seed <= 300; seed++) {
+    const rand = random(seed);
+    const keys = 1 + Math.floor(rand() * 40);
+    const source: Table = new Map();
+    for (let k = 0; k < keys; k++) if (rand() < 0.6) source.set(k, `initial ${k}`);
+    // The log from the moment the target starts applying: rows already there are the snapshot's to send.
+    const log: Transaction[] = [];
+    let n = 1;
+    const write = (): void => {
+      const k = Math.floor(rand() * keys);
+      const v = `v${n}`;
+      const changes: Change[] = [];
+      if (!source.has(k)) {
+        source.set(k, v);
+        changes.push({ op: 'insert', relation, newRow: row(k, v) });
+      } else if (rand() < 0.7) {
+        source.set(k, v);
+        changes.push({ op: 'update', relation, oldRow: null, newRow: row(k, v) });
+      } else {
+        source.delete(k);
+        changes.push({ op: 'delete', relation, oldRow: { values: [String(k), null], unchanged: [] } });
+      }
+      log.push(tx(n++, changes));
+    };
+    const control = new MemoryControl((marker) => log.push(tx(n++, [markerChange(marker)])));
+    // A chunk is read after a random number of further writes at the source (it runs ahead of the stream).
+    const reader = new MemoryReader(
+      () => source,
+      async () => {
+        const more = Math.floor(rand() * 4);
+        for (let i = 0; i < more; i++) write();
+        await settle();
+      },
+    );
+    const { handler, delivered } = collector();
+    const chunks = new SnapshotChunks({ site: 'a', reader, control, maxPartBytes: 1 << 20, pause: () => undefined, resume: () => undefined, onError: (e) => assert.fail(String(e)), logger });
+    const stream = chunks.wrap(handler);
+    for (let i = 0; i < Math.floor(rand() * 5); i++) write();
+    await control.start({ id: `s${seed}`, table: 'public.t', chunk: 0, chunkRows: 1 + Math.floor(rand() * 6), targets: null, after: null, keys: null }, 0);
+    // The stream delivers the log in order while the source keeps writing, until the snapshot is done and
+    // the stream has caught up.
+    let next = 0;
+    for (let steps = 0; steps < 10_000; steps++) {
+      if (control.snapshots.get(`s${seed}`)!.state === 'done' && next === log.length) break;
+      if (rand() < 0.3 && steps < 200) write();
+      else if (next < log.length) {
+        const t = log[next++]!;
+        stream.transaction(t, null, t.position);
+      }
+      await settle();
+    }
+    await settle();
+    assert.equal(control.snapshots.get(`s${seed}`)!.state, 'done', `seed ${seed}: the snapshot finished`);
+    const target: Table = new Map();
+    let positions = '';
+    for (const d of delivered) {
+      if (!('tx' in d)) continue;
+      assert.ok(d.tx.position > positions, `seed ${seed}: positions increase`);
+      positions = d.tx.position;
+      for (const change of d.tx.changes) applyTo(target, change);
+    }
+    assert.deepEqual([...target].sort(([a], [b]) => a - b), [...source].sort(([a], [b]) => a - b), `seed ${seed}: the target holds the source's rows`);
+  }
+});
+
+test('calls that come while a chunk is read are handed on after it, in order; the chunk takes the marker position', async () => {
+  const source: Table = new Map([[1, 'a'], [2, 'b'], [3, 'c']]);
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const reader = new MemoryReader(() => source, () => gate);
+  const written: SnapshotMarker[] = [];
+  const control = new MemoryControl((m) => written.push(m));
+  const paused: string[] = [];
+  const { handler, delivered } = collector();
+  const chunks = new SnapshotChunks({ site: 'a', reader, control, maxPartBytes: 1 << 20, pause: () => paused.push('pause'), resume: () => paused.push('resume'), onError: (e) => assert.fail(String(e)), logger });
+  const stream = chunks.wrap(handler);
+  const marker: SnapshotMarker = { id: 'x1', table: 'public.t', chunk: 0, chunkRows: 2, targets: ['london'], after: null, keys: null };
+  await control.start(marker, 3);
+  stream.transaction(tx(1, []), null, position(1));
+  stream.transaction(tx(2, [markerChange(marker)]), null, position(2));
+  stream.idle(position(3), {});
+  stream.transaction(tx(4, [{ op: 'insert', relation, newRow: row(9, 'z') }]), null, position(4));
+  await settle();
+  assert.equal(delivered.length, 1, 'nothing passes the marker while its chunk is read');
+  assert.deepEqual(paused, ['pause']);
+  release();
+  await settle();
+  await settle();
+  assert.deepEqual(paused, ['pause', 'resume']);
+  assert.equal(delivered.length, 4);
+  const chunk = delivered[1] as Delivered;
+  assert.equal(chunk.tx.position, position(2));
+  assert.equal(chunk.checkpoint, position(2));
+  assert.deepEqual(chunk.tx.snapshot, { id: 'x1', table: 'public.t', chunk: 0, last: false, targets: ['london'] });
+  assert.deepEqual(chunk.tx.changes.map((c) => (c.op === 'read' ? c.newRow.values : c.op)), [['1', 'a'], ['2', 'b']]);
+  assert.deepEqual(delivered[2], { idle: position(3) });
+  assert.equal((delivered[3] as Delivered).tx.position, position(4));
+  assert.deepEqual(written.map((m) => [m.chunk, m.after]), [[0, null], [1, ['2']]], 'the next marker starts after the last key read');
+});
+
+test('a repair: present keys are read, absent ones sent as deletes by key; the rest of the keys go to the next marker', async () => {
+  const source: Table = new Map([[1, 'a'], [3, 'c']]);
+  const reader = new MemoryReader(() => source, settle);
+  const written: SnapshotMarker[] = [];
+  const control = new MemoryControl((m) => written.push(m));
+  const { handler, delivered } = collector();
+  const stream = new SnapshotChunks({ site: 'a', reader, control, maxPartBytes: 1 << 20, pause: () => undefined, resume: () => undefined, onError: (e) => assert.fail(String(e)), logger }).wrap(handler);
+  const marker: SnapshotMarker = { id: 'r1', table: 'public.t', chunk: 0, chunkRows: 3, targets: ['london'], after: null, keys: [['1'], ['2'], ['3'], ['4']] };
+  await control.start(marker, 4);
+  stream.transaction(tx(1, [markerChange(marker)]), null, position(1));
+  await settle();
+  await settle();
+  const changes = (delivered[0] as Delivered).tx.changes;
+  assert.deepEqual(
+    changes.map((c) => [c.op, c.op === 'read' ? c.newRow.values : c.op === 'delete' ? c.oldRow.values : null]),
+    [['read', ['1', 'a']], ['read', ['3', 'c']], ['delete', ['2', null]]],
+  );
+  const deleted = changes[2] as Extract<Change, { op: 'delete' }>;
+  assert.equal(deleted.relation.replicaIdentity, 'd', 'found by its primary key, whatever the table replica identity');
+  assert.deepEqual(written[1]?.keys, [['4']]);
+});
+
+test('after a restart the same marker is read and sent again, without a second next marker; a cancelled one sends nothing', async () => {
+  const source: Table = new Map([[1, 'a'], [2, 'b'], [3, 'c']]);
+  const reader = new MemoryReader(() => source, settle);
+  const written: SnapshotMarker[] = [];
+  const control = new MemoryControl((m) => written.push(m));
+  const marker: SnapshotMarker = { id: 'y1', table: 'public.t', chunk: 0, chunkRows: 2, targets: null, after: null, keys: null };
+  await control.start(marker, 3);
+  for (let session = 0; session < 2; session++) {
+    const { handler, delivered } = collector();
+    const stream = new SnapshotChunks({ site: 'a', reader, control, maxPartBytes: 1 << 20, pause: () => undefined, resume: () => undefined, onError: (e) => assert.fail(String(e)), logger }).wrap(handler);
+    stream.transaction(tx(1, [markerChange(marker)]), null, position(1));
+    await settle();
+    await settle();
+    assert.equal((delivered[0] as Delivered).tx.changes.length, 2, `session ${session}: the chunk is sent`);
+  }
+  assert.equal(written.length, 2, 'one marker for chunk 1, however often chunk 0 was read');
+  await control.cancel('y1');
+  const { handler, delivered } = collector();
+  const stream = new SnapshotChunks({ site: 'a', reader, control, maxPartBytes: 1 << 20, pause: () => undefined, resume: () => undefined, onError: (e) => assert.fail(String(e)), logger }).wrap(handler);
+  stream.transaction(tx(5, [markerChange(written[1]!)]), null, position(5));
+  await settle();
+  await settle();
+  assert.deepEqual(delivered, [{ skipped: position(5) }], 'a cancelled snapshot reads nothing; its marker passes as an empty transaction');
+});
+
+test('a chunk larger than a message goes in parts, the checkpoint on the last; a marker that does not parse is dropped, the rest of its transaction goes on', async () => {
+  const source: Table = new Map(Array.from({ length: 50 }, (_, i) => [i, 'x'.repeat(100)] as [number, string]));
+  const reader = new MemoryReader(() => source, settle);
+  const control = new MemoryControl(() => undefined);
+  const { handler, delivered } = collector();
+  const stream = new SnapshotChunks({ site: 'a', reader, control, maxPartBytes: 1000, pause: () => undefined, resume: () => undefined, onError: (e) => assert.fail(String(e)), logger }).wrap(handler);
+  const marker: SnapshotMarker = { id: 'z1', table: 'public.t', chunk: 0, chunkRows: 100, targets: null, after: null, keys: null };
+  await control.start(marker, 50);
+  stream.transaction(tx(1, [markerChange(marker)]), null, position(1));
+  await settle();
+  await settle();
+  const parts = delivered as Delivered[];
+  assert.ok(parts.length > 3);
+  parts.forEach((p, i) => {
+    assert.deepEqual(p.part, { index: i, last: i === parts.length - 1 });
+    assert.equal(p.checkpoint, i === parts.length - 1 ? position(1) : null);
+    assert.equal(p.tx.snapshot?.last, true);
+  });
+  assert.equal(parts.reduce((sum, p) => sum + p.tx.changes.length, 0), 50);
+
+  const other = collector();
+  const stream2 = new SnapshotChunks({ site: 'a', reader, control, maxPartBytes: 1 << 20, pause: () => undefined, resume: () => undefined, onError: (e) => assert.fail(String(e)), logger }).wrap(other.handler);
+  const insert: Change = { op: 'insert', relation, newRow: row(7, 'q') };
+  stream2.transaction(tx(2, [{ op: 'message', prefix: SNAPSHOT_MARKER_PREFIX, content: Buffer.from('{"v":1,"id":"Bad Id"}') }, insert]), null, position(2));
+  assert.deepEqual((other.delivered[0] as Delivered).tx.changes, [insert]);
+});
+
+test('a chunk that cannot be read ends the session, and nothing after the marker is handed on', async () => {
+  const reader = new MemoryReader(() => new Map(), async () => {
+    throw new Error('connection lost');
+  });
+  const control = new MemoryControl(() => undefined);
+  const marker: SnapshotMarker = { id: 'e1', table: 'public.t', chunk: 0, chunkRows: 10, targets: null, after: null, keys: null };
+  await control.start(marker, 0);
+  const errors: unknown[] = [];
+  const { handler, delivered } = collector();
+  const stream = new SnapshotChunks({ site: 'a', reader, control, maxPartBytes: 1 << 20, pause: () => undefined, resume: () => undefined, onError: (e) => errors.push(e), logger }).wrap(handler);
+  stream.transaction(tx(1, [markerChange(marker)]), null, position(1));
+  stream.transaction(tx(2, [{ op: 'insert', relation, newRow: row(1, 'a') }]), null, position(2));
+  await settle();
+  await settle();
+  assert.equal(errors.length, 1);
+  assert.deepEqual(delivered, []);
+});
