@@ -18,6 +18,12 @@ import { setupCommand } from './setup-command.ts';
 import { planReplay, runReplay, type ReplayCommandOptions } from './replay-command.ts';
 import { subscribe, unsubscribe, type SubscriptionOptions } from './subscribe-command.ts';
 import { parkedCommand } from './parked-command.ts';
+import { removeSite } from './remove-site-command.ts';
+import { formatSnapshot, startSnapshot, waitForSnapshot, withSnapshotControl } from './snapshot-command.ts';
+import { planVerify, runVerify, type VerifyCommandOptions } from './verify-command.ts';
+import { verifyAndRepair } from './repair-command.ts';
+import type { TableComparison } from '../verify/compare-tables.ts';
+import { allIdentical, formatComparison, formatSummary, reportJson } from '../verify/verify-report.ts';
 
 /** The configuration, with every site's database checked by its connector (kind known, URLs of its form). */
 function loadChecked(file: string): Config {
@@ -220,6 +226,60 @@ Examples:
   });
 
 program
+  .command('snapshot')
+  .description("send the rows a table holds at a site to the other sites through the site's stream, while everyone keeps writing (or list / cancel the site's snapshots)")
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .requiredOption('-s, --site <name>', 'the site whose rows are sent (its `sitesync run` reads them)')
+  .option('-t, --table <schema.table>', 'the table to send')
+  .option('--to <sites>', 'only these sites write the rows, comma-separated (default: every site that applies this one)')
+  .option('--chunk-rows <n>', 'rows read per chunk (default 1024)', (v) => Number(v))
+  .option('--wait', 'wait until every chunk has been read, showing progress')
+  .option('--list', "list the site's snapshots with their progress")
+  .option('--cancel <id>', 'stop a running snapshot')
+  .addHelpText(
+    'after',
+    `
+The rows travel as snapshot reads in the site's own commit order: each site writes them whatever it holds,
+and every change made meanwhile is applied on top, so no site is left with a stale row. A kill of any
+process resumes from the chunk that was not confirmed. The table needs a primary key.
+
+Examples:
+  sitesync snapshot --config sitesync.yml --site paris --table public.accounts --wait
+  sitesync snapshot --config sitesync.yml --site paris --table public.accounts --to madrid
+  sitesync snapshot --config sitesync.yml --site paris --list`,
+  )
+  .action(async (opts: { config: string; site: string; table?: string; to?: string; chunkRows?: number; wait?: boolean; list?: boolean; cancel?: string }) => {
+    try {
+      const config = loadChecked(opts.config);
+      const out = (line: string): boolean => process.stdout.write(`${line}\n`);
+      if (opts.list) {
+        const all = await withSnapshotControl(config, CONNECTORS, opts.site, (control) => control.list());
+        if (all.length === 0) out(`no snapshots at ${opts.site}`);
+        for (const status of all) out(formatSnapshot(status));
+        process.exit(0);
+      }
+      if (opts.cancel) {
+        const id = opts.cancel;
+        const cancelled = await withSnapshotControl(config, CONNECTORS, opts.site, (control) => control.cancel(id));
+        if (!cancelled) throw new SitesyncError('SITESYNC_ERR_CONFIG', `no running snapshot ${id} at ${opts.site}; see sitesync snapshot --site ${opts.site} --list`);
+        out(`cancelled ${id}: chunks already sent stay applied; no more are read`);
+        process.exit(0);
+      }
+      if (!opts.table) throw new SitesyncError('SITESYNC_ERR_CONFIG', 'give --table schema.table (or --list, or --cancel ID)');
+      const targets = opts.to ? opts.to.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : null;
+      const { id, estimatedRows } = await startSnapshot(config, CONNECTORS, { site: opts.site, table: opts.table, targets, chunkRows: opts.chunkRows });
+      out(`snapshot ${id} of ${opts.table} at ${opts.site} started (about ${estimatedRows} rows); the site's running sitesync reads it chunk by chunk`);
+      if (opts.wait) {
+        const done = await withSnapshotControl(config, CONNECTORS, opts.site, (control) => waitForSnapshot(control, id, (status) => out(formatSnapshot(status))));
+        if (done.state !== 'done') throw new SitesyncError('SITESYNC_ERR_CONFIG', `snapshot ${id} was ${done.state}`);
+      }
+      process.exit(0);
+    } catch (error) {
+      fail(error);
+    }
+  });
+
+program
   .command('parked')
   .description("list a site's parked messages (with their reasons), send them back to be applied, or discard them")
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
@@ -233,6 +293,94 @@ program
       const action = opts.retry ? { kind: 'retry' as const, id: opts.retry } : opts.discard ? { kind: 'discard' as const, id: opts.discard } : { kind: 'list' as const };
       await parkedCommand(config, opts.site, action, (line) => process.stdout.write(`${line}\n`));
       process.exit(0);
+    } catch (error) {
+      fail(error);
+    }
+  });
+
+program
+  .command('verify')
+  .description('compare tables at two or more sites while writes go on; print the keys that differ, exit 1 if any')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .option('--sites <list>', 'sites to compare, comma-separated (default: every site whose database verify can read)')
+  .option('--reference <site>', 'the site the others are compared with (default: the first of --sites)')
+  .option('-t, --tables <list>', "schema.table list, comma-separated (default: the reference's sites.<name>.tables)")
+  .option('--max-keys <n>', 'differing keys listed per table; all are counted (default 100)')
+  .option('--json', 'print one JSON document instead of text')
+  .option('--repair', "send the reference's rows for every differing key to the site that differs, through the reference's stream, then verify again")
+  .option('--repair-timeout <seconds>', 'with --repair: how long to wait for the sites to agree (default 120)', (v) => Number(v))
+  .addHelpText(
+    'after',
+    `
+Each site is read at one point in time (a repeatable-read snapshot) with its monitoring URL (else capture,
+else apply). Where every site's database can checksum key ranges itself, verify compares checksums and reads
+only the ranges that differ; otherwise it reads every row of each site in key order. Only keys and column
+names are printed, never other values. A row being replicated while verify reads may show as a difference:
+run it again to tell drift from rows in flight. Exit status: 0 identical, 1 differences (or a table that
+could not be compared), 2 a configuration error.
+
+  public.accounts: 10000 rows, identical
+  public.orders: 2 differences: 1 missing at london, 1 changed at london (status)
+    missing at london: id=42
+    changed at london: id=57 (status)
+
+Examples:
+  sitesync verify --config sitesync.yml --sites paris,london --tables public.accounts
+  sitesync verify --config sitesync.yml --sites paris,london,madrid --reference london --json`,
+  )
+  .action(async (opts: VerifyCommandOptions & { config: string; json?: boolean; repair?: boolean; repairTimeout?: number }) => {
+    try {
+      const config = loadChecked(opts.config);
+      const plan = planVerify(config, opts, CONNECTORS);
+      const print = (line: string): void => void process.stdout.write(`${line}\n`);
+      const onTable = (table: TableComparison): void => {
+        if (!opts.json) formatComparison(table).forEach(print);
+      };
+      if (opts.repair) {
+        const timeout = opts.repairTimeout ?? 120;
+        if (!(timeout > 0)) throw new SitesyncError('SITESYNC_ERR_CONFIG', '--repair-timeout: give a number of seconds above 0');
+        const { first, last } = await verifyAndRepair(config, CONNECTORS, plan, opts.json ? () => undefined : print, onTable, timeout);
+        if (opts.json) print(JSON.stringify({ before: reportJson(first), after: last ? reportJson(last) : null }, null, 2));
+        else if (last === null) print(formatSummary(first));
+        else {
+          last.tables.forEach((t) => formatComparison(t).forEach((line) => print(`after repair: ${line}`)));
+          print(allIdentical(last) ? 'repaired: the sites agree' : `not repaired within ${timeout} s: ${formatSummary(last)}`);
+        }
+        process.exit(allIdentical(last ?? first) ? 0 : EXIT_FAILURE);
+      }
+      const report = await runVerify(config, CONNECTORS, plan, onTable);
+      if (opts.json) print(JSON.stringify(reportJson(report), null, 2));
+      else print(formatSummary(report));
+      process.exit(allIdentical(report) ? 0 : EXIT_FAILURE);
+    } catch (error) {
+      fail(error);
+    }
+  });
+
+program
+  .command('remove-site')
+  .description("remove site NAME (stopped, still in the configuration): drop its slot, origins, progress rows, queues and broker user at every site and on the broker")
+  .argument('<name>', 'the site to remove, as the configuration names it')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML) that still lists NAME')
+  .option('--management-url <url>', "RabbitMQ's management API with an administrator's credentials (http://admin:secret@host:15672/): delete NAME's broker user; without it, the rabbitmqctl command is printed")
+  .option('--database-gone', "NAME's database is gone for good: touch nothing there, forget it everywhere else")
+  .addHelpText(
+    'after',
+    `
+Refuses while NAME's "sitesync run" is connected (its capture active, or a consumer on its queue). Each step
+is one line, "dropped …" or "already gone: …", so running it twice is safe; a step that cannot be done is one
+line on stderr with its fix, and the command exits 1. Then remove NAME from the configuration file; the
+other sites' processes need no restart.
+
+Example:
+  sitesync remove-site madrid --config sitesync.yml --management-url http://admin:…@rabbit:15672/`,
+  )
+  .action(async (name: string, opts: { config: string; managementUrl?: string; databaseGone?: boolean }) => {
+    try {
+      const out = { print: (line: string) => void process.stdout.write(`${line}\n`), problem: (line: string) => void process.stderr.write(`sitesync: ${line}\n`) };
+      const problems = await removeSite(loadChecked(opts.config), name, { connectors: CONNECTORS, managementUrl: opts.managementUrl, databaseGone: opts.databaseGone }, out);
+      if (problems > 0) out.problem(`${problems} step${problems === 1 ? '' : 's'} not done (above, each with its fix); run remove-site again once fixed: what is done says "already gone"`);
+      process.exit(problems > 0 ? EXIT_FAILURE : 0);
     } catch (error) {
       fail(error);
     }
