@@ -20,14 +20,18 @@ import { setupProblems } from './oracle-setup.ts';
 import { OracleSink } from './oracle-sink.ts';
 import { OracleSource } from './oracle-source.ts';
 import { readOracleStatus } from './oracle-status.ts';
+import { forgetOracleSite } from './oracle-forget-site.ts';
+import { oracledbConfig } from './oracledb-connection.ts';
 import { OracledbApplyConnection } from './oracledb-apply-connection.ts';
-import { OracleLogMinerReader } from './oracledb-logminer-reader.ts';
+import { OracledbSession, OracleLogMinerReader, sessionSetupStatement, type OracleSession } from './oracledb-logminer-reader.ts';
 
 /** Everything of the connector that speaks to a database, by the site's URL. */
 export interface OracleIo {
   reader(url: string, site: string): LogMinerReader;
   connect(url: string, site: string): Promise<ApplyConnection>;
   readStatus(url: string, site: string, sources: readonly string[]): Promise<SiteDatabaseStatus>;
+  /** What `sitesync remove-site` runs its statements through (oracle-forget-site.ts); absent, the connector has no forgetSite. */
+  forgetSession?(url: string): OracleSession;
 }
 
 /** The real database's, through `oracledb` in Thin mode. */
@@ -35,6 +39,10 @@ export const ORACLEDB_IO: OracleIo = {
   reader: (url, site) => new OracleLogMinerReader({ url, site }),
   connect: (url, site) => OracledbApplyConnection.open(url, site),
   readStatus: (url, site, sources) => readOracleStatus(url, site, sources),
+  forgetSession: (url) => {
+    const config = oracledbConfig(url);
+    return new OracledbSession({ ...config, attributes: { ...config.attributes, connectTimeout: config.attributes.connectTimeout ?? 10 } }, [sessionSetupStatement()]);
+  },
 };
 
 export function createOracleConnector(io: OracleIo, options: { pollIntervalMs?: number; spillDirectory?: string } = {}): Connector {
@@ -64,6 +72,7 @@ export function createOracleConnector(io: OracleIo, options: { pollIntervalMs?: 
       }),
     readStatus: (url, site, sources) => io.readStatus(url, site, sources),
     checkDatabase: (urls, site) => checkOracleDatabase(io, urls, site),
+    ...(io.forgetSession ? { forgetSite: (urls, site, removed, sites, print) => forgetOracleSite(urls, site, removed, sites, print, (url) => io.forgetSession!(url)) } : {}),
   };
 }
 

@@ -14,19 +14,23 @@ import { databaseOf } from '../../src/config/config-schema.ts';
 import type { ApplyConnection } from './apply-connection.ts';
 import type { CdcReader } from './cdc-reader.ts';
 import { MssqlApplyConnection } from './mssql-apply-connection.ts';
-import { MssqlCdcReader } from './mssql-cdc-reader.ts';
+import { MssqlCdcReader, MssqlRunner, type QueryRunner } from './mssql-cdc-reader.ts';
+import { mssqlConfig } from './mssql-connection.ts';
 import { checkSqlServerUrl, SQLSERVER_URL_EXAMPLE } from './sqlserver-config.ts';
 import { sqlserverPositions } from './sqlserver-positions.ts';
 import { SqlServerSink } from './sqlserver-sink.ts';
 import { SqlServerSource } from './sqlserver-source.ts';
 import { setupProblems } from './sqlserver-setup.ts';
 import { readSqlServerStatus } from './sqlserver-status.ts';
+import { forgetSqlServerSite } from './sqlserver-forget-site.ts';
 
 /** Everything of the connector that speaks to a server, by the site's URL. */
 export interface SqlServerIo {
   reader(url: string, site: string): CdcReader;
   connect(url: string, site: string): Promise<ApplyConnection>;
   readStatus(url: string, site: string, sources: readonly string[]): Promise<SiteDatabaseStatus>;
+  /** What `sitesync remove-site` runs its statements through (sqlserver-forget-site.ts); absent, the connector has no forgetSite. */
+  forgetRunner?(url: string): QueryRunner;
 }
 
 /** The real server's, through `mssql` over `tedious`. */
@@ -34,6 +38,7 @@ export const MSSQL_IO: SqlServerIo = {
   reader: (url, site) => new MssqlCdcReader({ url, site }),
   connect: (url, site) => MssqlApplyConnection.open(url, site),
   readStatus: readSqlServerStatus,
+  forgetRunner: (url) => new MssqlRunner({ ...mssqlConfig(url), connectionTimeout: 10_000 }),
 };
 
 export function createSqlServerConnector(io: SqlServerIo, options: { pollIntervalMs?: number } = {}): Connector {
@@ -55,6 +60,7 @@ export function createSqlServerConnector(io: SqlServerIo, options: { pollInterva
       }),
     readStatus: (url, site, sources) => io.readStatus(url, site, sources),
     checkDatabase: (urls, site) => checkSqlServerDatabase(io, urls, site),
+    ...(io.forgetRunner ? { forgetSite: (urls, site, removed, sites, print) => forgetSqlServerSite(urls, site, removed, sites, print, (url) => io.forgetRunner!(url)) } : {}),
   };
 }
 
