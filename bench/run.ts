@@ -10,6 +10,8 @@
  *   d  backlog drain, 3 sites          vs native logical replication, 2 subscribers     bench/fanout.ts
  *      (B and C only receive; d2: they also capture)
  *   e  peak memory (RSS)               vs the same process at rest; budget 300 MB       bench/memory.ts
+ *   f  verify one table, 5 differences vs reading the table once (TableReader.readChunk)  bench/verify.ts
+ *   g  online snapshot of one table    vs pg_dump --data-only | psql of the same table   bench/snapshot.ts
  *
  * Everything runs on a private PostgreSQL server (port 26470) and the shared RabbitMQ with names of its own;
  * all of it is removed at the end, also on failure or interruption. The report is printed and written as
@@ -30,6 +32,8 @@ import { drainReport, measureDrain, type DrainResult } from './drain.ts';
 import { measureFanout } from './fanout.ts';
 import { measureMemory, memoryReport } from './memory.ts';
 import { measureSteady, steadyReport } from './steady.ts';
+import { measureVerify, verifyReport } from './verify.ts';
+import { measureSnapshot, snapshotReport } from './snapshot.ts';
 
 const RESULTS_DIR = join(tmpdir(), 'sitesync-bench');
 
@@ -106,6 +110,22 @@ const MEASUREMENTS: readonly Measurement[] = [
       return { result, rows: memoryReport(result) };
     },
   },
+  {
+    id: 'f',
+    title: 'sitesync verify of one table with 5 differences vs reading the table once',
+    async run(ctx) {
+      const result = await measureVerify(ctx);
+      return { result, rows: verifyReport(result) };
+    },
+  },
+  {
+    id: 'g',
+    title: 'online snapshot of one table (sitesync snapshot) vs pg_dump --data-only | psql',
+    async run(ctx) {
+      const result = await measureSnapshot(ctx);
+      return { result, rows: snapshotReport(result) };
+    },
+  },
 ];
 
 function usage(): string {
@@ -113,7 +133,7 @@ function usage(): string {
   --quick     small sizes, finishes within a few minutes
   --repeat    measure each drain (b, b2, d, d2) N times and judge the median ratio (default: 3 in the full
               run, 1 with --quick)
-  --only      run these measurements (comma-separated: a, b, b2, c, c2, d, d2, e)
+  --only      run these measurements (comma-separated: a, b, b2, c, c2, d, d2, e, f, g)
   --socket    every client (sitesync, native replication, pg_recvlogical) reaches PostgreSQL through its
               Unix-domain socket instead of TCP on 127.0.0.1
   --profile   write CPU profiles of the sitesync processes (node --cpu-prof) and summarise where they spend time

@@ -17,14 +17,14 @@
  *
  * Resumable: a chunk's rows are sent at the marker's position, so the marker is confirmed only once the
  * broker has them; after a crash the stream gives the marker again and the chunk is read (and sent) again,
- * and snapshot-control.ts keeps a second marker from following it. Memory: one chunk.
+ * and snapshot-control.ts keeps a second marker from following it. Memory: two chunks (the next one is
+ * read as soon as its marker is committed, while the stream goes on to it).
  */
 import { changeBytes, type Change, type RelationInfo, type RowImage, type SeenSites, type Transaction, type TransactionPart } from '../events/transaction.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { SourceHandler } from './source.ts';
 import type { SnapshotControl } from './snapshot-control.ts';
-import { describeProgress } from './snapshot-control.ts';
-import { parseMarker, SNAPSHOT_MARKER_PREFIX, splitTable, type SnapshotMarker } from './snapshot-marker.ts';
+import { encodeMarker, parseMarker, SNAPSHOT_MARKER_PREFIX, splitTable, type SnapshotMarker } from './snapshot-marker.ts';
 import { rowKey, type RowKey, type TableReader, type TableShape } from './table-reader.ts';
 
 export interface SnapshotChunksOptions {
@@ -53,6 +53,10 @@ export class SnapshotChunks {
   private busy = false;
   private failed = false;
   private readonly shapes = new Map<string, TableShape>();
+  /** Rows sent per snapshot by this session, for the log (`sitesync snapshot --list` has the whole count). */
+  private readonly rowsSent = new Map<string, number>();
+  /** The next chunk, read as soon as its marker was committed (so two chunks at most in memory). */
+  private ahead: { readonly marker: string; readonly read: Promise<{ changes: Change[]; next: SnapshotMarker | null }> } | null = null;
 
   constructor(private readonly options: SnapshotChunksOptions) {}
 
@@ -113,14 +117,38 @@ export class SnapshotChunks {
 
   /** The chunk's changes, with the next marker written; null when the snapshot was cancelled. */
   private async readChunk(marker: SnapshotMarker): Promise<{ changes: Change[]; last: boolean } | null> {
-    const { reader, control, logger } = this.options;
-    if (!(await control.isRunning(marker.id))) {
-      logger.info({ snapshot: marker.id, chunk: marker.chunk }, 'snapshot marker of a cancelled snapshot: nothing read');
+    const { control, logger } = this.options;
+    // Each statement here is on the chunk's critical path (the stream waits): a cancelled snapshot is told
+    // by advance, after the read, rather than asked first; and the chunk was usually read ahead.
+    const ahead = this.ahead;
+    this.ahead = null;
+    const { changes, next } = await (ahead !== null && ahead.marker === encodeMarker(marker) ? ahead.read : this.read(marker));
+    const outcome = await control.advance(marker, changes.length, next);
+    if (outcome === 'cancelled') {
+      logger.info({ snapshot: marker.id, chunk: marker.chunk }, 'snapshot marker of a cancelled snapshot: nothing sent');
       return null;
     }
+    // The next marker is committed now: a read from here on is a read after it, which is all its chunk
+    // needs (see the top of this file). Read it while the stream goes on to it.
+    if (next !== null) {
+      const read = this.read(next);
+      read.catch(() => undefined); // used, or dropped, when its marker arrives
+      this.ahead = { marker: encodeMarker(next), read };
+    }
+    this.rowsSent.set(marker.id, (this.rowsSent.get(marker.id) ?? 0) + changes.length);
+    logger.info(
+      { snapshot: marker.id, table: marker.table, chunk: marker.chunk, rows: changes.length, last: next === null, rowsThisRun: this.rowsSent.get(marker.id) },
+      next === null ? 'snapshot finished' : 'snapshot chunk read',
+    );
+    this.options.onChunk?.({ id: marker.id, table: marker.table, chunk: marker.chunk, rows: changes.length, last: next === null });
+    return { changes, last: next === null };
+  }
+
+  /** The rows a marker asks for, as changes, and the marker of the chunk after it (null: this is the last). */
+  private async read(marker: SnapshotMarker): Promise<{ changes: Change[]; next: SnapshotMarker | null }> {
+    const { reader } = this.options;
     const shape = await this.shapeOf(marker.table);
     const changes: Change[] = [];
-    let next: SnapshotMarker | null;
     if (marker.keys !== null) {
       const asked = marker.keys.slice(0, marker.chunkRows);
       const rest = marker.keys.slice(marker.chunkRows);
@@ -130,22 +158,12 @@ export class SnapshotChunks {
       // A key the source does not hold is a row no site should hold: sent as its delete.
       const byKey = keyedRelation(shape);
       for (const key of asked) if (!found.has(JSON.stringify(key))) changes.push({ op: 'delete', relation: byKey, oldRow: keyRow(shape, key) });
-      next = rest.length > 0 ? { ...marker, chunk: marker.chunk + 1, keys: rest } : null;
-    } else {
-      const rows = await reader.readChunk(shape, marker.after, marker.chunkRows);
-      for (const row of rows) changes.push({ op: 'read', relation: shape.relation, newRow: row });
-      const lastRow = rows[rows.length - 1];
-      next = rows.length === marker.chunkRows && lastRow ? { ...marker, chunk: marker.chunk + 1, after: rowKey(shape, lastRow) } : null;
+      return { changes, next: rest.length > 0 ? { ...marker, chunk: marker.chunk + 1, keys: rest } : null };
     }
-    const outcome = await control.advance(marker, changes.length, next);
-    if (outcome === 'cancelled') return null;
-    const status = (await control.list()).find((s) => s.id === marker.id);
-    logger.info(
-      { snapshot: marker.id, table: marker.table, chunk: marker.chunk, rows: changes.length, last: next === null, progress: status ? describeProgress(status) : undefined },
-      next === null ? 'snapshot finished' : 'snapshot chunk read',
-    );
-    this.options.onChunk?.({ id: marker.id, table: marker.table, chunk: marker.chunk, rows: changes.length, last: next === null });
-    return { changes, last: next === null };
+    const rows = await reader.readChunk(shape, marker.after, marker.chunkRows);
+    for (const row of rows) changes.push({ op: 'read', relation: shape.relation, newRow: row });
+    const lastRow = rows[rows.length - 1];
+    return { changes, next: rows.length === marker.chunkRows && lastRow ? { ...marker, chunk: marker.chunk + 1, after: rowKey(shape, lastRow) } : null };
   }
 
   private async shapeOf(table: string): Promise<TableShape> {
