@@ -26,8 +26,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import amqp from 'amqplib';
-import { parkingExchange } from '../src/config/names.ts';
 import { attempt, limitSeconds, valueOf, type BenchContext, type Outcome } from './lib/context.ts';
 import { BROKER, createDeployment } from './lib/deployment.ts';
 import { createRowsTable, formatCount, NotThereInTime, ROWS_TABLE, waitForRows, withClient } from './lib/db.ts';
@@ -100,17 +98,6 @@ function reapedChildrenCpuSeconds(): number {
   return (Number(fields[16 - 3]) + Number(fields[17 - 3])) / 100;
 }
 
-async function deleteExchange(name: string): Promise<void> {
-  const connection = await amqp.connect(BROKER);
-  try {
-    const channel = await connection.createChannel();
-    await channel.deleteExchange(name);
-    await channel.close();
-  } finally {
-    await connection.close().catch(() => undefined);
-  }
-}
-
 async function countRows(server: BenchServer, db: string): Promise<number> {
   return Number((await server.query<{ n: string }>(db, `SELECT count(*) AS n FROM ${ROWS_TABLE}`))[0]!.n);
 }
@@ -164,9 +151,6 @@ export async function measureSnapshot(ctx: BenchContext): Promise<SnapshotResult
   const { server, log } = ctx;
   return ctx.teardown.within(async (scope) => {
     const deployment = await createDeployment(server, ['a', 'b'], scope, 'snap', ['b']);
-    // lib/deployment.ts removes the deployment's exchange and its tables exchange but not its parking
-    // exchange, which the processes declare; removed here until it does (deleting an absent one is a no-op).
-    scope.add('delete the parking exchange', () => deleteExchange(parkingExchange(`sitesync.bench.${deployment.suffix}`)));
     const dbA = deployment.db('a');
     const dbB = deployment.db('b');
     for (const db of [dbA, dbB]) await createRowsTable(server.url(db));

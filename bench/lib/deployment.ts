@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import amqp from 'amqplib';
-import { parkingQueue, siteQueue, tablesExchange } from '../../src/config/names.ts';
+import { parkingExchange, parkingQueue, siteQueue, tablesExchange } from '../../src/config/names.ts';
 import { SitesyncProcess } from './processes.ts';
 import type { BenchServer } from './server.ts';
 import type { Teardown } from './teardown.ts';
@@ -61,7 +61,7 @@ export async function createDeployment(
   scope.add(`delete RabbitMQ objects of ${exchange}`, () =>
     deleteBrokerObjects(
       shortNames.flatMap((s) => [siteQueue(site(s)), parkingQueue(site(s))]).concat(archiveStream),
-      [exchange, tablesExchange(exchange)],
+      [exchange, tablesExchange(exchange), parkingExchange(exchange)],
     ),
   );
 
