@@ -121,17 +121,10 @@ function planRead(relation: RelationInfo, row: RowImage, target: TargetTable): S
  */
 export function planReadBatch(relation: RelationInfo, rows: readonly RowImage[], target: TargetTable): Statement {
   const pk = readKey(target);
-  const columns = relation.columns.map((c) => c.name);
-  const values: (string | null)[][] = columns.map(() => []);
-  for (const row of rows) row.values.forEach((v, i) => values[i]!.push(v));
-  const casts = columns.map((name, i) => `u.c${i}::${columnType(target, name)}`);
-  const arrays = columns.map((_, i) => `$${i + 1}::text[]`).join(', ');
-  const aliases = columns.map((_, i) => `c${i}`).join(', ');
-  const sets = columns.filter((name) => !pk.includes(name)).map((name) => `${quoteIdent(name)} = EXCLUDED.${quoteIdent(name)}`);
+  const sets = relation.columns.filter((c) => !pk.includes(c.name)).map(({ name }) => `${quoteIdent(name)} = EXCLUDED.${quoteIdent(name)}`);
   const action = sets.length > 0 ? `DO UPDATE SET ${sets.join(', ')}` : 'DO NOTHING';
-  const text =
-    `INSERT INTO ${qualifiedName(target.schema, target.table)} (${columns.map(quoteIdent).join(', ')}) OVERRIDING SYSTEM VALUE ` +
-    `SELECT ${casts.join(', ')} FROM unnest(${arrays}) AS u(${aliases}) ON CONFLICT (${pk.map(quoteIdent).join(', ')}) ${action}`;
+  const { text: insert, values } = unnestedInsert(relation, rows, target);
+  const text = `${insert} ON CONFLICT (${pk.map(quoteIdent).join(', ')}) ${action}`;
   return statement(text, values, false);
 }
 
@@ -177,18 +170,24 @@ function planUpdate(relation: RelationInfo, oldRow: RowImage | null, newRow: Row
  * (no RETURNING: sending every key back costs a third of the statement, for a case that is rare).
  */
 export function planInsertBatch(relation: RelationInfo, rows: readonly RowImage[], target: TargetTable): Statement {
+  const pk = target.primaryKey;
+  const { text: insert, values } = unnestedInsert(relation, rows, target);
+  const text = pk ? `${insert} ON CONFLICT (${pk.map(quoteIdent).join(', ')}) DO NOTHING` : insert;
+  return statement(text, values, false);
+}
+
+/** `INSERT … SELECT` of rows sent as one text array per column, each cast to its column's type. */
+function unnestedInsert(relation: RelationInfo, rows: readonly RowImage[], target: TargetTable): { text: string; values: (string | null)[][] } {
   const columns = relation.columns.map((c) => c.name);
   const values: (string | null)[][] = columns.map(() => []);
   for (const row of rows) row.values.forEach((v, i) => values[i]!.push(v));
   const casts = columns.map((name, i) => `u.c${i}::${columnType(target, name)}`);
   const arrays = columns.map((_, i) => `$${i + 1}::text[]`).join(', ');
   const aliases = columns.map((_, i) => `c${i}`).join(', ');
-  const pk = target.primaryKey;
-  const tail = pk ? ` ON CONFLICT (${pk.map(quoteIdent).join(', ')}) DO NOTHING` : '';
   const text =
     `INSERT INTO ${qualifiedName(target.schema, target.table)} (${columns.map(quoteIdent).join(', ')}) OVERRIDING SYSTEM VALUE ` +
-    `SELECT ${casts.join(', ')} FROM unnest(${arrays}) AS u(${aliases})${tail}`;
-  return statement(text, values, false);
+    `SELECT ${casts.join(', ')} FROM unnest(${arrays}) AS u(${aliases})`;
+  return { text, values };
 }
 
 /** A COPY statement and the rows it reads, in COPY's text format. */
