@@ -6,6 +6,8 @@
 import type { Source } from '../../src/capture/source.ts';
 import type { Sink } from '../../src/apply/sink.ts';
 import type { TableSpec } from './tables.ts';
+import type { TableReader } from '../../src/capture/table-reader.ts';
+import type { SnapshotControl } from '../../src/capture/snapshot-control.ts';
 
 /** One write of a transaction at a source, in canonical text by column name. */
 export type SourceOp =
@@ -22,6 +24,8 @@ export interface SourceFixture {
   commit(ops: readonly SourceOp[]): Promise<void>;
   /** Commits one transaction the way this kind's sink applies one from `from` (so capture must drop it). */
   commitRelayed(from: string, commitTimeMicros: bigint, ops: readonly SourceOp[]): Promise<void>;
+  /** The connector's table reader and snapshot control at this database (harnesses with `snapshots`). */
+  snapshots?(): Promise<{ readonly reader: TableReader; readonly control: SnapshotControl }>;
   cleanup(): Promise<void>;
 }
 
@@ -29,6 +33,8 @@ export interface SourceHarness {
   readonly name: string;
   /** Kinds (wire form) this database has a native type for, tried by the kinds round trip. */
   readonly kinds: readonly string[];
+  /** The connector can snapshot (Connector.openTableReader and openSnapshotControl): the suite tries it. */
+  readonly snapshots?: boolean;
   /** A database with `tables` created, and the site name its source captures as. */
   open(tables: readonly TableSpec[]): Promise<SourceFixture>;
 }

@@ -11,6 +11,9 @@ import { formatKind } from '../../src/events/value-kind.ts';
 import type { Change, SeenSites, Transaction, TransactionPart } from '../../src/events/transaction.ts';
 import type { SourceFixture, SourceHarness, SourceOp } from './harness.ts';
 import { ITEMS, KIND_SAMPLES, kindsTable, NO_KEY, columnName } from './tables.ts';
+import { SnapshotChunks } from '../../src/capture/snapshot-chunks.ts';
+import { newSnapshotId } from '../../src/capture/snapshot-marker.ts';
+import { createLogger } from '../../src/observability/logger.ts';
 
 type Event =
   | { readonly kind: 'tx'; readonly tx: Transaction; readonly part: TransactionPart | null; readonly checkpoint: string | null }
@@ -175,6 +178,76 @@ export function sourceConformance(harness: SourceHarness): void {
         await capture.stop();
       }
     });
+
+    if (harness.snapshots) {
+      test('snapshot: a marker comes through the stream at its place; its chunks hold the rows as capture gave them', async () => {
+        const { reader, control } = await fixture.snapshots!();
+        const source = fixture.source(1 << 20);
+        const events: Extract<Event, { kind: 'tx' }>[] = [];
+        let failure: unknown = null;
+        let lastCheckpoint: string | null = null;
+        const chunks = new SnapshotChunks({
+          site: 'conformance',
+          reader,
+          control,
+          maxPartBytes: 1 << 20,
+          pause: () => source.pause(),
+          resume: () => source.resume(),
+          onError: (error) => (failure = error),
+          logger: createLogger('silent'),
+        });
+        const handler: SourceHandler = {
+          transaction: (tx, part, checkpoint) => {
+            events.push({ kind: 'tx', tx, part, checkpoint });
+            lastCheckpoint = checkpoint ?? lastCheckpoint;
+          },
+          skipped: (_, checkpoint) => (lastCheckpoint = checkpoint),
+          idle: (checkpoint) => (lastCheckpoint = checkpoint),
+        };
+        await source.prepare();
+        const resume = await source.resumePoint();
+        await source.open(chunks.wrap(handler));
+        try {
+          await fixture.commit([insert(9000)]);
+          const id = newSnapshotId();
+          // One row per chunk: the two kinds rows, then an empty last chunk.
+          await control.start({ id, table: `${fixture.schema}.kinds`, chunk: 0, chunkRows: 1, targets: null, after: null, keys: null }, 2);
+          await fixture.commit([insert(9001)]);
+          const whole = (): Transaction[] => events.filter((e) => e.part === null || e.part.last).map((e) => e.tx);
+          const deadline = Date.now() + 20_000;
+          while (!(whole().some((t) => t.snapshot?.last) && whole().some((t) => ids(t).includes('9001')))) {
+            if (failure) throw failure;
+            if (Date.now() > deadline) throw new Error(`timed out waiting for the snapshot; saw ${JSON.stringify(events.map(show))}`);
+            await sleep(20);
+          }
+          const txs = whole();
+          const snapshot = txs.filter((t) => t.snapshot?.id === id);
+          assert.deepEqual(snapshot.map((t) => [t.snapshot!.chunk, t.snapshot!.last, t.changes.length]), [[0, false, 1], [1, false, 1], [2, true, 0]]);
+          for (let i = 1; i < txs.length; i++) assert.ok(comparePositions(txs[i]!.position, txs[i - 1]!.position) > 0, 'positions increase');
+          const before = txs.find((t) => ids(t).includes('9000'))!;
+          const after = txs.find((t) => ids(t).includes('9001'))!;
+          assert.ok(comparePositions(before.position, snapshot[0]!.position) < 0 && comparePositions(snapshot[0]!.position, after.position) < 0, 'the chunk is sent at its marker, between the writes around it');
+          const values = (i: 0 | 1): Record<string, string> =>
+            Object.fromEntries([['id', String(i + 1)], ...harness.kinds.map((k) => [columnName(k), KIND_SAMPLES[k]![i]])]);
+          for (const [i, tx] of snapshot.slice(0, 2).entries()) {
+            const change = tx.changes[0]!;
+            assert.ok(change.op === 'read');
+            assert.deepEqual(Object.fromEntries(change.relation.columns.map((c, j) => [c.name, change.newRow.values[j]])), values(i as 0 | 1));
+            for (const column of change.relation.columns) assert.equal(formatKind(column.kind), kinds.columns.find((c) => c.name === column.name)!.kind, `kind of ${column.name}`);
+          }
+          const status = (await control.list()).find((s) => s.id === id);
+          assert.deepEqual([status?.state, status?.rowsSent], ['done', 2]);
+        } finally {
+          if (lastCheckpoint !== null) {
+            const published = events.filter((e) => e.part === null || e.part.last).at(-1)?.tx;
+            await source.confirm(lastCheckpoint, { lastPublished: published?.position ?? resume.lastPublished, seen: published?.seen ?? resume.seen });
+            await source.settle();
+          }
+          await source.end();
+          await chunks.close();
+        }
+      });
+    }
 
     test('a large transaction comes in parts: in order, one id, a checkpoint only on the last', async () => {
       const capture = await Capture.open(fixture, 4096);

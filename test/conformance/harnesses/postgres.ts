@@ -7,6 +7,8 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { PostgresSink } from '../../../connectors/postgres/postgres-sink.ts';
 import { PostgresSource } from '../../../connectors/postgres/postgres-source.ts';
+import { PostgresTableReader } from '../../../connectors/postgres/postgres-table-reader.ts';
+import { PostgresSnapshotControl } from '../../../connectors/postgres/postgres-snapshot-control.ts';
 import { lsnToPosition } from '../../../connectors/postgres/postgres-positions.ts';
 import { CONNECTION_OPTIONS } from '../../../connectors/postgres/session-settings.ts';
 import { originName, slotName } from '../../../src/config/names.ts';
@@ -155,6 +157,7 @@ export function postgresSourceHarness(server: PostgresServer = TEST_SERVER): Sou
   return {
     name: server.name,
     kinds: POSTGRES_KINDS,
+    snapshots: true,
     async open(tables) {
       const admin = await server.admin();
       const db = await createDatabase(admin, tables);
@@ -180,6 +183,7 @@ export function postgresSourceHarness(server: PostgresServer = TEST_SERVER): Sou
             },
           });
         },
+        snapshots: async () => ({ reader: await PostgresTableReader.open({ site, url, consistent: false }), control: new PostgresSnapshotControl({ site, url }) }),
         async cleanup() {
           await sql('postgres', 'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [slotName(site)], admin).catch(() => undefined);
           await dropDatabase(admin, db);
