@@ -30,6 +30,8 @@ export function createMetrics(events: PipelineEvents): Metrics {
   const conflicts = new Counter({ name: 'sitesync_conflicts_total', help: 'Concurrent writes to the same row detected and resolved, by kind and resolution', labelNames: [...siteSource, 'kind', 'resolution'], registers: r });
   const parked = new Counter({ name: 'sitesync_parked_messages_total', help: 'Messages that could not be applied and were parked with their reason', labelNames: [...siteSource, 'code'], registers: r });
   const halted = new Gauge({ name: 'sitesync_source_halted', help: '1 while applying from a source is halted on an error', labelNames: siteSource, registers: r });
+  const snapshotRows = new Counter({ name: 'sitesync_snapshot_rows_total', help: 'Rows (and deletes of keys a repair named) read by snapshots at this site and sent, by table', labelNames: ['site', 'table'], registers: r });
+  const snapshotChunks = new Counter({ name: 'sitesync_snapshot_chunks_total', help: 'Snapshot chunks read at this site and sent, by table', labelNames: ['site', 'table'], registers: r });
   const siteSlot = ['site', 'slot_site'];
   const slotRetained = new Gauge({ name: 'sitesync_slot_retained_wal_bytes', help: "WAL bytes a site's replication slot keeps on its server (from the slot's restart position), as read by this process", labelNames: siteSlot, registers: r });
   const slotActive = new Gauge({ name: 'sitesync_slot_active', help: "1 while a process is streaming from a site's replication slot, 0 otherwise", labelNames: siteSlot, registers: r });
@@ -54,6 +56,10 @@ export function createMetrics(events: PipelineEvents): Metrics {
   events.on('capture:lag', (e) => {
     lagBytes.set({ site: e.site }, e.bytes);
     lagSeconds.set({ site: e.site }, e.seconds);
+  });
+  events.on('capture:snapshot-chunk', (e) => {
+    snapshotChunks.inc({ site: e.site, table: e.table });
+    snapshotRows.inc({ site: e.site, table: e.table }, e.rows);
   });
   events.on('apply:applied', (e) => {
     const labels = { site: e.site, source: e.source };

@@ -14,6 +14,8 @@ import type { RowKey, TableReader, TableShape } from '../../src/capture/table-re
 import type { Change, RelationInfo, RowImage, Transaction, TransactionPart } from '../../src/events/transaction.ts';
 import { parseKind } from '../../src/events/value-kind.ts';
 import { createLogger } from '../../src/observability/logger.ts';
+import { createMetrics } from '../../src/observability/metrics.ts';
+import { PipelineEvents } from '../../src/observability/pipeline-events.ts';
 
 const relation: RelationInfo = {
   schema: 'public',
@@ -336,4 +338,14 @@ test('a chunk that cannot be read ends the session, and nothing after the marker
   await settle();
   assert.equal(errors.length, 1);
   assert.deepEqual(delivered, []);
+});
+
+test('each chunk is counted in the metrics, with its rows, by site and table', async () => {
+  const events = new PipelineEvents();
+  const metrics = createMetrics(events);
+  events.emit('capture:snapshot-chunk', { site: 'paris', id: 'x', table: 'public.t', chunk: 0, rows: 1024, last: false });
+  events.emit('capture:snapshot-chunk', { site: 'paris', id: 'x', table: 'public.t', chunk: 1, rows: 10, last: true });
+  const text = await metrics.registry.metrics();
+  assert.match(text, /^sitesync_snapshot_chunks_total\{site="paris",table="public\.t"\} 2$/m);
+  assert.match(text, /^sitesync_snapshot_rows_total\{site="paris",table="public\.t"\} 1034$/m);
 });
