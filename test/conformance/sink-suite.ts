@@ -37,8 +37,10 @@ export function sinkConformance(harness: SinkHarness): void {
     /** A row read by a snapshot (or a repair): the row the source holds now. */
     const read = (relation: RelationInfo, spec: TableSpec, values: Record<string, string | null>): Change => ({ op: 'read', relation, newRow: { values: rowOf(spec, values), unchanged: [] } });
     /** A transaction of reads, tagged as one chunk of a snapshot of `spec`. */
+    // Addressed to this site (as a repair or `sitesync snapshot --to` is): its reads replace whatever is there.
+    // (Sent to every site, a sink that knows who last wrote a row may keep one this site wrote concurrently.)
     const snapshotTx = (spec: TableSpec, changes: Change[]): Transaction => {
-      const snapshot: SnapshotTag = { id: 'conformance', table: `${fixture.schema}.${spec.table}`, chunk: 0, last: true, targets: null };
+      const snapshot: SnapshotTag = { id: 'conformance', table: `${fixture.schema}.${spec.table}`, chunk: 0, last: true, targets: [sink.site] };
       return { ...tx(changes), snapshot };
     };
     /** Row i (0 or 1) of the kinds samples, with id i + 1. */
