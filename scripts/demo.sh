@@ -223,6 +223,9 @@ done
 say "sitesync status"
 node bin/sitesync.js status --config "$DEMO/sitesync.yml"
 
+say "sitesync verify: the same rows at every site? (read at each site at one point in time, while they run)"
+node bin/sitesync.js verify --config "$DEMO/sitesync.yml" --tables public.customers
+
 if [[ $MODE == mariadb ]]; then
   cat <<EOF
 
@@ -249,6 +252,9 @@ The sites are still running. Try your own writes, at any site:
   psql -h 127.0.0.1 -U postgres -d demo_london -c "SELECT * FROM customers"
 Conflicts (the same row changed at two sites before either heard of the other) are logged at each site:
   psql -h 127.0.0.1 -U postgres -d demo_london -c "SELECT * FROM sitesync.conflicts"
+Compare the sites, repair a difference from paris, or send paris's whole table to the others again:
+  node bin/sitesync.js verify --config $DEMO/sitesync.yml --tables public.customers [--repair]
+  node bin/sitesync.js snapshot --config $DEMO/sitesync.yml --site paris --table public.customers --wait
 RabbitMQ's management UI (guest/guest): http://127.0.0.1:15672 — queues SITE_<SITE>, sitesync.archive
 Stop the sites with: npm run demo -- stop
 EOF

@@ -268,7 +268,7 @@ Examples:
       if (!opts.table) throw new SitesyncError('SITESYNC_ERR_CONFIG', 'give --table schema.table (or --list, or --cancel ID)');
       const targets = opts.to ? opts.to.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : null;
       const { id, estimatedRows } = await startSnapshot(config, CONNECTORS, { site: opts.site, table: opts.table, targets, chunkRows: opts.chunkRows });
-      out(`snapshot ${id} of ${opts.table} at ${opts.site} started (about ${estimatedRows} rows); the site's running sitesync reads it chunk by chunk`);
+      out(`snapshot ${id} of ${opts.table} at ${opts.site} started${estimatedRows > 0 ? ` (about ${estimatedRows} rows)` : ''}; the site's running sitesync reads it chunk by chunk`);
       if (opts.wait) {
         const done = await withSnapshotControl(config, CONNECTORS, opts.site, (control) => waitForSnapshot(control, id, (status) => out(formatSnapshot(status))));
         if (done.state !== 'done') throw new SitesyncError('SITESYNC_ERR_CONFIG', `snapshot ${id} was ${done.state}`);
