@@ -13,6 +13,7 @@ import { checkMariaDbUrl, MARIADB_URL_EXAMPLE } from './mariadb-config.ts';
 import { forgetMariaDbSite } from './mariadb-forget-site.ts';
 import { mariadbPositions } from './mariadb-positions.ts';
 import { MariaDbSink } from './mariadb-sink.ts';
+import { MariaDbSnapshotControl } from './mariadb-snapshot-control.ts';
 import { MariaDbSource } from './mariadb-source.ts';
 import { readMariaDbStatus } from './mariadb-status.ts';
 import { MariaDbTableReader } from './mariadb-table-reader.ts';
@@ -42,4 +43,5 @@ export const mariadbConnector: Connector = {
   readStatus: readMariaDbStatus,
   forgetSite: forgetMariaDbSite,
   openTableReader: (options) => MariaDbTableReader.open(options),
+  openSnapshotControl: (options) => new MariaDbSnapshotControl(options),
 };

@@ -30,6 +30,10 @@
  * after a restart capture reads again, and records again, whatever was not (a record never replaces a later
  * one: bookkeeping.ts recordLocalWrites). These writes are transactions in the binlog too, of the
  * bookkeeping database: read back as empty, they record nothing.
+ *
+ * Snapshots (mariadb-snapshot-control.ts): of the bookkeeping database the stream reads apply_progress (the
+ * loop marker) and snapshot_markers, whose inserts the grouper hands on as snapshot markers; `snapshots` and
+ * the other bookkeeping tables are filtered out before their rows are decoded.
  */
 import type { Pool, PoolOptions, RowDataPacket } from 'mysql2/promise';
 import mysql from 'mysql2/promise';
@@ -41,7 +45,7 @@ import type { Logger } from '../../src/observability/logger.ts';
 import { BinlogReader, type BinlogEvent } from './binlog-reader.ts';
 import type { CatalogColumn } from './mariadb-kinds.ts';
 import { compareCoordinates, fileSequence, formatCheckpoint, parseCheckpoint, type BinlogCoordinates } from './mariadb-positions.ts';
-import { APPLY_PROGRESS_TABLE, SYSTEM_SCHEMAS, TransactionGrouper, type TableCatalog } from './transaction-grouper.ts';
+import { APPLY_PROGRESS_TABLE, SNAPSHOT_MARKERS_TABLE, SNAPSHOTS_TABLE, SYSTEM_SCHEMAS, TransactionGrouper, type TableCatalog } from './transaction-grouper.ts';
 import { Bookkeeping, localWriteValues } from './bookkeeping.ts';
 import { keyId, LocalWriteRecorder, localWrites, RECORD_BATCH, seenJson, type ClockAttachment, type LocalWrite, type RowWriterClock } from './row-writers.ts';
 
@@ -556,12 +560,13 @@ export class MariaDbSource implements Source {
   private filters(): { includeSchema?: Record<string, string[] | true>; excludeSchema?: Record<string, string[] | true> } {
     const tables = this.options.tables;
     if (tables === null) {
-      // sitesync's own tables are never captured: only apply_progress (the loop marker) is read.
-      const excludeSchema: Record<string, string[] | true> = { [this.bookkeeping]: ['capture_progress', 'row_writers', 'conflicts', 'spilled_parts', 'parked'] };
+      // sitesync's own tables are never captured: only apply_progress (the loop marker) and snapshot_markers
+      // (each insert a snapshot marker, transaction-grouper.ts) are read.
+      const excludeSchema: Record<string, string[] | true> = { [this.bookkeeping]: ['capture_progress', 'row_writers', 'conflicts', 'spilled_parts', 'parked', SNAPSHOTS_TABLE] };
       for (const schema of SYSTEM_SCHEMAS) excludeSchema[schema] = true;
       return { excludeSchema };
     }
-    const includeSchema: Record<string, string[]> = { [this.bookkeeping]: [APPLY_PROGRESS_TABLE] };
+    const includeSchema: Record<string, string[]> = { [this.bookkeeping]: [APPLY_PROGRESS_TABLE, SNAPSHOT_MARKERS_TABLE] };
     for (const name of tables) {
       const [database, table] = splitTable(name);
       (includeSchema[database] ??= []).push(table);

@@ -30,6 +30,12 @@
  * after changes already went out in a part means the sink broke its rule: the stream stops with an error
  * rather than let the transaction loop back.
  *
+ * Snapshot markers: the binlog carries no logical messages, so a snapshot's marker is a row inserted into
+ * `sitesync.snapshot_markers` (mariadb-snapshot-control.ts), in the transaction that moves the snapshot's row
+ * in `sitesync.snapshots`. Each such insert becomes a `{ op: 'message', prefix: SNAPSHOT_MARKER_PREFIX }`
+ * change of that transaction, never a row change (src/capture/snapshot-chunks.ts puts the chunk in its place);
+ * the rest of the bookkeeping database, `snapshots` included, is not captured.
+ *
  * Commit time: MariaDB stamps each event with the start time of its statement in whole seconds, and the GTID
  * event with the commit's; commitTimeMicros is that second × 10^6. Two transactions of one second are not
  * ordered by it (their positions are): last-writer-wins between sites can only tell seconds apart here.
@@ -41,6 +47,7 @@
  * the whole before image, always.
  */
 import type { SourceHandler } from '../../src/capture/source.ts';
+import { SNAPSHOT_MARKER_PREFIX } from '../../src/capture/snapshot-marker.ts';
 import { BOOKKEEPING_SCHEMA } from '../../src/config/names.ts';
 import { DecodeError, SitesyncError } from '../../src/errors.ts';
 import type { Change, ColumnInfo, RelationInfo, RowImage, SeenSites, Transaction } from '../../src/events/transaction.ts';
@@ -52,6 +59,15 @@ import { valueFormatter, type ValueFormatter } from './mariadb-values.ts';
 
 /** The table the MariaDB sink writes first in every transaction it applies, in the bookkeeping database (see the file comment). */
 export const APPLY_PROGRESS_TABLE = 'apply_progress';
+
+/**
+ * The bookkeeping table a MariaDB site's snapshot markers are inserted into (mariadb-snapshot-control.ts):
+ * an insert there is the marker, handed on as a `message` change with SNAPSHOT_MARKER_PREFIX.
+ */
+export const SNAPSHOT_MARKERS_TABLE = 'snapshot_markers';
+
+/** The bookkeeping table of a MariaDB site's snapshots: never captured. */
+export const SNAPSHOTS_TABLE = 'snapshots';
 
 /** MariaDB's own schemas: never captured. */
 export const SYSTEM_SCHEMAS: ReadonlySet<string> = new Set(['mysql', 'sys', 'information_schema', 'performance_schema']);
@@ -93,6 +109,8 @@ interface TableState {
   readonly transactional: boolean;
   /** sitesync.apply_progress: where to read the source site and its commit time. */
   readonly progress: { readonly source: number; readonly commitTime: number } | null;
+  /** sitesync.snapshot_markers: the column that holds the marker. */
+  readonly marker?: { readonly content: number };
 }
 
 interface OpenTransaction {
@@ -299,6 +317,10 @@ export class TransactionGrouper {
         throw new DecodeError(`${this.bookkeeping}.${APPLY_PROGRESS_TABLE} has no columns source and commit_time_micros in the binlog (is binlog_row_metadata=FULL?)`);
       }
       state = { database: event.database, table: event.table, relation: null, formatters: [], keys: [], transactional: catalog?.transactional ?? true, progress: { source, commitTime } };
+    } else if (event.database === this.bookkeeping && event.table === SNAPSHOT_MARKERS_TABLE) {
+      const content = event.columns.findIndex((c) => c.name === 'content');
+      if (content < 0) throw new DecodeError(`${this.bookkeeping}.${SNAPSHOT_MARKERS_TABLE} has no column content in the binlog (is binlog_row_metadata=FULL?)`);
+      state = { database: event.database, table: event.table, relation: null, formatters: [], keys: [], transactional: catalog?.transactional ?? true, progress: null, marker: { content } };
     } else if (!this.captures(event.database, event.table)) {
       state = { database: event.database, table: event.table, relation: null, formatters: [], keys: [], transactional: catalog?.transactional ?? true, progress: null };
     } else {
@@ -347,6 +369,10 @@ export class TransactionGrouper {
       this.relayedWrite(tx, event, table.progress);
       return;
     }
+    if (table.marker) {
+      this.markers(tx, event, table, table.marker.content);
+      return;
+    }
     const relation = table.relation;
     if (tx.relayed || relation === null) return;
     const image = (values: readonly unknown[]): RowImage => ({ values: table.formatters.map((format, i) => format(values[i])), unchanged: [] });
@@ -368,6 +394,20 @@ export class TransactionGrouper {
     for (const values of event.rows) {
       const oldRow = image(values);
       this.push(tx, table, { op: 'delete', relation, oldRow: identity ? keyOnly(oldRow) : oldRow });
+    }
+  }
+
+  /**
+   * Rows inserted into snapshot_markers: each one a snapshot marker, as a logical message is at a PostgreSQL
+   * site. Updates and deletes of that table (the control prunes old rows) are nothing.
+   */
+  private markers(tx: OpenTransaction, event: Extract<BinlogEvent, { type: 'rows' }>, table: TableState, column: number): void {
+    if (tx.relayed || event.op !== 'insert') return;
+    for (const values of event.rows) {
+      const value = values[column];
+      if (value === null || value === undefined) continue;
+      const content = Buffer.isBuffer(value) ? Buffer.from(value) : Buffer.from(String(value), 'utf8');
+      this.push(tx, table, { op: 'message', prefix: SNAPSHOT_MARKER_PREFIX, content });
     }
   }
 

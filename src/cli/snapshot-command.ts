@@ -35,7 +35,11 @@ function snapshotConnector(connectors: ConnectorRegistry, config: Config, site: 
   const connector = connectorFor(connectors, config, site);
   const { openTableReader, openSnapshotControl } = connector;
   if (!openTableReader || !openSnapshotControl) {
-    throw new SitesyncError('SITESYNC_ERR_CONFIG', `site ${site} is a ${connector.kind} database, whose connector cannot snapshot yet; take the snapshot from a PostgreSQL site`);
+    const able = [...connectors.values()].filter((c) => c.openTableReader && c.openSnapshotControl).map((c) => c.kind);
+    throw new SitesyncError(
+      'SITESYNC_ERR_CONFIG',
+      `site ${site} is a ${connector.kind} database, whose connector cannot snapshot yet; take the snapshot from a site whose database can (${able.join(', ') || 'none registered'})`,
+    );
   }
   return { openTableReader, openSnapshotControl };
 }

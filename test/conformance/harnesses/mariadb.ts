@@ -7,7 +7,9 @@
 import { randomBytes } from 'node:crypto';
 import mysql from 'mysql2/promise';
 import { MariaDbSink } from '../../../connectors/mariadb/mariadb-sink.ts';
+import { MariaDbSnapshotControl } from '../../../connectors/mariadb/mariadb-snapshot-control.ts';
 import { MariaDbSource } from '../../../connectors/mariadb/mariadb-source.ts';
+import { MariaDbTableReader } from '../../../connectors/mariadb/mariadb-table-reader.ts';
 import { createLogger } from '../../../src/observability/logger.ts';
 import { formatFloat32, formatFloat64 } from '../../../src/events/value-parser.ts';
 import { startPrivateMariaDb, type PrivateMariaDb } from '../../helpers/private-mariadb.ts';
@@ -143,6 +145,7 @@ export async function mariadbRows(port: number, schema: string, spec: TableSpec)
 export const mariadbSourceHarness: SourceHarness = {
   name: 'mariadb',
   kinds: MARIADB_KINDS,
+  snapshots: true,
   async open(tables) {
     const { server, schema } = await createServer(tables);
     const site = `conf_${randomBytes(3).toString('hex')}`;
@@ -164,6 +167,7 @@ export const mariadbSourceHarness: SourceHarness = {
           );
         });
       },
+      snapshots: async () => ({ reader: await MariaDbTableReader.open({ site, url: server.url(), consistent: false }), control: new MariaDbSnapshotControl({ site, url: server.url() }) }),
       cleanup: () => server.destroy(),
     };
     return fixture;
