@@ -128,12 +128,6 @@ export class MariaDbSnapshotControl implements SnapshotControl {
     await connection.query(`DELETE FROM ${this.markers} WHERE id < ?`, [inserted.insertId]);
   }
 
-  async isRunning(id: string): Promise<boolean> {
-    await this.ensureTables();
-    const rows = await this.query<RowDataPacket[]>(`SELECT state FROM ${this.snapshots} WHERE id = ?`, [id]);
-    return rows[0] !== undefined && rows[0].state !== 'cancelled';
-  }
-
   async list(): Promise<SnapshotStatus[]> {
     await this.ensureTables();
     const rows = await this.query<SnapshotRow[]>(

@@ -63,7 +63,7 @@ export function planChange(change: Change, target: (schema: string, table: strin
     case 'insert':
       return [planInsert(change.relation, change.newRow, target(change.relation.schema, change.relation.table))];
     case 'read':
-      return [planRead(change.relation, change.newRow, target(change.relation.schema, change.relation.table))];
+      return [planReadBatch(change.relation, [change.newRow], target(change.relation.schema, change.relation.table))];
     case 'update':
       return [planUpdate(change.relation, change.oldRow, change.newRow, target(change.relation.schema, change.relation.table))];
     case 'delete':
@@ -108,11 +108,6 @@ function readKey(target: TargetTable): readonly string[] {
     'SITESYNC_ERR_APPLY_SCHEMA',
     `table ${target.schema}.${target.table} has no primary key here, so a snapshot's rows cannot replace the rows they are; add the primary key it has at the source`,
   );
-}
-
-/** A snapshot's row: inserted, or the row of its key overwritten (no conflict: the source says this is the row now). */
-function planRead(relation: RelationInfo, row: RowImage, target: TargetTable): Statement {
-  return planReadBatch(relation, [row], target);
 }
 
 /**

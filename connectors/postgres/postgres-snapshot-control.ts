@@ -74,12 +74,6 @@ export class PostgresSnapshotControl implements SnapshotControl {
     });
   }
 
-  async isRunning(id: string): Promise<boolean> {
-    await this.ensureTable();
-    const { rows } = await this.query<{ state: SnapshotState }>(`SELECT state FROM ${TABLE} WHERE id = $1`, [id]);
-    return rows[0] !== undefined && rows[0].state !== 'cancelled';
-  }
-
   async list(): Promise<SnapshotStatus[]> {
     await this.ensureTable();
     const { rows } = await this.query<{

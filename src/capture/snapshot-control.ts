@@ -34,8 +34,6 @@ export interface SnapshotControl {
    * the marker again after a restart), 'cancelled' when the snapshot was cancelled or is unknown.
    */
   advance(read: SnapshotMarker, rows: number, next: SnapshotMarker | null): Promise<'advanced' | 'already' | 'cancelled'>;
-  /** Whether the rows of the marker's chunk are still wanted (a cancelled snapshot's are not). */
-  isRunning(id: string): Promise<boolean>;
   list(): Promise<SnapshotStatus[]>;
   /** Stops a running snapshot; false when none runs by that id. */
   cancel(id: string): Promise<boolean>;

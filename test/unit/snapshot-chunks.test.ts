@@ -93,10 +93,6 @@ class MemoryControl implements SnapshotControl {
     if (next) this.emit(next);
     return 'advanced';
   }
-  async isRunning(id: string): Promise<boolean> {
-    const s = this.snapshots.get(id);
-    return s !== undefined && s.state !== 'cancelled';
-  }
   async list(): Promise<SnapshotStatus[]> {
     return [...this.snapshots].map(([id, s]) => ({ id, table: 'public.t', targets: null, nextChunk: s.nextChunk, rowsSent: s.rows, estimatedRows: 0, state: s.state, startedAt: new Date(0), updatedAt: new Date(0) }));
   }
