@@ -26,13 +26,14 @@ import type {
   ColumnInfo,
   RelationInfo,
   RowImage,
+  RowWriter,
   SourceKind,
   Transaction,
   TransactionPart,
 } from './transaction.ts';
 
 /** The schema version this code writes. Readers know it and every older version in `schemas/`. */
-export const CURRENT_SCHEMA_VERSION: number = 4;
+export const CURRENT_SCHEMA_VERSION: number = 5;
 
 /** schemas/ at the package root: two levels up from src/events/, one from the bundle in dist/. */
 const SCHEMA_DIR = [new URL('../../schemas/', import.meta.url), new URL('../schemas/', import.meta.url)].find((dir) => existsSync(dir))
@@ -82,6 +83,13 @@ interface WireChange {
   readonly restartIdentity: boolean | null;
   readonly prefix: string | null;
   readonly content: Buffer | null;
+  /** READ only (version 5): who last wrote the row at the source; null when unknown and for every other op. */
+  readonly writer: WireRowWriter | null;
+}
+
+interface WireRowWriter {
+  readonly site: string;
+  readonly commitTimeMicros: number;
 }
 
 interface WireTransaction {
@@ -397,7 +405,7 @@ function changeToWire(change: Change, relationIndex: RelationIndex, t: number, c
       return rowChange('INSERT', relationIndex(change.relation, t, c), null, change.newRow);
     case 'read':
       checkRow(change.newRow, t, c, 'newRow');
-      return rowChange('READ', relationIndex(change.relation, t, c), null, change.newRow);
+      return rowChange('READ', relationIndex(change.relation, t, c), null, change.newRow, writerToWire(change.writer, t, c));
     case 'update':
       if (change.oldRow !== null) checkRow(change.oldRow, t, c, 'oldRow');
       checkRow(change.newRow, t, c, 'newRow');
@@ -417,6 +425,7 @@ function changeToWire(change: Change, relationIndex: RelationIndex, t: number, c
         restartIdentity: change.restartIdentity,
         prefix: null,
         content: null,
+        writer: null,
       };
     }
     case 'message':
@@ -430,6 +439,7 @@ function changeToWire(change: Change, relationIndex: RelationIndex, t: number, c
         restartIdentity: null,
         prefix: change.prefix,
         content: change.content,
+        writer: null,
       };
     default:
       throw invalid(
@@ -438,7 +448,7 @@ function changeToWire(change: Change, relationIndex: RelationIndex, t: number, c
   }
 }
 
-function rowChange(op: WireOp, relation: number, oldRow: RowImage | null, newRow: RowImage | null): WireChange {
+function rowChange(op: WireOp, relation: number, oldRow: RowImage | null, newRow: RowImage | null, writer: WireRowWriter | null = null): WireChange {
   return {
     op,
     relation,
@@ -449,7 +459,23 @@ function rowChange(op: WireOp, relation: number, oldRow: RowImage | null, newRow
     restartIdentity: null,
     prefix: null,
     content: null,
+    writer,
   };
+}
+
+/** A read's writer as it travels: its site a site name, its commit time in the range every commit time keeps. */
+function writerToWire(writer: RowWriter | null | undefined, t: number, c: number): WireRowWriter | null {
+  if (writer === undefined || writer === null) return null;
+  if (typeof writer.site !== 'string' || !SITE_NAME.test(writer.site)) {
+    throw invalid(`cannot encode change message: ${where(t, c)} writer site ${preview(writer.site)} is not a site name`);
+  }
+  const micros = writer.commitTimeMicros;
+  if (typeof micros !== 'bigint' || micros > MAX_EXACT_MICROS || micros < MIN_EXACT_MICROS) {
+    throw invalid(
+      `cannot encode change message: ${where(t, c)} writer commit time ${String(micros)} µs is not a bigint from -2^52 to 2^53-2 (years 1827 to 2255)`,
+    );
+  }
+  return { site: writer.site, commitTimeMicros: Number(micros) };
 }
 
 function checkRow(row: RowImage, t: number, c: number, which: string): void {
@@ -644,6 +670,13 @@ function fromWire(wire: WireMessage, label: string): ChangeMessage {
     return row instanceof EncodedRow ? row : { values: row.values, unchanged: row.unchanged };
   };
 
+  const writerOf = (writer: WireRowWriter, t: number, c: number): RowWriter => {
+    if (!SITE_NAME.test(writer.site)) throw new DecodeError(`${label}: ${where(t, c)} writer site ${preview(writer.site)} is not a site name`);
+    // Like a transaction's, the time needs no check: avsc reads a long only from -2^52 to 2^53-2, the very
+    // range encodeMessage writes (MIN_EXACT_MICROS, MAX_EXACT_MICROS; the unit test pins this).
+    return { site: writer.site, commitTimeMicros: BigInt(writer.commitTimeMicros) };
+  };
+
   const transactions: Transaction[] = new Array<Transaction>(wire.transactions.length);
   let t = 0;
   for (const tx of wire.transactions) {
@@ -651,6 +684,9 @@ function fromWire(wire: WireMessage, label: string): ChangeMessage {
     let c = 0;
     for (const change of tx.changes) {
       let decoded: Change;
+      if (change.writer !== null && change.op !== 'READ') {
+        throw new DecodeError(`${label}: ${where(t, c)} is ${change.op} with a writer, which only READ carries`);
+      }
       switch (change.op) {
         case 'INSERT': {
           const relation = relationAt(required(change.relation, t, c, 'relation', change.op, label), t, c);
@@ -660,7 +696,9 @@ function fromWire(wire: WireMessage, label: string): ChangeMessage {
         case 'READ': {
           if (tx.snapshot === null) throw new DecodeError(`${label}: ${where(t, c)} is READ in a transaction that is not a snapshot's`);
           const relation = relationAt(required(change.relation, t, c, 'relation', change.op, label), t, c);
-          decoded = { op: 'read', relation, newRow: rowOf(change.newRow, t, c, 'newRow', change.op, relation) };
+          const newRow = rowOf(change.newRow, t, c, 'newRow', change.op, relation);
+          // Only a read whose source knew the writer carries one: every other reads back exactly as it was written.
+          decoded = change.writer === null ? { op: 'read', relation, newRow } : { op: 'read', relation, newRow, writer: writerOf(change.writer, t, c) };
           break;
         }
         case 'UPDATE': {

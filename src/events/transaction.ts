@@ -72,7 +72,16 @@ export type Change =
    * seen in the log: a sink writes it whatever it holds (inserted, or the row of that key overwritten),
    * and changes that follow in the stream are applied on top of it. Only in snapshot transactions.
    */
-  | { readonly op: 'read'; readonly relation: RelationInfo; readonly newRow: RowImage }
+  | {
+      readonly op: 'read';
+      readonly relation: RelationInfo;
+      readonly newRow: RowImage;
+      /**
+       * Who last wrote the row at the source, when the source knows (a snapshot sent to chosen sites carries
+       * it, so that the target decides later conflicts on this row as the source did). Absent or null: unknown.
+       */
+      readonly writer?: RowWriter | null;
+    }
   | {
       readonly op: 'truncate';
       readonly relations: readonly RelationInfo[];
@@ -116,6 +125,12 @@ export interface SnapshotTag {
   readonly last: boolean;
   /** The sites that write the rows; every other site only records the position. null: every site. */
   readonly targets: readonly string[] | null;
+}
+
+/** The site whose transaction last wrote a row, and that transaction's commit time (microseconds since the epoch). */
+export interface RowWriter {
+  readonly site: string;
+  readonly commitTimeMicros: bigint;
 }
 
 /** Commit times (microseconds since the epoch) by site name. */

@@ -14,6 +14,7 @@ import type {
   ColumnInfo,
   RelationInfo,
   RowImage,
+  RowWriter,
   Transaction,
   TransactionPart,
 } from '../../src/events/transaction.ts';
@@ -31,6 +32,7 @@ const PUBLISHED_FINGERPRINTS: Readonly<Record<number, string>> = {
   2: '1d1fab5762f4f685fb00eaebdb6bf4aba7bf79c2d37e21c5a132d8743b964544',
   3: '74f7a4dfbbbe8315ce9a6f94ba4c21ade05c910bc1ef1bfc0d3c92fd425809c3',
   4: 'ad361adce5a566c033123fb496cfe53b498450b7f02eb60e30a00183f71266e2',
+  5: '97c35404448f725798218bca616200219a423b70a2f23ccb19b3cbd808521eff',
 };
 
 /** The commit times avsc's long encoding keeps exact (see avro-codec.ts). */
@@ -164,10 +166,19 @@ function rowFor(r: RelationInfo): fc.Arbitrary<RowImage> {
   }));
 }
 
+const commitTimeMicros = fc.oneof(
+  fc.bigInt({ min: MIN_EXACT_MICROS, max: MAX_EXACT_MICROS }),
+  fc.constantFrom(0n, 1_700_000_000_123_456n, MAX_EXACT_MICROS, MIN_EXACT_MICROS, -1n),
+);
+
 function change(pool: readonly RelationInfo[], snapshot: boolean): fc.Arbitrary<Change> {
   const pick = fc.constantFrom(...pool);
-  // A snapshot's rows (read) have no unchanged columns and come only in snapshot transactions.
-  const read = pick.chain((r) => rowFor(r).map((row): Change => ({ op: 'read', relation: r, newRow: { values: row.values, unchanged: [] } })));
+  // A snapshot's rows (read) have no unchanged columns and come only in snapshot transactions; some carry
+  // their writer (version 5). A null writer reads back as none, so the model's messages here have none or one.
+  const writer: fc.Arbitrary<RowWriter | undefined> = fc.option(record<RowWriter>({ site: siteName, commitTimeMicros }), { nil: undefined });
+  const read = pick.chain((r) =>
+    fc.tuple(rowFor(r), writer).map(([row, w]): Change => ({ op: 'read', relation: r, newRow: { values: row.values, unchanged: [] }, ...(w === undefined ? {} : { writer: w }) })),
+  );
   return fc.oneof(
     ...(snapshot ? [read] : []),
     pick.chain((r) => rowFor(r).map((newRow): Change => ({ op: 'insert', relation: r, newRow }))),
@@ -185,11 +196,6 @@ function change(pool: readonly RelationInfo[], snapshot: boolean): fc.Arbitrary<
       .map(([prefix, content]): Change => ({ op: 'message', prefix, content: Buffer.from(content) })),
   );
 }
-
-const commitTimeMicros = fc.oneof(
-  fc.bigInt({ min: MIN_EXACT_MICROS, max: MAX_EXACT_MICROS }),
-  fc.constantFrom(0n, 1_700_000_000_123_456n, MAX_EXACT_MICROS, MIN_EXACT_MICROS, -1n),
-);
 
 // Every message the model allows: at least one transaction, all of the message's site; a part holds one.
 const message: fc.Arbitrary<ChangeMessage> = fc.tuple(fc.array(relation, { minLength: 1, maxLength: 4 }), siteName).chain(([pool, site]) => {
@@ -681,4 +687,152 @@ test('a snapshot transaction round-trips with its tag; a READ outside one is ref
   const badTarget = type.fromBuffer(encodeMessage(read)) as { transactions: { snapshot: { targets: string[] } }[] };
   badTarget.transactions[0]!.snapshot.targets = ['London!'];
   assert.match(decodeErrorOf(() => decodeMessage(type.toBuffer(badTarget), CURRENT_SCHEMA_VERSION)).message, /snapshot targets "London!", not a site name/);
+});
+
+/** `sample`'s first transaction as a snapshot chunk of reads: one whose writer the source knew, one it did not. */
+const readsWithWriter: ChangeMessage = {
+  ...sample,
+  transactions: [
+    {
+      ...sample.transactions[0]!,
+      changes: [
+        {
+          op: 'read',
+          relation: accounts,
+          newRow: { values: ['1', 'ann', null, null], unchanged: [] },
+          writer: { site: 'london', commitTimeMicros: 1_732_149_999_000_001n },
+        },
+        { op: 'read', relation: accounts, newRow: { values: ['2', 'bob', 'x', 'sad'], unchanged: [] } },
+        { op: 'read', relation: accounts, newRow: { values: ['3', null, null, null], unchanged: [] }, writer: { site: 'paris', commitTimeMicros: MAX_EXACT_MICROS } },
+        { op: 'read', relation: accounts, newRow: { values: ['4', null, null, null], unchanged: [] }, writer: { site: 'constructor', commitTimeMicros: MIN_EXACT_MICROS } },
+      ],
+      snapshot: { id: 's20261206t110000-a1b2c3', table: 'public.accounts', chunk: 0, last: false, targets: ['london', 'rome'] },
+    },
+  ],
+};
+
+test('v5: a read carries its writer exactly (bigint commit time); a read without one decodes with no writer property', () => {
+  const decoded = decodeMessage(encodeMessage(readsWithWriter), CURRENT_SCHEMA_VERSION);
+  assert.deepStrictEqual(plainRows(decoded), readsWithWriter);
+  const [withWriter, without, latest, earliest] = decoded.transactions[0]!.changes;
+  assert.ok(withWriter?.op === 'read' && without?.op === 'read' && latest?.op === 'read' && earliest?.op === 'read');
+  assert.equal(typeof withWriter.writer?.commitTimeMicros, 'bigint');
+  assert.deepStrictEqual(withWriter.writer, { site: 'london', commitTimeMicros: 1_732_149_999_000_001n });
+  assert.equal(latest.writer?.commitTimeMicros, MAX_EXACT_MICROS);
+  assert.equal(earliest.writer?.commitTimeMicros, MIN_EXACT_MICROS);
+  assert.ok(!Object.hasOwn(without, 'writer'), 'a read without a writer decodes with no writer property');
+  // A writer given as null is the same as none: null on the wire, no property when read.
+  const nullWriter: ChangeMessage = {
+    ...readsWithWriter,
+    transactions: [{ ...readsWithWriter.transactions[0]!, changes: [{ op: 'read', relation: accounts, newRow: { values: ['5', null, null, null], unchanged: [] }, writer: null }] }],
+  };
+  const again = decodeMessage(encodeMessage(nullWriter), CURRENT_SCHEMA_VERSION).transactions[0]!.changes[0]!;
+  assert.ok(again.op === 'read' && !Object.hasOwn(again, 'writer'));
+  // On the wire, every other op's writer is null.
+  const wire = typeFor(currentSchema()).fromBuffer(encodeMessage(sample)) as { transactions: { changes: { writer: unknown }[] }[] };
+  for (const tx of wire.transactions) for (const change of tx.changes) assert.equal(change.writer, null);
+});
+
+test('v5: a version 4 message of reads still decodes, its reads without a writer', () => {
+  const v4 = schemaFiles().find((f) => f.version === 4);
+  assert.ok(v4, 'schemas/change-message.v4.avsc is missing');
+  const writer = typeFor(v4.json);
+  // The reads as a version 4 writer wrote them: it knew no writer field.
+  const wire = typeFor(currentSchema()).fromBuffer(encodeMessage(readsWithWriter));
+  const body = writer.toBuffer(writer.clone(wire));
+  const expected: ChangeMessage = {
+    ...readsWithWriter,
+    transactions: readsWithWriter.transactions.map((tx) => ({
+      ...tx,
+      changes: tx.changes.map((c): Change => (c.op === 'read' ? { op: 'read', relation: c.relation, newRow: c.newRow } : c)),
+    })),
+  };
+  const decoded = decodeMessage(body, 4);
+  assert.deepStrictEqual(plainRows(decoded), expected);
+  for (const change of decoded.transactions[0]!.changes) assert.ok(!Object.hasOwn(change, 'writer'));
+  // And one the version 4 writer's own type wrote from scratch reads the same.
+  assert.deepStrictEqual(plainRows(decodeMessage(writer.toBuffer(writer.fromBuffer(body)), 4)), expected);
+});
+
+test('v5: a writer the model forbids, from the wire, throws DecodeError saying what is wrong', () => {
+  const type = typeFor(currentSchema());
+  type Wire = { transactions: { changes: (Record<string, unknown> & { writer: { site: string; commitTimeMicros: number } | null })[] }[] };
+  const read = (corrupt: (w: Wire) => void, message: ChangeMessage = readsWithWriter): DecodeError => {
+    const w = type.fromBuffer(encodeMessage(message)) as Wire;
+    corrupt(w);
+    return decodeErrorOf(() => decodeMessage(type.toBuffer(w), CURRENT_SCHEMA_VERSION));
+  };
+  const label = /^message body is not a sitesync v5 Avro change message: /;
+  for (const site of ['London!', '__proto__', '', 'a'.repeat(41), 'Paris']) {
+    const error = read((w) => (w.transactions[0]!.changes[0]!.writer!.site = site));
+    assert.match(error.message, label);
+    assert.match(error.message, /transaction 0 change 0 writer site .* is not a site name/, site);
+  }
+  // A writer on a read that had none.
+  assert.match(
+    read((w) => (w.transactions[0]!.changes[1]!.writer = { site: 'Rome', commitTimeMicros: 1 })).message,
+    /transaction 0 change 1 writer site "Rome" is not a site name/,
+  );
+  // A commit time past what the codec writes: avsc refuses it while reading (the codec relies on that, as
+  // for a transaction's commit time; see the bounds test below).
+  const body = encodeMessage(readsWithWriter);
+  const at = indexOfOnce(body, zigZag(MAX_EXACT_MICROS));
+  const past = Buffer.concat([body.subarray(0, at), zigZag(MAX_EXACT_MICROS + 1n), body.subarray(at + zigZag(MAX_EXACT_MICROS).length)]);
+  assert.match(decodeErrorOf(() => decodeMessage(past, CURRENT_SCHEMA_VERSION)).message, /^message body is not a sitesync v5 Avro change message: .*precision loss/);
+  // A writer on any other op: the schema lets the field exist on every change, the model only on a read.
+  const error = read((w) => (w.transactions[0]!.changes[0]!.writer = { site: 'london', commitTimeMicros: 1 }), sample);
+  assert.match(error.message, /transaction 0 change 0 is INSERT with a writer, which only READ carries/);
+});
+
+test('v5: encode refuses a writer no reader could read back', () => {
+  const tx = readsWithWriter.transactions[0]!;
+  const withWriter = (writer: RowWriter): ChangeMessage => ({
+    ...readsWithWriter,
+    transactions: [{ ...tx, changes: [{ op: 'read', relation: accounts, newRow: { values: ['1', null, null, null], unchanged: [] }, writer }] }],
+  });
+  const refused = (m: ChangeMessage, pattern: RegExp): void => {
+    assert.throws(
+      () => encodeMessage(m),
+      (error: unknown) => error instanceof SitesyncError && error.code === 'SITESYNC_ERR_MESSAGE_INVALID' && pattern.test(error.message) && !error.message.includes('\n'),
+    );
+  };
+  refused(withWriter({ site: 'London!', commitTimeMicros: 1n }), /transaction 0 change 0 writer site "London!" is not a site name/);
+  refused(withWriter({ site: 'london', commitTimeMicros: MAX_EXACT_MICROS + 1n }), /transaction 0 change 0 writer commit time 9007199254740991 µs/);
+  refused(withWriter({ site: 'london', commitTimeMicros: MIN_EXACT_MICROS - 1n }), /transaction 0 change 0 writer commit time -4503599627370497 µs/);
+  refused(withWriter({ site: 'london', commitTimeMicros: 5 as unknown as bigint }), /transaction 0 change 0 writer commit time 5 µs is not a bigint/);
+});
+
+/** Avro's zig-zag varint of a long, exact for any bigint (avroLong above is exact only within ±2^52). */
+function zigZag(n: bigint): Buffer {
+  let z = n >= 0n ? n * 2n : -n * 2n - 1n;
+  const out: number[] = [];
+  while (z >= 0x80n) {
+    out.push(Number(z % 0x80n) | 0x80);
+    z /= 0x80n;
+  }
+  out.push(Number(z));
+  return Buffer.from(out);
+}
+function indexOfOnce(body: Buffer, bytes: Buffer): number {
+  const at = body.indexOf(bytes);
+  assert.ok(at >= 0 && body.indexOf(bytes, at + 1) < 0, 'the bytes occur once in the body');
+  return at;
+}
+
+test('the commit times avsc reads from the wire are exactly those the codec writes (why decode does not check them)', () => {
+  const long = typeFor('long');
+  assert.equal(long.fromBuffer(zigZag(MAX_EXACT_MICROS)), Number(MAX_EXACT_MICROS));
+  assert.equal(long.fromBuffer(zigZag(MIN_EXACT_MICROS)), Number(MIN_EXACT_MICROS));
+  assert.throws(() => long.fromBuffer(zigZag(MAX_EXACT_MICROS + 1n)), /precision loss/);
+  // Below -2^52, zig-zag needs over 53 bits: avsc's float arithmetic drops the sign bit, and the value reads
+  // as a positive one within range (or is refused), never as a time below MIN_EXACT_MICROS.
+  for (const n of [MIN_EXACT_MICROS - 1n, MIN_EXACT_MICROS - 2n, -(2n ** 53n) + 2n, -(2n ** 53n), -(2n ** 63n)]) {
+    let read: unknown;
+    try {
+      read = long.fromBuffer(zigZag(n));
+    } catch {
+      continue;
+    }
+    assert.ok(typeof read === 'number' && read >= Number(MIN_EXACT_MICROS) && read <= Number(MAX_EXACT_MICROS), `${n} read as ${String(read)}`);
+  }
 });
