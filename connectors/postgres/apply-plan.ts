@@ -15,6 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Change, RelationInfo, RowImage } from '../../src/events/transaction.ts';
+import { BOOKKEEPING_SCHEMA } from '../../src/config/names.ts';
 import { SitesyncError } from '../../src/errors.ts';
 import { copyText } from './copy-text.ts';
 
@@ -47,7 +48,103 @@ export interface RowLookup {
   readonly statement: Statement;
   /** The columns and values that identify the row, for the conflict log. */
   readonly key: Readonly<Record<string, string | null>>;
+  /**
+   * Where the row's writer would be in READ_WRITERS, should a snapshot addressed to this site have written
+   * the row version found (its xmin): null when the row's primary key is not all in the change.
+   */
+  readonly readWriter?: ReadWriterRef | null;
 }
+
+/**
+ * Who last wrote, at the source, each row a snapshot addressed to this site (a site joining) wrote here:
+ * the row's writer is then that one, not the snapshot transaction that wrote it (postgres-sink.ts), for as
+ * long as the row version is the one that transaction wrote (`xid`, its full xid8; a row's xmin is its low
+ * 32 bits). One row per table and key: a later read of the key overwrites it. Rows changed or deleted
+ * since keep their entry, which no longer matches their xmin (a deleted row has none): harmless.
+ */
+export const READ_WRITERS_TABLE = `${BOOKKEEPING_SCHEMA}.read_writers`;
+
+/** An entry of READ_WRITERS: the target table (quoted and qualified) and the key text (readWriterKey). */
+export interface ReadWriterRef {
+  readonly relation: string;
+  readonly key: string;
+}
+
+/** The writer to record for one row a snapshot wrote. */
+export interface ReadWriterEntry {
+  readonly key: string;
+  readonly site: string;
+  readonly commitTimeMicros: bigint;
+}
+
+/** What READ_WRITERS names a target table by. */
+export function readWriterRelation(target: TargetTable): string {
+  return qualifiedName(target.schema, target.table);
+}
+
+/**
+ * The key text of a row in READ_WRITERS: the JSON array of its primary key columns' texts as the change
+ * carries them (the source's canonical texts), in the target's primary key order. The same function makes
+ * it when a snapshot's row is recorded and when a later change looks the row up. Null when the change does
+ * not carry every primary key column (an old row of REPLICA IDENTITY USING INDEX; a table without one).
+ */
+export function readWriterKey(relation: RelationInfo, row: RowImage, target: TargetTable): string | null {
+  if (!target.primaryKey) return null;
+  const texts: string[] = [];
+  for (const name of target.primaryKey) {
+    const i = relation.columns.findIndex((c) => c.name === name);
+    const value = i < 0 || row.unchanged.includes(i) ? null : row.values[i];
+    if (value === null || value === undefined) return null;
+    texts.push(value);
+  }
+  return JSON.stringify(texts);
+}
+
+/** Where a change's row would be in READ_WRITERS, or null. */
+export function readWriterRef(relation: RelationInfo, row: RowImage, target: TargetTable): ReadWriterRef | null {
+  const key = readWriterKey(relation, row, target);
+  return key === null ? null : { relation: readWriterRelation(target), key };
+}
+
+/**
+ * Records the writers of rows a snapshot just wrote into one table, as written by this transaction (one
+ * statement: one text array per field, as planReadBatch); returns this transaction's xid as a row's xmin
+ * reads it (`xid`).
+ */
+export function planRecordReadWriters(target: TargetTable, entries: readonly ReadWriterEntry[]): Statement {
+  const text =
+    `WITH written AS (INSERT INTO ${READ_WRITERS_TABLE} AS rw (relation, key, xid, site, commit_micros) ` +
+    `SELECT $1, u.key, pg_current_xact_id(), u.site, u.micros::int8 FROM unnest($2::text[], $3::text[], $4::text[]) AS u(key, site, micros) ` +
+    `ON CONFLICT (relation, key) DO UPDATE SET xid = EXCLUDED.xid, site = EXCLUDED.site, commit_micros = EXCLUDED.commit_micros RETURNING 1) ` +
+    `SELECT pg_current_xact_id()::xid::text AS xid, (SELECT count(*) FROM written)::int AS n`;
+  return statement(
+    text,
+    [readWriterRelation(target), entries.map((e) => e.key), entries.map((e) => e.site), entries.map((e) => e.commitTimeMicros.toString())],
+    false,
+  );
+}
+
+/**
+ * The recorded writers of rows of one table whose current version (`xmin`, as text) is the one the
+ * recording transaction wrote. An xid is 32 bits and comes round again: an entry 2^32 or more transactions
+ * old is not trusted (the row's xmin could be a later transaction's of the same low bits).
+ */
+export function planRecordedWriters(relation: string, rows: readonly { readonly key: string; readonly xmin: string }[]): Statement {
+  const text =
+    `SELECT rw.key, rw.site, rw.commit_micros::text AS commit_micros FROM unnest($2::text[], $3::text[]) AS u(key, xmin) ` +
+    `JOIN ${READ_WRITERS_TABLE} rw ON rw.relation = $1 AND rw.key = u.key AND rw.xid::xid = u.xmin::xid ` +
+    `WHERE rw.xid::text::numeric > pg_snapshot_xmax(pg_current_snapshot())::text::numeric - 4294967296`;
+  return statement(text, [relation, rows.map((r) => r.key), rows.map((r) => r.xmin)], false);
+}
+
+/**
+ * Every xid (as a row's xmin reads it) that recorded writers still in READ_WRITERS: an index-only skip
+ * through the xid index, one probe per distinct xid, however many rows each recorded.
+ */
+export const READ_WRITER_XIDS =
+  `WITH RECURSIVE x AS ((SELECT xid FROM ${READ_WRITERS_TABLE} ORDER BY xid LIMIT 1) ` +
+  `UNION ALL SELECT (SELECT r.xid FROM ${READ_WRITERS_TABLE} r WHERE r.xid > x.xid ORDER BY r.xid LIMIT 1) FROM x WHERE x.xid IS NOT NULL) ` +
+  `SELECT xid::xid::text AS xid FROM x WHERE xid IS NOT NULL`;
 
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
@@ -125,7 +222,8 @@ export function planReadBatch(relation: RelationInfo, rows: readonly RowImage[],
 
 /**
  * Locks the rows that snapshot rows would replace and reads who last wrote each (as planRowLookup does for
- * one): `i` is the 1-based index of the snapshot row. Rows with no match are not returned.
+ * one): `i` is the 1-based index of the snapshot row, `xmin` its row version (for READ_WRITERS). Rows with
+ * no match are not returned.
  */
 export function planReadWriters(relation: RelationInfo, rows: readonly RowImage[], target: TargetTable): Statement {
   const pk = readKey(target);
@@ -139,7 +237,7 @@ export function planReadWriters(relation: RelationInfo, rows: readonly RowImage[
   const aliases = pk.map((_, k) => `k${k}`).join(', ');
   const match = pk.map((name, k) => `t.${quoteIdent(name)} = u.k${k}::${columnType(target, name)}`).join(' AND ');
   const text =
-    `SELECT u.i, t.xmin = pg_current_xact_id()::xid AS mine, (extract(epoch FROM c.timestamp) * 1000000)::int8::text AS committed_micros, c.roident ` +
+    `SELECT u.i, t.xmin = pg_current_xact_id()::xid AS mine, t.xmin::text AS xmin, (extract(epoch FROM c.timestamp) * 1000000)::int8::text AS committed_micros, c.roident ` +
     `FROM unnest(${arrays}) WITH ORDINALITY AS u(${aliases}, i) JOIN ${qualifiedName(target.schema, target.table)} t ON ${match}, ` +
     `LATERAL pg_xact_commit_timestamp_origin(t.xmin) c FOR UPDATE OF t`;
   return statement(text, values, false);
@@ -214,7 +312,8 @@ export function planOverwrite(relation: RelationInfo, newRow: RowImage, target: 
 /**
  * Locks the row `row` identifies and reads its last writer: `mine` when this very transaction wrote it,
  * else the commit time and replication origin of the transaction that did (null when PostgreSQL no
- * longer knows: a frozen or very old row version).
+ * longer knows: a frozen or very old row version), and the row version (`xmin`), whose writer READ_WRITERS
+ * may know better (a row a snapshot addressed to this site wrote). Without commit timestamps, neither.
  */
 export function planRowLookup(relation: RelationInfo, row: RowImage, target: TargetTable, commitTimestamps = true): RowLookup {
   const values: (string | null)[] = [];
@@ -223,9 +322,13 @@ export function planRowLookup(relation: RelationInfo, row: RowImage, target: Tar
   // Without track_commit_timestamp the writer cannot be asked for (the function would fail): only whether
   // the row is there, and whether this transaction wrote it.
   const text = commitTimestamps
-    ? `SELECT x.mine, (extract(epoch FROM c.timestamp) * 1000000)::int8::text AS committed_micros, c.roident FROM ${locked}, LATERAL pg_xact_commit_timestamp_origin(x.xmin) c`
+    ? `SELECT x.mine, x.xmin::text AS xmin, (extract(epoch FROM c.timestamp) * 1000000)::int8::text AS committed_micros, c.roident FROM ${locked}, LATERAL pg_xact_commit_timestamp_origin(x.xmin) c`
     : `SELECT x.mine, NULL::text AS committed_micros, NULL::int AS roident FROM ${locked}`;
-  return { statement: statement(text, values, false), key: Object.fromEntries(keyNames.map((name, i) => [name, values[i] ?? null])) };
+  return {
+    statement: statement(text, values, false),
+    key: Object.fromEntries(keyNames.map((name, i) => [name, values[i] ?? null])),
+    readWriter: commitTimestamps ? readWriterRef(relation, row, target) : null,
+  };
 }
 
 function planDelete(relation: RelationInfo, oldRow: RowImage, target: TargetTable): Statement {

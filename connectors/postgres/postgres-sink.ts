@@ -19,7 +19,27 @@ import { rowImageBytes } from '../../src/events/encoded-row.ts';
 import { microsToIso } from '../../src/events/time.ts';
 import type { Change, Position, Transaction, TransactionPart } from '../../src/events/transaction.ts';
 import type { Logger } from '../../src/observability/logger.ts';
-import { planChange, planCopy, planInsertBatch, planOverwrite, planReadBatch, planReadWriters, planRowLookup, type CopyPlan, type RowLookup, type Statement, type TargetTable } from './apply-plan.ts';
+import {
+  planChange,
+  planCopy,
+  planInsertBatch,
+  planOverwrite,
+  planReadBatch,
+  planReadWriters,
+  planRecordedWriters,
+  planRecordReadWriters,
+  planRowLookup,
+  READ_WRITER_XIDS,
+  READ_WRITERS_TABLE,
+  readWriterKey,
+  readWriterRelation,
+  type CopyPlan,
+  type ReadWriterEntry,
+  type ReadWriterRef,
+  type RowLookup,
+  type Statement,
+  type TargetTable,
+} from './apply-plan.ts';
 import { decide, DEFAULT_POLICY, isConcurrent, type ConflictKind, type ConflictPolicy, type Decision, type Writer } from '../../src/apply/conflict-policy.ts';
 import { ORIGIN_PREFIX } from '../../src/config/names.ts';
 import { classifyApplyError, describePostgresError } from './postgres-errors.ts';
@@ -93,6 +113,40 @@ export interface ConflictRecord {
 }
 
 const CONFLICT_LOG = `${BOOKKEEPING_SCHEMA}.conflicts`;
+/**
+ * READ_WRITERS (apply-plan.ts): the source's writer of each row a snapshot addressed to this site wrote,
+ * valid while the row's xmin is the xid that recorded it. Rows deleted (or truncated) since keep their
+ * entry: nothing deletes it, since a later row of that key has another xmin, and the entry no longer
+ * matches; the next read of the key overwrites it. Indexed by xid for READ_WRITER_XIDS.
+ */
+const CREATE_READ_WRITERS_TABLE = `CREATE TABLE IF NOT EXISTS ${READ_WRITERS_TABLE} (
+  relation text NOT NULL, key text NOT NULL, xid xid8 NOT NULL, site text NOT NULL, commit_micros bigint NOT NULL,
+  PRIMARY KEY (relation, key))`;
+const CREATE_READ_WRITERS_INDEX = `CREATE INDEX IF NOT EXISTS read_writers_xid ON ${READ_WRITERS_TABLE} (xid)`;
+
+/**
+ * The transactions that recorded writers in READ_WRITERS (their xid as a row's xmin reads it), for every
+ * source session of one sink: a row whose xmin is not one of them is no snapshot's row, and READ_WRITERS is
+ * not asked about it (a site that never joined never asks). Loaded when the first session connects, and
+ * added to by each transaction that records writers, as soon as it does: before its commit, so that no
+ * other session can lock a row it wrote before its xid is here. An xid that is then rolled back is never a
+ * row's xmin: it costs at most a lookup that finds nothing.
+ */
+class ReadWriterXids {
+  readonly xids = new Set<string>();
+  private loaded: Promise<void> | null = null;
+
+  load(client: pg.Client): Promise<void> {
+    this.loaded ??= (async () => {
+      const { rows } = await client.query<{ xid: string }>(READ_WRITER_XIDS);
+      for (const r of rows) this.xids.add(r.xid);
+    })().catch((error: unknown) => {
+      this.loaded = null;
+      throw error;
+    });
+    return this.loaded;
+  }
+}
 /** Most consecutive inserts into one table sent as one statement. */
 const MAX_BATCH_ROWS = 1000;
 /** Most consecutive inserts into one table sent as one COPY, in rows and in bytes of values. */
@@ -151,6 +205,7 @@ export class PostgresSink implements Sink {
   /** For the parked records, apart from every source's origin session (nothing may share those). */
   private readonly bookkeeping: pg.Pool;
   private bookkeepingReady: Promise<void> | null = null;
+  private readonly readWriters = new ReadWriterXids();
 
   constructor(private readonly options: PostgresSinkOptions) {
     this.site = options.site;
@@ -198,7 +253,7 @@ export class PostgresSink implements Sink {
   }
 
   async openSession(source: string): Promise<SourceSession> {
-    const session = new PostgresSourceSession(this.options, source, () => this.sessions.delete(session));
+    const session = new PostgresSourceSession(this.options, source, this.readWriters, () => this.sessions.delete(session));
     try {
       await session.connect();
     } catch (error) {
@@ -238,6 +293,7 @@ class PostgresSourceSession implements SourceSession {
   constructor(
     private readonly options: PostgresSinkOptions,
     private readonly source: string,
+    private readonly readWriters: ReadWriterXids,
     private readonly onClose: () => void,
   ) {
     this.origin = originName(source, options.site);
@@ -270,6 +326,12 @@ class PostgresSourceSession implements SourceSession {
          policy text NOT NULL, winner text NOT NULL, resolution text NOT NULL)`,
     ).catch(ignoreConcurrentCreate);
     await this.client.query(CREATE_PARKED_TABLE).catch(ignoreConcurrentCreate);
+    await this.client.query(CREATE_READ_WRITERS_TABLE).catch(ignoreConcurrentCreate);
+    // CREATE INDEX takes its table's SHARE lock (and wants its owner) before it sees the index is there:
+    // only when it is missing, so that a session starting never waits for another's open transaction.
+    const { rows: index } = await this.client.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [`${BOOKKEEPING_SCHEMA}.read_writers_xid`]);
+    if (!index[0]?.present) await this.client.query(CREATE_READ_WRITERS_INDEX).catch(ignoreConcurrentCreate);
+    await this.readWriters.load(this.client);
     if (this.progressRow) {
       await this.client.query(`CREATE TABLE IF NOT EXISTS ${APPLY_PROGRESS} (source text PRIMARY KEY, source_kind text NOT NULL, position text NOT NULL, commit_time timestamptz NOT NULL)`).catch(ignoreConcurrentCreate);
     }
@@ -625,27 +687,69 @@ class PostgresSourceSession implements SourceSession {
    * this site last wrote in a transaction the snapshot's source had not seen (a concurrent local write, or
    * one from a third site): that write reaches the source through the mesh like any other, and the row it
    * made is kept. A snapshot sent to chosen sites (a repair, a site joining) replaces every row it names.
+   *
+   * Rows that carry their writer at the source (a snapshot addressed to this site) have it recorded in
+   * READ_WRITERS in the same transaction: from then on the row's writer is that one, not this transaction.
    */
   private async applyReads(tx: Transaction, reads: readonly ReadChange[]): Promise<void> {
     const relation = reads[0]!.relation;
     await this.loadTable(relation.schema, relation.table);
     const table = this.tables.get(`${relation.schema}.${relation.table}`)!;
-    let rows = reads.map((r) => r.newRow);
+    let written = reads;
     const toEveryone = (tx.snapshot?.targets ?? null) === null;
     if (toEveryone && this.commitTimestamps) {
+      const rows = reads.map((r) => r.newRow);
       const { rows: writers } = await this.run(planReadWriters(relation, rows, table));
+      const found = writers as { i: string; mine: boolean; xmin: string; committed_micros: string | null; roident: number | null }[];
+      const recorded = await this.recordedWriters(
+        table,
+        found.filter((w) => !w.mine).map((w) => ({ xmin: w.xmin, key: readWriterKey(relation, rows[Number(w.i) - 1]!, table) })),
+      );
       const kept = new Set<number>();
-      for (const w of writers as { i: string; mine: boolean; committed_micros: string | null; roident: number | null }[]) {
-        if (w.mine || w.committed_micros === null) continue;
-        const local: Writer = { site: await this.siteOfOrigin(w.roident ?? 0), commitTimeMicros: BigInt(w.committed_micros) };
-        if (isConcurrent(local, tx.site, tx.seen)) kept.add(Number(w.i) - 1);
+      for (const w of found) {
+        if (w.mine) continue;
+        const key = readWriterKey(relation, rows[Number(w.i) - 1]!, table);
+        let local: Writer | null = (key !== null ? recorded.get(key) : undefined) ?? null;
+        if (local === null && w.committed_micros !== null) local = { site: await this.siteOfOrigin(w.roident ?? 0), commitTimeMicros: BigInt(w.committed_micros) };
+        if (local !== null && isConcurrent(local, tx.site, tx.seen)) kept.add(Number(w.i) - 1);
       }
       if (kept.size > 0) {
         this.logger.debug({ tx: tx.id, table: `${relation.schema}.${relation.table}`, rows: kept.size }, 'snapshot rows left out: this site wrote them concurrently');
-        rows = rows.filter((_, i) => !kept.has(i));
+        written = reads.filter((_, i) => !kept.has(i));
       }
     }
-    if (rows.length > 0) await this.run(planReadBatch(relation, rows, table));
+    if (written.length === 0) return;
+    await this.run(planReadBatch(relation, written.map((r) => r.newRow), table));
+    const entries: ReadWriterEntry[] = [];
+    for (const read of written) {
+      if (!read.writer) continue;
+      const key = readWriterKey(relation, read.newRow, table);
+      if (key !== null) entries.push({ key, site: read.writer.site, commitTimeMicros: read.writer.commitTimeMicros });
+    }
+    if (entries.length === 0) return;
+    const { rows } = await this.run(planRecordReadWriters(table, entries));
+    this.readWriters.xids.add((rows[0] as { xid: string }).xid);
+  }
+
+  /**
+   * The writers READ_WRITERS records for rows of `table` whose version (xmin) is the one the recording
+   * transaction wrote, by key; READ_WRITERS is asked only for rows whose xmin recorded some.
+   */
+  private async recordedWriters(table: TargetTable, rows: readonly { readonly xmin: string | null | undefined; readonly key: string | null }[]): Promise<Map<string, Writer>> {
+    const recorded = new Map<string, Writer>();
+    const asked = rows.filter((r): r is { xmin: string; key: string } => r.key !== null && typeof r.xmin === 'string' && this.readWriters.xids.has(r.xmin));
+    if (asked.length === 0) return recorded;
+    const { rows: found } = await this.run(planRecordedWriters(readWriterRelation(table), asked));
+    for (const r of found as { key: string; site: string; commit_micros: string }[]) recorded.set(r.key, { site: r.site, commitTimeMicros: BigInt(r.commit_micros) });
+    return recorded;
+  }
+
+  /** The writer READ_WRITERS records for the row a lookup found at version `xmin`; null when none (or unknown). */
+  private async recordedWriter(ref: ReadWriterRef | null | undefined, xmin: string | undefined): Promise<Writer | null> {
+    if (!ref || xmin === undefined || !this.readWriters.xids.has(xmin)) return null;
+    const { rows } = await this.run(planRecordedWriters(ref.relation, [{ key: ref.key, xmin }]));
+    const r = rows[0] as { site: string; commit_micros: string } | undefined;
+    return r ? { site: r.site, commitTimeMicros: BigInt(r.commit_micros) } : null;
   }
 
   private async applyChange(tx: Transaction, change: Change): Promise<void> {
@@ -702,9 +806,13 @@ class PostgresSourceSession implements SourceSession {
   /** Who wrote the row last: 'missing' when there is no such row, null when it cannot be known. */
   private async lastWriter(lookup: RowLookup): Promise<Writer | null | 'missing'> {
     const { rows } = await this.run(lookup.statement);
-    const row = rows[0] as { mine: boolean; committed_micros: string | null; roident: number | null } | undefined;
+    const row = rows[0] as { mine: boolean; xmin?: string; committed_micros: string | null; roident: number | null } | undefined;
     if (!row) return 'missing';
-    if (row.mine || row.committed_micros === null) return null;
+    if (row.mine) return null;
+    // A row a snapshot addressed to this site wrote, not changed since: its writer is the source's.
+    const recorded = await this.recordedWriter(lookup.readWriter, row.xmin);
+    if (recorded !== null) return recorded;
+    if (row.committed_micros === null) return null;
     return { site: await this.siteOfOrigin(row.roident ?? 0), commitTimeMicros: BigInt(row.committed_micros) };
   }
 

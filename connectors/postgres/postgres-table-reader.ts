@@ -24,7 +24,8 @@
  */
 import pg from 'pg';
 import { SitesyncError } from '../../src/errors.ts';
-import type { ColumnInfo, RelationInfo, RowImage } from '../../src/events/transaction.ts';
+import { ORIGIN_PREFIX } from '../../src/config/names.ts';
+import { SITE_NAME_PATTERN, type ColumnInfo, type RelationInfo, type RowImage, type RowWriter } from '../../src/events/transaction.ts';
 import { comparatorFor, compareKeys } from '../../src/capture/key-order.ts';
 import { rowKey, type RowKey, type TableReader, type TableReaderOptions, type TableShape } from '../../src/capture/table-reader.ts';
 import { redactUrl } from '../../src/observability/logger.ts';
@@ -70,6 +71,10 @@ export class PostgresTableReader implements TableReader {
   private readonly plans = new WeakMap<TableShape, Plan>();
   /** Consistent mode: the error that ended the snapshot's transaction. */
   private broken: unknown = null;
+  /** What readChunkWithWriters may ask of this server and role (null: not asked yet). */
+  private writerAccess: { readonly commitTimestamps: boolean; readonly origins: boolean } | null = null;
+  /** Replication origin ids (as text) to the site whose writes they apply here (null: not one of sitesync's for this site). */
+  private readonly originSites = new Map<string, string | null>();
 
   private constructor(
     private readonly options: TableReaderOptions,
@@ -238,6 +243,86 @@ export class PostgresTableReader implements TableReader {
     values.push(checkCount(limit, 'limit'));
     const rows = await this.rows(`SELECT ${plan.columns.join(', ')} FROM ${plan.table} t WHERE ${where} ORDER BY ${plan.orderBy} LIMIT $${values.length}`, values);
     return rows.map(image);
+  }
+
+  /**
+   * readChunk's rows (the same statement, as a subquery, so the same rows in the same order), each with the
+   * writer of the row version read: pg_xact_commit_timestamp_origin of its xmin, computed after the LIMIT
+   * (only for the rows sent) and in the same statement (so of the very version read). The time is exact
+   * (extract(epoch) is numeric), as the sink's own lookups compute it (apply-plan.ts). Origin 0 is a local
+   * write: this site; a sitesync origin `sitesync_<source>_to_<this site>` (names.ts originName) is the source
+   * site, as the sink reads it (postgres-sink.ts siteOfOrigin). Null: the database cannot tell (no commit
+   * timestamps, a frozen or too old xid, another origin, or a role that may not read pg_replication_origin,
+   * which PostgreSQL 15 grants to PUBLIC); the read itself never fails for a writer.
+   */
+  async readChunkWithWriters(shape: TableShape, after: RowKey | null, limit: number): Promise<{ readonly rows: RowImage[]; readonly writers: (RowWriter | null)[] }> {
+    const plan = await this.planFor(shape);
+    const access = await this.writerAccessOf();
+    if (!access.commitTimestamps) {
+      const rows = await this.readChunk(shape, after, limit);
+      return { rows, writers: rows.map(() => null) };
+    }
+    const values: unknown[] = [];
+    const where = after === null ? 'true' : this.beyond(plan, after, '>', values);
+    values.push(checkCount(limit, 'limit'));
+    // The subquery's output is named as the table's columns (and aliased `t`), so the select list and the
+    // sort expressions read the same there; xmin under a name no column has.
+    const names = new Set(shape.relation.columns.map((c) => c.name));
+    let xmin = 'sitesync_xmin';
+    while (names.has(xmin)) xmin += '_';
+    const inner = `SELECT ${plan.columns.join(', ')}, t.xmin AS ${quoteIdent(xmin)} FROM ${plan.table} t WHERE ${where} ORDER BY ${plan.orderBy} LIMIT $${values.length}`;
+    const rows = await this.rows(
+      `SELECT ${plan.columns.join(', ')}, (extract(epoch FROM c.timestamp) * 1000000)::int8::text, c.roident::int8::text ` +
+        `FROM (${inner}) t LEFT JOIN LATERAL pg_xact_commit_timestamp_origin(t.${quoteIdent(xmin)}) c ON true ORDER BY ${plan.orderBy}`,
+      values,
+    );
+    const width = plan.columns.length;
+    // Origins this reader has not met yet: their names read once for the chunk.
+    const unknown = rows.some((row) => row[width] !== null && row[width + 1] != null && row[width + 1] !== '0' && !this.originSites.has(row[width + 1]!));
+    if (unknown && access.origins) await this.loadOriginSites();
+    const writers = rows.map((row): RowWriter | null => {
+      const micros = row[width] ?? null;
+      const roident = row[width + 1] ?? null;
+      if (micros === null || roident === null) return null;
+      const site = roident === '0' ? this.options.site : (this.originSites.get(roident) ?? null);
+      return site === null ? null : { site, commitTimeMicros: BigInt(micros) };
+    });
+    return { rows: rows.map((row) => image(row.slice(0, width))), writers };
+  }
+
+  /** Whether commit timestamps can be asked for, and origin names read (asked once: both change only with a restart or a GRANT). */
+  private async writerAccessOf(): Promise<{ readonly commitTimestamps: boolean; readonly origins: boolean }> {
+    if (this.writerAccess === null) {
+      const { rows } = await this.query<{ timestamps: boolean; origins: boolean }>({
+        text: `SELECT current_setting('track_commit_timestamp') = 'on'
+                      AND has_function_privilege('pg_catalog.pg_xact_commit_timestamp_origin(xid)', 'EXECUTE') AS timestamps,
+                      has_table_privilege('pg_catalog.pg_replication_origin', 'SELECT') AS origins`,
+      });
+      this.writerAccess = { commitTimestamps: rows[0]?.timestamps === true, origins: rows[0]?.origins === true };
+    }
+    return this.writerAccess;
+  }
+
+  /**
+   * Which site each replication origin applies from at this site (as postgres-sink.ts siteOfOrigin reads
+   * them): `sitesync_<source>_to_<this site>` (names.ts originName) is `source`; any other origin, null.
+   */
+  private async loadOriginSites(): Promise<void> {
+    let rows: { roident: string; roname: string }[];
+    try {
+      ({ rows } = await this.query<{ roident: string; roname: string }>({ text: 'SELECT roident::int8::text AS roident, roname FROM pg_catalog.pg_replication_origin' }));
+    } catch {
+      // The privilege was checked before; should the read fail anyway, the writers stay unknown (a
+      // consistent reader has lost its snapshot then, and its next read says so).
+      return;
+    }
+    const suffix = `_to_${this.options.site}`;
+    const siteName = new RegExp(SITE_NAME_PATTERN);
+    this.originSites.clear();
+    for (const r of rows) {
+      const source = r.roname.startsWith(ORIGIN_PREFIX) && r.roname.endsWith(suffix) ? r.roname.slice(ORIGIN_PREFIX.length, -suffix.length) : null;
+      this.originSites.set(r.roident, source !== null && siteName.test(source) ? source : null);
+    }
   }
 
   async readKeys(shape: TableShape, keys: readonly RowKey[]): Promise<RowImage[]> {

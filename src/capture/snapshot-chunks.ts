@@ -160,8 +160,20 @@ export class SnapshotChunks {
       for (const key of asked) if (!found.has(JSON.stringify(key))) changes.push({ op: 'delete', relation: byKey, oldRow: keyRow(shape, key) });
       return { changes, next: rest.length > 0 ? { ...marker, chunk: marker.chunk + 1, keys: rest } : null };
     }
-    const rows = await reader.readChunk(shape, marker.after, marker.chunkRows);
-    for (const row of rows) changes.push({ op: 'read', relation: shape.relation, newRow: row });
+    // A snapshot addressed to chosen sites (a site joining) carries each row's last writer, so that the
+    // targets decide later conflicts on it as this site does; one to every site does not need it.
+    let rows: RowImage[];
+    if (marker.targets !== null && reader.readChunkWithWriters) {
+      const read = await reader.readChunkWithWriters(shape, marker.after, marker.chunkRows);
+      rows = read.rows;
+      rows.forEach((row, i) => {
+        const writer = read.writers[i] ?? null;
+        changes.push(writer !== null ? { op: 'read', relation: shape.relation, newRow: row, writer } : { op: 'read', relation: shape.relation, newRow: row });
+      });
+    } else {
+      rows = await reader.readChunk(shape, marker.after, marker.chunkRows);
+      for (const row of rows) changes.push({ op: 'read', relation: shape.relation, newRow: row });
+    }
     const lastRow = rows[rows.length - 1];
     return { changes, next: rows.length === marker.chunkRows && lastRow ? { ...marker, chunk: marker.chunk + 1, after: rowKey(shape, lastRow) } : null };
   }

@@ -12,7 +12,7 @@
  * dates and times by value; strings and bytes by their UTF-8 bytes (a binary collation, whatever the
  * column's own collation is); NULL never occurs in a key.
  */
-import type { RelationInfo, RowImage } from '../events/transaction.ts';
+import type { RelationInfo, RowImage, RowWriter } from '../events/transaction.ts';
 
 /** A table with a primary key, as a reader describes it. */
 export interface TableShape {
@@ -32,6 +32,11 @@ export interface TableReader {
   describe(schema: string, table: string): Promise<TableShape>;
   /** At most `limit` rows whose key comes after `after` (from the first when null), in key order. */
   readChunk(shape: TableShape, after: RowKey | null, limit: number): Promise<RowImage[]>;
+  /**
+   * As readChunk, with the writer of each row (its last writer's site and commit time; null where the
+   * database cannot tell): what a snapshot sent to chosen sites carries. Readers that cannot tell leave it out.
+   */
+  readChunkWithWriters?(shape: TableShape, after: RowKey | null, limit: number): Promise<{ readonly rows: RowImage[]; readonly writers: (RowWriter | null)[] }>;
   /** The rows of these keys that exist, in key order; keys with no row are left out. */
   readKeys(shape: TableShape, keys: readonly RowKey[]): Promise<RowImage[]>;
   /** About how many rows the table holds (the database's statistics), for progress; never exact. */
