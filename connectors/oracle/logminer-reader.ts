@@ -127,6 +127,8 @@ export interface OracleSetupFacts {
   readonly user: string;
   /** SITESYNC.APPLY_PROGRESS exists (capture drops relayed writes by it). */
   readonly progressTable: boolean;
+  /** SITESYNC.SNAPSHOT_MARKERS exists (online snapshots write their markers there); absent: not asked. */
+  readonly snapshotMarkersTable?: boolean;
 }
 
 /** A LogMiner session over some redo logs, read in batches. */

@@ -37,6 +37,17 @@
  * its position and id, the checkpoint on the last only; between parts the stream waits for `gate` (the
  * source's flow control).
  *
+ * Snapshot markers: LogMiner carries no logical messages, so a snapshot's marker is a row inserted into
+ * SITESYNC.SNAPSHOT_MARKERS (oracle-snapshot-control.ts: one row per MARKER_PIECE_CHARS characters, PIECE 0 to
+ * PIECES - 1, in the transaction that moves the snapshot's row in SITESYNC.SNAPSHOTS). Those inserts are
+ * buffered with the transaction like any change (so a rollback, or a rollback to a savepoint, takes them back),
+ * and at COMMIT the pieces of one marker (SNAPSHOT_ID, CHUNK) are joined, in PIECE order, into one
+ * `{ op: 'message', prefix: SNAPSHOT_MARKER_PREFIX }` change, where its last piece is: at that transaction's
+ * position in the stream, as a PostgreSQL site's logical message is. They are never row changes; the deletes
+ * that prune earlier marker rows, and every change of SNAPSHOTS, are not captured at all. A marker whose pieces
+ * do not add up is reported (warn) and dropped, never half-used: snapshot-chunks.ts does the same with one that
+ * does not parse.
+ *
  * Relayed writes: the sink writes SITESYNC.APPLY_PROGRESS first in every transaction it applies. A transaction
  * with a change of that table was applied here from another site: it is dropped whole and reported as skipped,
  * and its SOURCE and COMMIT_TIME_MICROS move the causal context `seen`. Such a change after a part of its
@@ -49,6 +60,7 @@
  * one commit anyway, capture stops with a DecodeError naming it and how to move the resume SCN back, rather than
  * send a transaction in part.
  */
+import { SNAPSHOT_MARKER_PREFIX } from '../../src/capture/snapshot-marker.ts';
 import type { SourceHandler } from '../../src/capture/source.ts';
 import { DecodeError, SitesyncError } from '../../src/errors.ts';
 import type { Change, ColumnInfo, Position, RelationInfo, RowImage, SeenSites, Transaction } from '../../src/events/transaction.ts';
@@ -56,6 +68,7 @@ import { changeBytes, transactionId } from '../../src/events/transaction.ts';
 import type { MinedRow, OracleColumn, Scn } from './logminer-reader.ts';
 import { OPERATION } from './logminer-reader.ts';
 import { canonicalText, isLob, kindOf, nativeOf } from './oracle-kinds.ts';
+import { SNAPSHOT_MARKERS_TABLE } from './oracle-setup.ts';
 import { describePosition, formatCheckpoint, formatPosition, lastAt, type Checkpoint } from './oracle-positions.ts';
 import { parseRedo, type ParsedRedo } from './sql-redo-parser.ts';
 import type { BufferedRow, TransactionBuffer } from './transaction-buffer.ts';
@@ -114,6 +127,22 @@ export function commitTimeMicros(timestamp: string): bigint {
 }
 
 const tableKey = (owner: string, table: string): string => `${owner}\u0000${table}`;
+
+/** The pieces of one snapshot marker read so far in a transaction. */
+interface MarkerPieces {
+  readonly pieces: number;
+  readonly received: Map<number, string>;
+  /** Handed on, or dropped. */
+  done: boolean;
+}
+
+/** A NUMBER's text as a whole number from 0 to 2^31, or null. */
+function wholeNumber(text: string | null): number | null {
+  if (text === null || !/^[0-9]{1,10}$/.test(text.trim())) return null;
+  const n = Number(text.trim());
+  return n <= 2 ** 31 ? n : null;
+}
+
 const ROW_OPERATIONS = new Set<number>([OPERATION.insert, OPERATION.update, OPERATION.delete]);
 /** V$LOGMNR_CONTENTS' UNSUPPORTED: a change LogMiner cannot show as SQL. */
 const UNSUPPORTED = 255;
@@ -206,12 +235,16 @@ export class MinedStream {
     const table = row.table;
     if (owner === null || table === null) return;
     const progress = owner === BOOKKEEPING_OWNER && table === APPLY_PROGRESS_TABLE;
-    if (!progress && !this.options.captured(owner, table)) return;
+    const marker = owner === BOOKKEEPING_OWNER && table === SNAPSHOT_MARKERS_TABLE;
+    if (!progress && !marker && !this.options.captured(owner, table)) return;
     if (row.operationCode === UNSUPPORTED) {
       throw new DecodeError(`LogMiner cannot show a change of ${owner}.${table} (transaction ${row.xid} at SCN ${row.scn}, operation UNSUPPORTED) of site ${this.site}: the table uses a type or storage LogMiner does not support; leave it out of the captured tables`);
     }
     if (!ROW_OPERATIONS.has(row.operationCode)) return;
-    if (!progress && !this.tables.has(tableKey(owner, table))) await this.load(owner, table);
+    // Only a marker's insert is a marker; the deletes pruning older marker rows are nothing to anyone. (An
+    // undo row, ROLLBACK = 1, of a marker insert is a delete: it goes on to take the insert back.)
+    if (marker && row.operationCode !== OPERATION.insert && !row.rollback) return;
+    if (!progress && !marker && !this.tables.has(tableKey(owner, table))) await this.load(owner, table);
     if (!buffer.has(row.xid)) buffer.begin(row.xid, row.thread, row.scn, false);
     if (row.rollback) {
       if (row.rowId !== null && buffer.undo(row.xid, row.rowId)) this.counts.undone++;
@@ -316,6 +349,8 @@ export class MinedStream {
     let partsSent = 0;
     let relayed = false;
     let relayedSeen: Map<string, bigint> | null = null;
+    /** Snapshot markers of this transaction being put together from their pieces, by SNAPSHOT_ID and CHUNK. */
+    const markers = new Map<string, MarkerPieces>();
     const snapshot = (): Transaction => ({
       id: transactionId(this.site, commit.position),
       site: this.site,
@@ -344,7 +379,7 @@ export class MinedStream {
         continue;
       }
       if (relayed) continue;
-      const change = this.change(row, commit);
+      const change = row.owner === BOOKKEEPING_OWNER && row.table === SNAPSHOT_MARKERS_TABLE ? this.markerPiece(row, commit, markers) : this.change(row, commit);
       if (!change) continue;
       changes.push(change);
       bytes += changeBytes(change);
@@ -356,6 +391,10 @@ export class MinedStream {
         bytes = 0;
         if (this.options.gate && !(await this.options.gate())) return;
       }
+    }
+    for (const [key, incomplete] of markers) {
+      if (incomplete.done) continue;
+      this.dropMarker(commit, key, `${incomplete.received.size} of its ${incomplete.pieces} pieces were written`);
     }
     this.handedOn = commit.position;
     this.lastCommitMicros = micros;
@@ -387,6 +426,47 @@ export class MinedStream {
       throw new DecodeError(`SQL_REDO of a change of ${row.owner}.${row.table} at SCN ${row.scn} (operation ${row.operationCode}) of site ${this.site} is an ${parsed.op} of ${parsed.owner}.${parsed.table}`);
     }
     return parsed;
+  }
+
+  /**
+   * One row of a snapshot marker (an insert into SITESYNC.SNAPSHOT_MARKERS): kept until the marker's last piece,
+   * which gives the marker as a message change; null otherwise (and for a row that is not a piece of one).
+   */
+  private markerPiece(row: BufferedRow, commit: PendingCommit, markers: Map<string, MarkerPieces>): Change | null {
+    const parsed = this.parse(row, commit);
+    if (parsed.op !== 'insert') return null;
+    const value = (name: string): string | null => parsed.newValues.get(name) ?? null;
+    const id = value('SNAPSHOT_ID');
+    const chunk = value('CHUNK');
+    const key = `${id ?? '?'} chunk ${chunk ?? '?'}`;
+    const piece = wholeNumber(value('PIECE'));
+    const pieces = wholeNumber(value('PIECES'));
+    const content = value('CONTENT');
+    if (id === null || chunk === null || piece === null || pieces === null || content === null || pieces < 1 || piece >= pieces) {
+      this.dropMarker(commit, key, 'a row of it lacks SNAPSHOT_ID, CHUNK, PIECE, PIECES or CONTENT, or numbers its piece outside 0..PIECES-1');
+      markers.set(key, { pieces: 0, received: new Map(), done: true });
+      return null;
+    }
+    let marker = markers.get(key);
+    if (!marker) markers.set(key, (marker = { pieces, received: new Map(), done: false }));
+    if (marker.done) return null;
+    if (marker.pieces !== pieces || marker.received.has(piece)) {
+      marker.done = true;
+      this.dropMarker(commit, key, marker.pieces !== pieces ? 'its rows disagree on PIECES' : `piece ${piece} was written twice`);
+      return null;
+    }
+    marker.received.set(piece, content);
+    if (marker.received.size < pieces) return null;
+    marker.done = true;
+    let text = '';
+    for (let i = 0; i < pieces; i++) text += marker.received.get(i)!;
+    return { op: 'message', prefix: SNAPSHOT_MARKER_PREFIX, content: Buffer.from(text, 'utf8') };
+  }
+
+  private dropMarker(commit: PendingCommit, key: string, why: string): void {
+    this.options.warn?.(
+      `snapshot marker ${key} in transaction ${describePosition(commit.position)} of site ${this.site} dropped: ${why} (${BOOKKEEPING_OWNER}.${SNAPSHOT_MARKERS_TABLE} is written by sitesync only; cancel the snapshot and start it again)`,
+    );
   }
 
   private relayedMarker(row: BufferedRow, commit: PendingCommit): { source: string; micros: bigint } | null {

@@ -22,6 +22,12 @@
  *    to that table, and drops it (a relayed write); without it every applied transaction would travel back.
  *    It needs ALL COLUMNS logging like any captured table (4. lists it when it lacks it): the sink's UPDATE of
  *    it changes POSITION and times, not SOURCE, and capture must read SOURCE from the redo.
+ *
+ * And for online snapshots from the site (a warning only: capture runs without them): SITESYNC.SNAPSHOTS and
+ * SITESYNC.SNAPSHOT_MARKERS (oracle-snapshot-control.ts), which `sitesync setup` creates through the capture URL
+ * (SNAPSHOT_TABLES_DDL) and which a snapshot control also creates the first time it needs them. A marker is a
+ * row of SNAPSHOT_MARKERS (or several, MARKER_PIECE_CHARS characters each, for a long one): capture reads its
+ * insert from the redo (mined-stream.ts) as the snapshot's marker.
  */
 import { SitesyncError } from '../../src/errors.ts';
 import type { OracleSetupFacts } from './logminer-reader.ts';
@@ -39,6 +45,18 @@ export interface SetupProblem {
 export const ARCHIVELOG_SQL = 'SHUTDOWN IMMEDIATE; STARTUP MOUNT; ALTER DATABASE ARCHIVELOG; ALTER DATABASE OPEN;';
 export const MINIMAL_LOGGING_SQL = 'ALTER DATABASE ADD SUPPLEMENTAL LOG DATA;';
 export const DATABASE_ALL_COLUMNS_SQL = 'ALTER DATABASE ADD SUPPLEMENTAL LOG DATA (ALL) COLUMNS;';
+
+/** sitesync's snapshots at the site, one row each (oracle-snapshot-control.ts); never captured. */
+export const SNAPSHOTS_TABLE = 'SNAPSHOTS';
+/** The snapshot markers: an insert here, read from the redo, is a marker (mined-stream.ts), never a row change. */
+export const SNAPSHOT_MARKERS_TABLE = 'SNAPSHOT_MARKERS';
+/**
+ * Characters of a marker per row of SNAPSHOT_MARKERS: its CONTENT is a VARCHAR2(4000 BYTE), which LogMiner's
+ * SQL_REDO carries whole (CSF rows past 4000 characters of statement); markers are written in ASCII only (JSON
+ * with \uXXXX escapes), so a character is a byte. A marker of a repair names up to MAX_MARKER_KEYS (10,000)
+ * keys and runs to hundreds of kilobytes: it goes in as many rows as it needs, numbered PIECE 0..PIECES-1.
+ */
+export const MARKER_PIECE_CHARS = 4000;
 
 /** `"name"`, a double quote doubled (Oracle's quoted identifiers are case-sensitive). */
 export function quoteIdentifier(name: string): string {
@@ -102,6 +120,21 @@ export const APPLY_PROGRESS_DDL =
   'POSITION VARCHAR2(64) NOT NULL, COMMIT_TIME_MICROS NUMBER(20) NOT NULL, APPLIED_TRANSACTIONS NUMBER(20) NOT NULL); ' +
   tableAllColumnsSql(ORACLE_BOOKKEEPING_OWNER, 'APPLY_PROGRESS');
 
+/**
+ * The snapshot tables, each statement run only when what it makes is missing (ORA-00955, ORA-32588 otherwise):
+ * SNAPSHOTS (PostgreSQL's sitesync.snapshots, times in UTC) and SNAPSHOT_MARKERS with ALL COLUMNS logging.
+ */
+export const SNAPSHOT_TABLES_DDL: readonly string[] = [
+  `CREATE TABLE ${quoteIdentifier(ORACLE_BOOKKEEPING_OWNER)}.${quoteIdentifier(SNAPSHOTS_TABLE)} (` +
+    '"ID" VARCHAR2(64 BYTE) NOT NULL PRIMARY KEY, "TABLE_NAME" NVARCHAR2(400) NOT NULL, "TARGETS" NVARCHAR2(2000), ' +
+    '"NEXT_CHUNK" NUMBER(10) DEFAULT 0 NOT NULL, "ROWS_SENT" NUMBER(19) DEFAULT 0 NOT NULL, "ESTIMATED_ROWS" NUMBER(19) NOT NULL, ' +
+    `"STATE" VARCHAR2(16 BYTE) DEFAULT 'running' NOT NULL, "STARTED_AT" TIMESTAMP(6) NOT NULL, "UPDATED_AT" TIMESTAMP(6) NOT NULL)`,
+  `CREATE TABLE ${quoteIdentifier(ORACLE_BOOKKEEPING_OWNER)}.${quoteIdentifier(SNAPSHOT_MARKERS_TABLE)} (` +
+    '"SNAPSHOT_ID" VARCHAR2(64 BYTE) NOT NULL, "CHUNK" NUMBER(10) NOT NULL, "PIECE" NUMBER(10) NOT NULL, "PIECES" NUMBER(10) NOT NULL, ' +
+    `"CONTENT" VARCHAR2(${MARKER_PIECE_CHARS} BYTE) NOT NULL, PRIMARY KEY ("SNAPSHOT_ID", "CHUNK", "PIECE"))`,
+  tableAllColumnsSql(ORACLE_BOOKKEEPING_OWNER, SNAPSHOT_MARKERS_TABLE).replace(/;$/, ''),
+];
+
 /** Every problem of a database, blocking ones first, each with its fix. */
 export function setupProblems(facts: OracleSetupFacts): SetupProblem[] {
   const problems: SetupProblem[] = [];
@@ -154,6 +187,13 @@ export function setupProblems(facts: OracleSetupFacts): SetupProblem[] {
       severity: 'error',
       problem: `${ORACLE_BOOKKEEPING_OWNER}.APPLY_PROGRESS is missing (capture recognises writes applied from other sites by it and would send them back out)`,
       fix: `run sitesync setup for the site (it creates it), or: ${APPLY_PROGRESS_DDL}`,
+    });
+  }
+  if (facts.snapshotMarkersTable === false) {
+    problems.push({
+      severity: 'warning',
+      problem: `${ORACLE_BOOKKEEPING_OWNER}.${SNAPSHOT_MARKERS_TABLE} is missing (online snapshots from this site write their markers there; capture runs without it)`,
+      fix: `run sitesync setup for the site with its capture URL (it creates it), or: ${SNAPSHOT_TABLES_DDL.map((s) => `${s};`).join(' ')}`,
     });
   }
   return problems;

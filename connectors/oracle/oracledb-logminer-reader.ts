@@ -69,7 +69,7 @@ import type { LogMinerReader, MinedRow, MiningSession, OracleColumn, OracleProgr
 import { oracledbConfig, type OracleConnectionConfig } from './oracledb-connection.ts';
 import { loadOracledb, type OracledbDriver } from './oracledb-driver.ts';
 import { describeOracleError, oraNumbers } from './oracle-errors.ts';
-import { ORACLE_BOOKKEEPING_OWNER, PACKAGES, quoteIdentifier, SYSTEM_PRIVILEGES, VIEWS } from './oracle-setup.ts';
+import { ORACLE_BOOKKEEPING_OWNER, PACKAGES, quoteIdentifier, SNAPSHOT_MARKERS_TABLE, SYSTEM_PRIVILEGES, VIEWS } from './oracle-setup.ts';
 
 // ─── statements ──────────────────────────────────────────────────────────────────────────────────────────
 
@@ -301,6 +301,11 @@ export function progressTableStatement(): Statement {
   return { sql: `SELECT COUNT(*) AS N FROM ALL_TABLES WHERE OWNER = '${ORACLE_BOOKKEEPING_OWNER}' AND TABLE_NAME = 'APPLY_PROGRESS'`, binds: [] };
 }
 
+/** Whether SITESYNC.SNAPSHOT_MARKERS exists (online snapshots write their markers there). */
+export function snapshotMarkersTableStatement(): Statement {
+  return { sql: `SELECT COUNT(*) AS N FROM ALL_TABLES WHERE OWNER = '${ORACLE_BOOKKEEPING_OWNER}' AND TABLE_NAME = '${SNAPSHOT_MARKERS_TABLE}'`, binds: [] };
+}
+
 /** CAPTURE_PROGRESS, unless there (ORA-00955: the name is already used). */
 export function ensureCaptureProgressStatement(): Statement {
   const ddl =
@@ -517,6 +522,8 @@ export function readSetupFacts(parts: {
   readonly packages: readonly Row[];
   readonly tablesWithoutLogging: readonly Row[] | null;
   readonly progressTable: readonly Row[];
+  /** Not asked (no fact) when absent. */
+  readonly snapshotMarkersTable?: readonly Row[];
 }): OracleSetupFacts {
   const db = parts.database[0] ?? {};
   const cdb = String(db.CDB ?? 'NO') === 'YES';
@@ -540,6 +547,7 @@ export function readSetupFacts(parts: {
     cdb,
     user: String(db.SESSION_USER ?? ''),
     progressTable: Number(parts.progressTable[0]?.N ?? 0) > 0,
+    ...(parts.snapshotMarkersTable !== undefined ? { snapshotMarkersTable: Number(parts.snapshotMarkersTable[0]?.N ?? 0) > 0 } : {}),
   };
 }
 
@@ -857,7 +865,8 @@ export class OracleLogMinerReader implements LogMinerReader {
       const catalog = this.catalog();
       const tablesWithoutLogging = allLogged ? null : await catalog.query('setupFacts', tablesWithoutLoggingStatement(owners));
       const progressTable = await catalog.query('setupFacts', progressTableStatement());
-      return readSetupFacts({ database, privileges, views, packages, tablesWithoutLogging, progressTable });
+      const snapshotMarkersTable = await catalog.query('setupFacts', snapshotMarkersTableStatement());
+      return readSetupFacts({ database, privileges, views, packages, tablesWithoutLogging, progressTable, snapshotMarkersTable });
     });
   }
 

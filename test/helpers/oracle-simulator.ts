@@ -40,6 +40,17 @@
  * - V$TRANSACTION (`oldestOpenTransactionScn`): the lowest START SCN of the open transactions that wrote redo.
  * - Readers (`reader()`): `failNextReaderCall()` makes the next call of any reader fail (connection lost).
  *
+ * - Online snapshots (oracle-table-reader.ts, oracle-snapshot-control.ts): `tableDatabase()` answers a table
+ *   reader's queries over the committed rows (a consistent one over the rows as they were when it was made: a
+ *   READ ONLY transaction), evaluating each RowQuery as Oracle would under NLS_SORT = BINARY: NUMBER and the
+ *   binary floats by value (NaN last), DATE and TIMESTAMP by instant, RAW by bytes, CHAR and VARCHAR2 by their
+ *   bytes in the database character set (`characterSet`: AL32UTF8 by default; UTF8 is CESU-8, a supplementary
+ *   character as its two UTF-16 halves; a single-byte set as Latin-1, '?' for what it cannot hold), NCHAR and
+ *   NVARCHAR2 by their bytes in the national one (AL16UTF16: UTF-16 big-endian), TO_CHAR of those by the
+ *   database set's; NUM_ROWS is what `analyze()` last counted (null before). `snapshotStore()` runs the snapshot
+ *   control's transactions as transactions of the simulator (SITESYNC.SNAPSHOTS, SITESYNC.SNAPSHOT_MARKERS), so
+ *   their marker inserts are in the redo like any row's.
+ *
  * Values are kept in the Oracle text form (spec: what SQL_REDO's literals hold under sitesync's session
  * settings), CHAR padded to its length. Not modelled: isolation beyond row locks (a write to a row another
  * open transaction wrote throws SimLockError where Oracle would wait), constraints other than the primary key,
@@ -57,6 +68,12 @@ import type {
   Scn,
 } from '../../connectors/oracle/logminer-reader.ts';
 import { OPERATION } from '../../connectors/oracle/logminer-reader.ts';
+import { oracleText } from '../../connectors/oracle/oracle-kinds.ts';
+import { ORACLE_BOOKKEEPING_OWNER, SNAPSHOT_MARKERS_TABLE, SNAPSHOTS_TABLE } from '../../connectors/oracle/oracle-setup.ts';
+import type { MarkerPiece, SnapshotRecord, SnapshotStore, SnapshotStoreTransaction } from '../../connectors/oracle/oracle-snapshot-control.ts';
+import type { OracleTableDatabase, RowQuery, SortKey } from '../../connectors/oracle/oracle-table-reader.ts';
+import type { SnapshotState } from '../../src/capture/snapshot-control.ts';
+import { microsToTimestampText } from '../../src/events/value-parser.ts';
 
 export interface SimOracleColumn {
   name: string;
@@ -302,7 +319,15 @@ export class SimulatedOracle {
   private failure: Error | null = null;
   private readonly rand: () => number;
 
-  constructor(options: { threads?: number; timeZone?: string; recordsPerLog?: number; csfChunk?: number; seed?: number } = {}) {
+  /** NLS_CHARACTERSET and NLS_NCHAR_CHARACTERSET (the orders of CHAR/VARCHAR2 and NCHAR/NVARCHAR2 values). */
+  readonly characterSet: string;
+  readonly nationalCharacterSet: string;
+  /** ALL_TABLES.NUM_ROWS by `OWNER.TABLE`, as the last analyze() left it. */
+  private readonly statistics = new Map<string, number>();
+
+  constructor(options: { threads?: number; timeZone?: string; recordsPerLog?: number; csfChunk?: number; seed?: number; characterSet?: string; nationalCharacterSet?: string } = {}) {
+    this.characterSet = options.characterSet ?? 'AL32UTF8';
+    this.nationalCharacterSet = options.nationalCharacterSet ?? 'AL16UTF16';
     const threads = options.threads ?? 1;
     if (threads !== 1 && threads !== 2) throw new Error('threads: 1 or 2');
     this.timeZone = options.timeZone ?? 'UTC';
@@ -366,8 +391,8 @@ export class SimulatedOracle {
     return tx;
   }
 
-  /** Committed rows of a table, Oracle text form, column order, sorted. */
-  rows(owner: string, table: string): (string | null)[][] {
+  /** Committed rows of a table, by column name, Oracle text form (in no order). */
+  committedRows(owner: string, table: string): Values[] {
     const t = this.table(owner, table);
     const state = new Map<string, Values>([...t.rows].map(([id, row]) => [id, { ...row }]));
     for (const tx of this.open) {
@@ -378,7 +403,13 @@ export class SimulatedOracle {
         else state.set(u.rowId, { ...u.before });
       }
     }
-    const out = [...state.values()].map((row) => t.columns.map((c) => row[c.name] ?? null));
+    return [...state.values()];
+  }
+
+  /** Committed rows of a table, Oracle text form, column order, sorted. */
+  rows(owner: string, table: string): (string | null)[][] {
+    const t = this.table(owner, table);
+    const out = this.committedRows(owner, table).map((row) => t.columns.map((c) => row[c.name] ?? null));
     return out.sort((a, b) => {
       for (let i = 0; i < a.length; i++) {
         const x = a[i] ?? null;
@@ -471,6 +502,52 @@ export class SimulatedOracle {
 
   reader(): LogMinerReader {
     return new SimLogMinerReader(this);
+  }
+
+  /** A table reader's queries (OracleTableDatabase); `consistent`: over the committed rows of now, whatever comes after. */
+  tableDatabase(options: { consistent?: boolean } = {}): OracleTableDatabase {
+    return new SimTableDatabase(this, options.consistent === true);
+  }
+
+  /** The snapshot control's statements (SnapshotStore), as transactions of `username` on thread 1. */
+  snapshotStore(options: { username?: string } = {}): SnapshotStore {
+    return new SimSnapshotStore(this, options.username ?? 'SITESYNC_CAPTURE');
+  }
+
+  /** DBMS_STATS: ALL_TABLES.NUM_ROWS of the table becomes its committed row count now. */
+  analyze(owner: string, table: string): void {
+    this.statistics.set(`${owner}.${table}`, this.committedRows(owner, table).length);
+  }
+
+  /** SITESYNC.SNAPSHOTS and SITESYNC.SNAPSHOT_MARKERS as oracle-setup.ts SNAPSHOT_TABLES_DDL makes them, unless there. */
+  createSnapshotTables(): void {
+    if (this.describeTable(ORACLE_BOOKKEEPING_OWNER, SNAPSHOTS_TABLE) === null) {
+      this.createTable(ORACLE_BOOKKEEPING_OWNER, SNAPSHOTS_TABLE, [
+        { name: 'ID', type: 'VARCHAR2', length: 64, keyOrdinal: 1 },
+        { name: 'TABLE_NAME', type: 'NVARCHAR2', length: 400, nullable: false },
+        { name: 'TARGETS', type: 'NVARCHAR2', length: 2000 },
+        { name: 'NEXT_CHUNK', type: 'NUMBER', precision: 10, scale: 0, nullable: false },
+        { name: 'ROWS_SENT', type: 'NUMBER', precision: 19, scale: 0, nullable: false },
+        { name: 'ESTIMATED_ROWS', type: 'NUMBER', precision: 19, scale: 0, nullable: false },
+        { name: 'STATE', type: 'VARCHAR2', length: 16, nullable: false },
+        { name: 'STARTED_AT', type: 'TIMESTAMP(6)', scale: 6, nullable: false },
+        { name: 'UPDATED_AT', type: 'TIMESTAMP(6)', scale: 6, nullable: false },
+      ]);
+    }
+    if (this.describeTable(ORACLE_BOOKKEEPING_OWNER, SNAPSHOT_MARKERS_TABLE) === null) {
+      this.createTable(ORACLE_BOOKKEEPING_OWNER, SNAPSHOT_MARKERS_TABLE, [
+        { name: 'SNAPSHOT_ID', type: 'VARCHAR2', length: 64, keyOrdinal: 1 },
+        { name: 'CHUNK', type: 'NUMBER', precision: 10, scale: 0, keyOrdinal: 2 },
+        { name: 'PIECE', type: 'NUMBER', precision: 10, scale: 0, keyOrdinal: 3 },
+        { name: 'PIECES', type: 'NUMBER', precision: 10, scale: 0, nullable: false },
+        { name: 'CONTENT', type: 'VARCHAR2', length: 4000, nullable: false },
+      ]);
+    }
+  }
+
+  /** @internal ALL_TABLES.NUM_ROWS. */
+  numRows(owner: string, table: string): number | null {
+    return this.statistics.get(`${owner}.${table}`) ?? null;
   }
 
   failNextReaderCall(error?: Error): void {
@@ -1062,4 +1139,260 @@ function logName(l: SimLog, archived: boolean): string {
 
 function describeLog(l: SimLog): RedoLog {
   return { name: logName(l, l.archived), thread: l.thread, sequence: l.sequence, firstScn: l.firstScn, nextScn: l.nextScn, archived: l.archived };
+}
+
+// ─── online snapshots: the table reader's queries and the snapshot control's statements ───────────────────
+
+/** A text's bytes in an Oracle character set (see the file comment). */
+export function characterSetBytes(text: string, characterSet: string): Buffer {
+  switch (characterSet.toUpperCase()) {
+    case 'AL32UTF8':
+      return Buffer.from(text, 'utf8');
+    case 'AL16UTF16':
+      return Buffer.from(text, 'utf16le').swap16();
+    case 'UTF8': {
+      // CESU-8: every UTF-16 unit on its own, a surrogate as three bytes like any unit above U+07FF.
+      const bytes: number[] = [];
+      for (let i = 0; i < text.length; i++) {
+        const u = text.charCodeAt(i);
+        if (u < 0x80) bytes.push(u);
+        else if (u < 0x800) bytes.push(0xc0 | (u >> 6), 0x80 | (u & 0x3f));
+        else bytes.push(0xe0 | (u >> 12), 0x80 | ((u >> 6) & 0x3f), 0x80 | (u & 0x3f));
+      }
+      return Buffer.from(bytes);
+    }
+    default:
+      return Buffer.from([...text].map((c) => (c.charCodeAt(0) <= 0xff && c.length === 1 ? c.charCodeAt(0) : 0x3f)));
+  }
+}
+
+/** A NUMBER's text (plain or exponent) as sign, significant digits and the power of ten of the first. */
+function decimalOf(text: string): { sign: number; digits: string; exponent: number } {
+  const m = /^([-+])?([0-9]*)(?:\.([0-9]*))?(?:[eE]([-+]?[0-9]+))?$/.exec(text.trim());
+  if (!m) throw new Error(`not a NUMBER: ${text}`);
+  const all = (m[2] ?? '') + (m[3] ?? '');
+  const lead = all.length - all.replace(/^0+/, '').length;
+  const digits = all.replace(/^0+/, '').replace(/0+$/, '');
+  if (digits === '') return { sign: 0, digits: '', exponent: 0 };
+  return { sign: m[1] === '-' ? -1 : 1, digits, exponent: (m[2] ?? '').length - lead - 1 + Number(m[4] ?? 0) };
+}
+
+function compareNumbers(a: string, b: string): number {
+  const x = decimalOf(a);
+  const y = decimalOf(b);
+  if (x.sign !== y.sign) return x.sign - y.sign;
+  if (x.sign === 0) return 0;
+  const magnitude = x.exponent !== y.exponent ? x.exponent - y.exponent : x.digits < y.digits ? -1 : x.digits > y.digits ? 1 : 0;
+  return x.sign * Math.sign(magnitude);
+}
+
+function ieee(text: string): number {
+  return text === 'Inf' || text === '+Inf' ? Infinity : text === '-Inf' ? -Infinity : text === 'Nan' ? NaN : Number(text);
+}
+
+function compareIeee(a: string, b: string): number {
+  const x = ieee(a);
+  const y = ieee(b);
+  if (Number.isNaN(x) || Number.isNaN(y)) return Number.isNaN(x) === Number.isNaN(y) ? 0 : Number.isNaN(x) ? 1 : -1;
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/** A DATE or TIMESTAMP text (with an offset for WITH TIME ZONE) as nanoseconds since 0001-01-01 UTC. */
+function instantOf(text: string): bigint {
+  const m = /^([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{0,9}))?(?: ?([-+])([0-9]{1,2}):([0-9]{2}))?$/.exec(text.trim());
+  if (!m) throw new Error(`not a DATE or TIMESTAMP: ${text}`);
+  const date = new Date(0);
+  date.setUTCFullYear(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+  date.setUTCHours(Number(m[4]), Number(m[5]), Number(m[6]), 0);
+  const offset = m[8] === undefined ? 0 : (m[8] === '-' ? -1 : 1) * (Number(m[9]) * 60 + Number(m[10]));
+  return (BigInt(date.getTime()) - BigInt(offset) * 60_000n) * 1_000_000n + BigInt((m[7] ?? '').padEnd(9, '0'));
+}
+
+/**
+ * Oracle's order of two values of a key column, sorted as `by` says under NLS_SORT = BINARY (the simulator's
+ * charsets); 0 when equal.
+ */
+export function simulatedOrder(db: SimulatedOracle, key: SortKey, a: string, b: string): number {
+  const type = key.column.type.trim().toUpperCase();
+  if (type === 'NUMBER' || type === 'FLOAT') return compareNumbers(a, b);
+  if (type === 'BINARY_FLOAT' || type === 'BINARY_DOUBLE') return compareIeee(a, b);
+  if (type === 'DATE' || type.startsWith('TIMESTAMP')) {
+    const x = instantOf(a);
+    const y = instantOf(b);
+    return x < y ? -1 : x > y ? 1 : 0;
+  }
+  if (type === 'RAW' || type === 'LONG RAW') return Buffer.compare(Buffer.from(a, 'hex'), Buffer.from(b, 'hex'));
+  const national = type.startsWith('N') && key.by === 'column';
+  const set = national ? db.nationalCharacterSet : db.characterSet;
+  return Buffer.compare(characterSetBytes(a, set), characterSetBytes(b, set));
+}
+
+class SimTableDatabase implements OracleTableDatabase {
+  private closed = false;
+  /** Consistent: the committed rows of every table when it was made. */
+  private readonly snapshot: Map<string, Values[]> | null;
+
+  constructor(
+    private readonly db: SimulatedOracle,
+    consistent: boolean,
+  ) {
+    this.snapshot = consistent ? new Map(db.tableList().map((t) => [`${t.owner}.${t.table}`, db.committedRows(t.owner, t.table)])) : null;
+  }
+
+  private call(method: string): void {
+    if (this.closed) throw Object.assign(new Error('NJS-003: invalid or closed connection'), { code: 'NJS-003' });
+    this.db.readerCall(method);
+  }
+
+  async characterSets(): Promise<{ database: string; national: string }> {
+    this.call('characterSets');
+    return { database: this.db.characterSet, national: this.db.nationalCharacterSet };
+  }
+
+  async columns(owner: string, table: string): Promise<OracleColumn[] | null> {
+    this.call('tableColumns');
+    return this.db.describeTable(owner, table)?.columns ?? null;
+  }
+
+  async numRows(owner: string, table: string): Promise<number | null> {
+    this.call('numRows');
+    return this.db.numRows(owner, table);
+  }
+
+  async select(q: RowQuery): Promise<(string | null)[][]> {
+    this.call('select');
+    const name = `${q.owner}.${q.table}`;
+    this.db.table(q.owner, q.table); // ORA-00942 when it is gone
+    let rows = this.snapshot ? [...(this.snapshot.get(name) ?? [])] : this.db.committedRows(q.owner, q.table);
+    const keyOf = (row: Values): string[] => q.order.map((k) => row[k.column.name]!);
+    const compare = (a: readonly string[], b: readonly string[]): number => {
+      for (let i = 0; i < q.order.length; i++) {
+        const order = simulatedOrder(this.db, q.order[i]!, a[i]!, b[i]!);
+        if (order !== 0) return order;
+      }
+      return 0;
+    };
+    if (q.after !== null) rows = rows.filter((row) => compare(keyOf(row), q.after!) > 0);
+    if (q.keys !== null) {
+      // Looked up as the columns themselves (a national column by its own bytes: equality is the same).
+      const asColumns = q.order.map((k): SortKey => ({ column: k.column, by: 'column' }));
+      rows = rows.filter((row) => q.keys!.some((key) => asColumns.every((k, i) => simulatedOrder(this.db, k, row[k.column.name]!, key[i]!) === 0)));
+    }
+    rows.sort((a, b) => compare(keyOf(a), keyOf(b)));
+    if (q.limit !== null) rows = rows.slice(0, q.limit);
+    return rows.map((row) => q.columns.map((c) => row[c.name] ?? null));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+const SNAPSHOTS = [ORACLE_BOOKKEEPING_OWNER, SNAPSHOTS_TABLE] as const;
+const MARKERS = [ORACLE_BOOKKEEPING_OWNER, SNAPSHOT_MARKERS_TABLE] as const;
+
+class SimSnapshotStore implements SnapshotStore {
+  private closed = false;
+
+  constructor(
+    private readonly db: SimulatedOracle,
+    private readonly username: string,
+  ) {}
+
+  private call(method: string): void {
+    if (this.closed) throw Object.assign(new Error('NJS-003: invalid or closed connection'), { code: 'NJS-003' });
+    this.db.readerCall(method);
+  }
+
+  /** SYS_EXTRACT_UTC(SYSTIMESTAMP) as a TIMESTAMP(6)'s Oracle text. */
+  private now(): string {
+    const column = this.db.describeTable(...SNAPSHOTS)!.columns.find((c) => c.name === 'UPDATED_AT')!;
+    return oracleText(column, microsToTimestampText(this.db.now()));
+  }
+
+  private value(row: readonly (string | null)[], name: string): string | null {
+    const index = this.db.describeTable(...SNAPSHOTS)!.columns.findIndex((c) => c.name === name);
+    return row[index] ?? null;
+  }
+
+  async ensureTables(): Promise<void> {
+    this.call('ensureSnapshotTables');
+    this.db.createSnapshotTables();
+  }
+
+  async transaction<T>(work: (tx: SnapshotStoreTransaction) => Promise<T>): Promise<T> {
+    this.call('snapshotTransaction');
+    const tx = this.db.begin(1, { username: this.username });
+    const store: SnapshotStoreTransaction = {
+      insertSnapshot: async (row) => {
+        const now = this.now();
+        tx.insert(...SNAPSHOTS, { ID: row.id, TABLE_NAME: row.table, TARGETS: row.targets, NEXT_CHUNK: '0', ROWS_SENT: '0', ESTIMATED_ROWS: String(row.estimatedRows), STATE: 'running', STARTED_AT: now, UPDATED_AT: now });
+      },
+      lockSnapshot: async (id) => {
+        // An update of nothing takes the row's lock (as FOR UPDATE) and writes no redo.
+        if (tx.update(...SNAPSHOTS, { ID: id }, {}) === 0) return null;
+        const row = tx.find(...SNAPSHOTS, { ID: id })!;
+        return { nextChunk: Number(this.value(row, 'NEXT_CHUNK')), state: this.value(row, 'STATE') as SnapshotState };
+      },
+      updateSnapshot: async (id, change) => {
+        const row = tx.find(...SNAPSHOTS, { ID: id });
+        if (!row) return;
+        const sent = BigInt(this.value(row, 'ROWS_SENT') ?? '0') + BigInt(change.rows);
+        tx.update(...SNAPSHOTS, { ID: id }, { NEXT_CHUNK: String(change.nextChunk), ROWS_SENT: sent.toString(), STATE: change.state, UPDATED_AT: this.now() });
+      },
+      insertMarkerPiece: async (piece: MarkerPiece) => {
+        tx.insert(...MARKERS, { SNAPSHOT_ID: piece.snapshotId, CHUNK: String(piece.chunk), PIECE: String(piece.piece), PIECES: String(piece.pieces), CONTENT: piece.content });
+      },
+      pruneMarkers: async (id, below) => {
+        for (const row of this.db.committedRows(...MARKERS)) {
+          if (row.SNAPSHOT_ID !== id || (below !== null && Number(row.CHUNK) >= below)) continue;
+          tx.delete(...MARKERS, { SNAPSHOT_ID: row.SNAPSHOT_ID, CHUNK: row.CHUNK!, PIECE: row.PIECE! });
+        }
+      },
+    };
+    try {
+      const result = await work(store);
+      tx.commit();
+      return result;
+    } catch (error) {
+      tx.rollback();
+      throw error;
+    }
+  }
+
+  async list(): Promise<SnapshotRecord[]> {
+    this.call('listSnapshots');
+    const time = (text: string): Date => new Date(`${text.slice(0, 10)}T${text.slice(11, 26)}Z`);
+    return this.db
+      .committedRows(...SNAPSHOTS)
+      .map((r): SnapshotRecord => ({
+        id: r.ID!,
+        table: r.TABLE_NAME!,
+        targets: r.TARGETS ?? null,
+        nextChunk: Number(r.NEXT_CHUNK),
+        rowsSent: Number(r.ROWS_SENT),
+        estimatedRows: Number(r.ESTIMATED_ROWS),
+        state: r.STATE as SnapshotState,
+        startedAt: time(r.STARTED_AT!),
+        updatedAt: time(r.UPDATED_AT!),
+      }))
+      .sort((a, b) => a.startedAt.getTime() - b.startedAt.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  async cancel(id: string): Promise<boolean> {
+    this.call('cancelSnapshot');
+    const tx = this.db.begin(1, { username: this.username });
+    const row = tx.find(...SNAPSHOTS, { ID: id });
+    if (!row || this.value(row, 'STATE') !== 'running') {
+      tx.rollback();
+      return false;
+    }
+    tx.update(...SNAPSHOTS, { ID: id }, { STATE: 'cancelled', UPDATED_AT: this.now() });
+    tx.commit();
+    return true;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
 }

@@ -2,8 +2,10 @@
  * The Oracle connector against a REAL Oracle database, when ORACLE_URL is set: the source and sink conformance
  * suites (test/conformance/harnesses/oracle-live.ts) and the PostgreSQL ↔ Oracle mesh of oracle-mesh.test.ts,
  * over the connector's own oracledb code (oracledb-logminer-reader.ts, oracledb-apply-connection.ts) and
- * LogMiner's real SQL_REDO, instead of the simulator. Without ORACLE_URL it shows one skipped test saying how to
- * run it.
+ * LogMiner's real SQL_REDO, instead of the simulator; and an online snapshot from the Oracle site to a PostgreSQL
+ * site, then `sitesync verify` between them (oracle-table-reader.ts, oracle-snapshot-control.ts: the marker rows
+ * through LogMiner, the reader's SQL, AL32UTF8 key order, the read-only transaction). Without ORACLE_URL it shows
+ * one skipped test saying how to run it.
  *
  * NOT RUN YET: no Oracle runs on this project's machines; this file and its harness are typechecked only.
  *
@@ -19,9 +21,11 @@
  * database moves rarely (a commit moves it); waits here are the suites' own, and longer in the mesh than in its
  * simulated run.
  */
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { test } from 'node:test';
-import { createOracleConnector, ORACLEDB_IO } from '../../connectors/oracle/index.ts';
+import { after, before, describe, test } from 'node:test';
+import { CONNECTORS } from '../../connectors/index.ts';
+import { createOracleConnector, ORACLEDB_IO, oracleConnector } from '../../connectors/oracle/index.ts';
 import type { OracleColumn } from '../../connectors/oracle/logminer-reader.ts';
 import { canonicalText, oracleText } from '../../connectors/oracle/oracle-kinds.ts';
 import { OracleLogMinerReader } from '../../connectors/oracle/oracledb-logminer-reader.ts';
@@ -31,6 +35,9 @@ import { ensureApplyProgress, forgetBookkeepingRows, LiveOracle, oracleLiveSinkH
 import type { SourceOp } from '../conformance/harness.ts';
 import { sortRows } from '../conformance/tables.ts';
 import { MESH_ITEMS, ORACLE_DDL, oracleMesh, SCHEMA, type OracleMeshBackend } from './oracle-mesh.test.ts';
+import { startSnapshot, waitForSnapshot, withSnapshotControl } from '../../src/cli/snapshot-command.ts';
+import { planVerify, runVerify } from '../../src/cli/verify-command.ts';
+import { createTestSites, dbUrl, sql, waitFor, type RunningSite, type TestSites } from '../helpers/test-sites.ts';
 
 const ORACLE_URL = process.env.ORACLE_URL;
 
@@ -169,11 +176,143 @@ function liveMeshBackend(url: string): OracleMeshBackend {
   };
 }
 
+/** The snapshot's table: "public"."snap_items" at Oracle (AL32UTF8: a VARCHAR2 in its key), public.snap_items at PostgreSQL. */
+const SNAP_TABLE = 'snap_items';
+const SNAP_ORACLE = `${quote(SCHEMA)}.${quote(SNAP_TABLE)}`;
+const SNAP_ORACLE_DDL = `CREATE TABLE ${SNAP_ORACLE} ("id" NUMBER(18,0) NOT NULL, "code" VARCHAR2(40 BYTE) NOT NULL, "amount" NUMBER(12,2), "at" TIMESTAMP(6), PRIMARY KEY ("id", "code"))`;
+const SNAP_POSTGRES_DDL = `CREATE TABLE ${SCHEMA}.${SNAP_TABLE} (id bigint, code varchar(40), amount numeric(12,2), at timestamp(6), PRIMARY KEY (id, code))`;
+/** Key texts whose UTF-8 order differs from UTF-16's and from most collations' (case, accents, U+E000 vs U+1F600). */
+const SNAP_CODES = ['a', 'B', 'é', '€', '\u{1F600}', 'z\uE000'];
+const SNAP_ROWS = 3000;
+
+/**
+ * An online snapshot from the live Oracle site to a PostgreSQL site while the Oracle keeps writing, through the
+ * real pipeline (both sites in this process, the tests' PostgreSQL and RabbitMQ), `sitesync snapshot`'s own
+ * functions, then `sitesync verify`'s: the sites agree, and a row changed at PostgreSQL alone is found.
+ */
+function liveSnapshot(url: string): void {
+  describe('live Oracle → PostgreSQL: an online snapshot, then verify', () => {
+    const server = new LiveOracle(url);
+    let t: TestSites | null = null;
+    const running: RunningSite[] = [];
+    let snapshotId: string | null = null;
+    const row = (n: number): [number, string, string, string] => [Math.floor(n / SNAP_CODES.length), SNAP_CODES[n % SNAP_CODES.length]!, `${n}.${String(n % 100).padStart(2, '0')}`, `2026-01-01 00:00:00.${String(n).padStart(6, '0')}`];
+
+    before(async () => {
+      // ORA-01920: the user exists (the mesh's, or a run that died); ORA-00942: no table left behind.
+      await server.tolerate(`CREATE USER ${quote(SCHEMA)} IDENTIFIED BY "Snap-${randomBytes(6).toString('hex')}" QUOTA UNLIMITED ON USERS`, 1920);
+      await server.tolerate(`DROP TABLE ${SNAP_ORACLE} PURGE`, 942);
+      await server.query(SNAP_ORACLE_DDL);
+      await server.query(`ALTER TABLE ${SNAP_ORACLE} ADD SUPPLEMENTAL LOG DATA (ALL) COLUMNS`);
+      // Rows the Oracle site held before anything replicated: no stream will ever carry them.
+      const { connection } = await server.connect();
+      await connection.executeMany(
+        `INSERT INTO ${SNAP_ORACLE} ("id", "code", "amount", "at") VALUES (:1, :2, TO_NUMBER(:3), TO_TIMESTAMP(:4, 'YYYY-MM-DD HH24:MI:SS.FF6'))`,
+        Array.from({ length: SNAP_ROWS }, (_, n) => row(n)),
+        { autoCommit: true },
+      );
+      t = await createTestSites(
+        ['paris', 'london'],
+        (sites) => ({
+          sites: {
+            [sites.paris!]: { postgres: dbUrl(`sitesync_test_${sites.paris}`) },
+            [sites.london!]: { database: { kind: 'oracle', url }, tables: [`${SCHEMA}.${SNAP_TABLE}`] },
+          },
+        }),
+        { leastPrivilege: false },
+      );
+      await sql(t.db('paris'), SNAP_POSTGRES_DDL);
+      // `sitesync setup` at the Oracle site: the sink's tables, and the snapshot tables as the capture user.
+      const findings = await oracleConnector.checkDatabase!({ capture: url, apply: url }, t.sites.london!);
+      assert.ok(findings.some((f) => f.severity === 'done' && /snapshot tables/.test(f.problem)), JSON.stringify(findings));
+      running.push(await t.start('london'), await t.start('paris'));
+    });
+
+    after(async () => {
+      try {
+        for (const site of running.splice(0)) await site.stop().catch(() => undefined);
+        if (snapshotId !== null) await server.query('DELETE FROM "SITESYNC"."SNAPSHOTS" WHERE "ID" = :id', { id: { val: snapshotId } }).catch(() => undefined);
+        await server.tolerate(`DROP TABLE ${SNAP_ORACLE} PURGE`, 942);
+        // ORA-01922: the user owns something else (the mesh's table); ORA-01918: no such user.
+        await server.tolerate(`DROP USER ${quote(SCHEMA)}`, 1922, 1918);
+        if (t !== null) await forgetBookkeepingRows(server, { sources: [t.sites.paris!], site: t.sites.london! });
+        await t?.cleanup();
+      } finally {
+        await server.close();
+      }
+    });
+
+    test("the Oracle table's existing rows reach PostgreSQL while Oracle keeps writing; verify finds the sites equal, then a row changed at one", async () => {
+      const sites = t!;
+      const london = sites.sites.london!;
+      const paris = sites.sites.paris!;
+      const { id, estimatedRows } = await startSnapshot(sites.config, CONNECTORS, { site: london, table: `${SCHEMA}.${SNAP_TABLE}`, targets: null, chunkRows: 250 });
+      snapshotId = id;
+      assert.ok(estimatedRows >= 0);
+      // Oracle writes everywhere in the table (rows sent already, rows not yet reached) during the snapshot.
+      let writing = true;
+      let writes = 0;
+      const writer = (async () => {
+        while (writing) {
+          const n = Math.floor(Math.random() * (SNAP_ROWS + 600));
+          const [key, code, amount, at] = row(n);
+          const binds = { id: { val: key }, code: { val: code } };
+          if (Math.random() < 0.6) {
+            await server.query(
+              `MERGE INTO ${SNAP_ORACLE} d USING (SELECT :id AS "id", :code AS "code" FROM DUAL) s ON (d."id" = s."id" AND d."code" = s."code") ` +
+                `WHEN MATCHED THEN UPDATE SET d."amount" = d."amount" + 1 WHEN NOT MATCHED THEN INSERT ("id", "code", "amount", "at") VALUES (s."id", s."code", TO_NUMBER(:amount), TO_TIMESTAMP(:at, 'YYYY-MM-DD HH24:MI:SS.FF6'))`,
+              { ...binds, amount: { val: amount }, at: { val: at } },
+            );
+          } else {
+            await server.query(`DELETE FROM ${SNAP_ORACLE} WHERE "id" = :id AND "code" = :code`, binds);
+          }
+          writes++;
+        }
+      })();
+      let status;
+      try {
+        status = await withSnapshotControl(sites.config, CONNECTORS, london, (control) => waitForSnapshot(control, id, () => undefined, 500));
+      } finally {
+        writing = false;
+        await writer;
+      }
+      assert.equal(status.state, 'done');
+      assert.ok(status.rowsSent >= SNAP_ROWS / 2, `the snapshot sent the table's rows (${status.rowsSent})`);
+      assert.ok(writes > 20, `Oracle wrote during the snapshot (${writes})`);
+      // Once both streams drained, the sites hold the same rows: verify (consistent readers at both) says so.
+      const plan = planVerify(sites.config, { sites: `${london},${paris}`, tables: `${SCHEMA}.${SNAP_TABLE}` }, CONNECTORS);
+      let last = '';
+      const report = await waitFor(
+        'verify: the sites identical',
+        async () => {
+          const r = await runVerify(sites.config, CONNECTORS, plan);
+          last = JSON.stringify(r.tables[0]);
+          return r.tables[0]!.identical ? r : undefined;
+        },
+        180_000,
+      ).catch((error: Error) => {
+        throw new Error(`${error.message}\n${last}`);
+      });
+      const table = report.tables[0]!;
+      assert.equal(table.method, 'rows', 'two kinds of database: compared row by row');
+      assert.equal(table.rows[london], table.rows[paris]);
+      assert.ok(table.rows[london]! > SNAP_ROWS / 2);
+      // A row changed at PostgreSQL alone (its pipeline stopped, so it never travels): verify names it.
+      for (const site of running.splice(1)) await site.stop();
+      await sql(sites.db('paris'), `UPDATE ${SCHEMA}.${SNAP_TABLE} SET amount = amount + 1000 WHERE id = (SELECT min(id) FROM ${SCHEMA}.${SNAP_TABLE})`);
+      const changed = (await runVerify(sites.config, CONNECTORS, plan)).tables[0]!;
+      assert.equal(changed.identical, false);
+      assert.ok(changed.keys.length >= 1 && changed.keys.every((k) => k.kind === 'changed' && JSON.stringify(k.columns) === '["amount"]'), JSON.stringify(changed.keys));
+    });
+  });
+}
+
 if (ORACLE_URL === undefined || ORACLE_URL === '') {
-  test('Oracle live: source and sink conformance, and the PostgreSQL ↔ Oracle mesh, on a real database', { skip: HOW_TO_RUN }, () => {});
+  test('Oracle live: source and sink conformance, the PostgreSQL ↔ Oracle mesh, and a snapshot then verify, on a real database', { skip: HOW_TO_RUN }, () => {});
 } else {
   sourceConformance(oracleLiveSourceHarness(ORACLE_URL));
   sinkConformance(oracleLiveSinkHarness(ORACLE_URL, 'postgres', 16));
   sinkConformance(oracleLiveSinkHarness(ORACLE_URL, 'oracle', 36));
   oracleMesh('live Oracle', liveMeshBackend(ORACLE_URL));
+  liveSnapshot(ORACLE_URL);
 }

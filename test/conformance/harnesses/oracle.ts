@@ -6,6 +6,10 @@
  * speaks to a database (oracledb-logminer-reader.ts, oracledb-apply-connection.ts), which
  * test/integration/oracle-live.test.ts runs against a real database when ORACLE_URL is set.
  *
+ * Snapshots too: the table reader (oracle-table-reader.ts) and snapshot control (oracle-snapshot-control.ts) over
+ * the simulator's OracleTableDatabase and SnapshotStore, whose marker rows reach the simulated redo and come out
+ * of OracleSource as marker messages, as a real site's would.
+ *
  * Kinds tried: those Oracle has a type for whose samples it can hold. Not string and bytes (Oracle stores ''
  * and an empty RAW as NULL: the sink refuses them, as it must), no date, time, interval of mixed parts, uuid,
  * json or enum. The integer kinds only at the sink: capture calls NUMBER(4,0) int16 and NUMBER(9,0) int32 (every
@@ -19,7 +23,9 @@ import { join } from 'node:path';
 import type { OracleColumn } from '../../../connectors/oracle/logminer-reader.ts';
 import { canonicalText, oracleText } from '../../../connectors/oracle/oracle-kinds.ts';
 import { OracleSink } from '../../../connectors/oracle/oracle-sink.ts';
+import { OracleSnapshotControl } from '../../../connectors/oracle/oracle-snapshot-control.ts';
 import { OracleSource } from '../../../connectors/oracle/oracle-source.ts';
+import { OracleTableReader } from '../../../connectors/oracle/oracle-table-reader.ts';
 import { createLogger } from '../../../src/observability/logger.ts';
 import { simulatedConnect } from '../../helpers/oracle-simulated-apply.ts';
 import { SimulatedOracle, type SimOracleColumn } from '../../helpers/oracle-simulator.ts';
@@ -100,6 +106,7 @@ function commitOps(db: SimulatedOracle, owner: string, ops: readonly SourceOp[],
 export const oracleSourceHarness: SourceHarness = {
   name: 'oracle (simulated LogMiner)',
   kinds: ORACLE_KINDS,
+  snapshots: true,
   async open(tables) {
     const { db, owner } = createDatabase(tables);
     const site = `conf_${randomBytes(3).toString('hex')}`;
@@ -115,6 +122,10 @@ export const oracleSourceHarness: SourceHarness = {
             tx.insert('SITESYNC', 'APPLY_PROGRESS', { SOURCE: from, SOURCE_KIND: 'postgres', POSITION: '0000000000000001', COMMIT_TIME_MICROS: micros, APPLIED_TRANSACTIONS: '1' });
           }
         }),
+      snapshots: async () => {
+        const url = 'oracle://sim:sim@simulated:1521/CONFORMANCE';
+        return { reader: new OracleTableReader({ site, url, consistent: false }, db.tableDatabase()), control: new OracleSnapshotControl({ site, url }, db.snapshotStore()) };
+      },
       cleanup: async () => undefined,
     };
     return fixture;
