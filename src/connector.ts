@@ -10,6 +10,7 @@
  */
 import type { Source } from './capture/source.ts';
 import type { Sink } from './apply/sink.ts';
+import type { JoinBook, JoinBookOptions } from './apply/join-book.ts';
 import type { TableReader, TableReaderOptions } from './capture/table-reader.ts';
 import type { SnapshotControl, SnapshotControlOptions } from './capture/snapshot-control.ts';
 import type { ConflictKind, ConflictPolicy } from './apply/conflict-policy.ts';
@@ -123,6 +124,8 @@ export interface Connector {
   openTableReader?(options: TableReaderOptions): Promise<TableReader>;
   /** A site's snapshots and their markers in its log; with openTableReader, what online snapshots need. */
   openSnapshotControl?(options: SnapshotControlOptions): SnapshotControl;
+  /** What a joining site and its donor write down (`sitesync join`); connectors without one cannot join or donate. */
+  openJoinBook?(options: JoinBookOptions): JoinBook;
   /**
    * For `sitesync remove-site REMOVED`, at the database of `site` (every configured site in turn, REMOVED
    * first): forgets what sitesync keeps there of REMOVED, so that a site added later under the same name

@@ -5,6 +5,7 @@
  * apart from being started, so tests drive it without a process.
  */
 import { ApplyRunner } from './apply/apply-runner.ts';
+import { JoinCoordinator } from './apply/join-coordinator.ts';
 import { policyResolver } from './apply/conflict-policy.ts';
 import { CaptureRunner, type CaptureRunnerOptions } from './capture/capture-runner.ts';
 import { capturingSites, databaseUrlFor, siteConfig, type Config } from './config/config-schema.ts';
@@ -50,7 +51,12 @@ export function createPipeline(config: Config, site: string, logger: Logger, con
         snapshots: snapshotsOf(connector, site, databaseUrlFor(config, site, 'capture')),
       })
     : null;
-  const apply = new ApplyRunner({ config, site, sink, connectors, events, logger: logger.child({ site, part: 'apply' }) });
+  const joins = connector.openJoinBook?.({ site, url: databaseUrlFor(config, site, 'apply') }) ?? null;
+  const applyLogger = logger.child({ site, part: 'apply' });
+  const join = joins
+    ? new JoinCoordinator({ config, site, joins, sink, connectors, logger: applyLogger, snapshotStates: snapshotStatesOf(connector, site, ownConfig.capture ? databaseUrlFor(config, site, 'capture') : null) })
+    : undefined;
+  const apply = new ApplyRunner({ config, site, sink, connectors, events, logger: applyLogger, join });
   const watch = new WalRetentionWatch({
     site,
     sites: capturingSites(config),
@@ -88,6 +94,7 @@ export function createPipeline(config: Config, site: string, logger: Logger, con
         await watch.stop();
         await source?.end().catch(() => undefined);
         await sink.close().catch(() => undefined);
+        await joins?.close().catch(() => undefined);
       }
     },
   };
@@ -98,6 +105,22 @@ function snapshotsOf(connector: Connector, site: string, url: string): CaptureRu
   const { openTableReader, openSnapshotControl } = connector;
   if (!openTableReader || !openSnapshotControl) return undefined;
   return async () => ({ reader: await openTableReader({ site, url, consistent: false }), control: openSnapshotControl({ site, url }) });
+}
+
+/** The states of this site's snapshots by id, for a donor's hold (join-coordinator.ts). */
+function snapshotStatesOf(connector: Connector, site: string, url: string | null): ((ids: readonly string[]) => Promise<ReadonlyMap<string, string>>) | undefined {
+  const { openSnapshotControl } = connector;
+  if (!openSnapshotControl || url === null) return undefined;
+  return async (ids) => {
+    const control = openSnapshotControl({ site, url });
+    try {
+      const states = new Map<string, string>();
+      for (const status of await control.list()) if (ids.includes(status.id)) states.set(status.id, status.state);
+      return states;
+    } finally {
+      await control.close().catch(() => undefined);
+    }
+  };
 }
 
 /**

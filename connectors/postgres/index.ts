@@ -9,6 +9,7 @@ import { forgetPostgresSite } from './postgres-forget-site.ts';
 import { postgresPositions } from './postgres-positions.ts';
 import { PostgresSink } from './postgres-sink.ts';
 import { PostgresSource } from './postgres-source.ts';
+import { PostgresJoinBook } from './postgres-join-book.ts';
 import { PostgresSnapshotControl } from './postgres-snapshot-control.ts';
 import { readPostgresStatus } from './postgres-status.ts';
 import { PostgresTableReader } from './postgres-table-reader.ts';
@@ -26,4 +27,5 @@ export const postgresConnector: Connector = {
   forgetSite: forgetPostgresSite,
   openTableReader: (options) => PostgresTableReader.open(options),
   openSnapshotControl: (options) => new PostgresSnapshotControl(options),
+  openJoinBook: (options) => new PostgresJoinBook(options),
 };

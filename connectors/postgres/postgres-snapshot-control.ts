@@ -37,7 +37,9 @@ export class PostgresSnapshotControl implements SnapshotControl {
            state text NOT NULL DEFAULT 'running',
            started_at timestamptz NOT NULL DEFAULT now(),
            updated_at timestamptz NOT NULL DEFAULT now())`,
-      );
+      ).catch((error: { code?: string }) => {
+        if (error.code !== '23505' && error.code !== '42P07') throw error; // created meanwhile by another session
+      });
     })().catch((error: unknown) => {
       this.ready = null;
       throw error;

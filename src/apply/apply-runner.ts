@@ -40,6 +40,7 @@ import { SessionLoop } from '../session-loop.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PipelineEvents } from '../observability/pipeline-events.ts';
 import { addressedTo, refusedChange, tableScope, type TableScope } from './apply-scope.ts';
+import type { ApplySessionHooks, JoinCoordinator } from './join-coordinator.ts';
 import { describeRoute, foreignShape, parseRoute, provenanceOf, untrustedReason, type Provenance } from './message-provenance.ts';
 import type { ApplyErrorKind, NewParkedRecord, ParkedRecord, Sink, SourceSession } from './sink.ts';
 
@@ -51,6 +52,8 @@ export interface ApplyRunnerOptions {
   readonly connectors: ConnectorRegistry;
   readonly events: PipelineEvents;
   readonly logger: Logger;
+  /** Joining a running mesh, as donor or joiner (join-coordinator.ts); absent when the site's database cannot. */
+  readonly join?: JoinCoordinator;
 }
 
 interface SourceState {
@@ -113,10 +116,12 @@ export class ApplyRunner {
       // Deliveries are handled strictly one after another, in queue order.
       const backlog: ConsumeMessage[] = [];
       let working = false;
-      const pump = async (): Promise<void> => {
+      const pump = async (tick = false): Promise<void> => {
         if (working) return;
         working = true;
         try {
+          // A join's hold or catch-up is due even when nothing arrives.
+          if (tick && this.options.join) await this.options.join.beforeDelivery(this.joinHooks(ctx));
           while (backlog.length > 0 && ctx.alive()) await this.handle(ctx, backlog.shift()!);
         } catch (error) {
           end(error as Error);
@@ -124,6 +129,8 @@ export class ApplyRunner {
           working = false;
         }
       };
+      const ticker = this.options.join ? setInterval(() => void pump(true), JOIN_TICK_MS) : null;
+      void ended.then(() => ticker && clearInterval(ticker));
       await channel.prefetch(config.apply.prefetch);
       await channel.consume(siteQueue(site), (delivery) => {
         if (delivery === null) return end(new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', `queue ${siteQueue(site)} was deleted; sitesync declares it again`));
@@ -147,6 +154,8 @@ export class ApplyRunner {
     const headers = delivery.properties.headers ?? {};
     const retry: unknown = headers[RETRY_HEADER];
     if (retry !== undefined) return this.handleRetry(ctx, delivery, retry);
+    await this.options.join?.beforeDelivery(this.joinHooks(ctx));
+    if (!ctx.alive()) return;
     const provenance = provenanceOf(delivery);
     await this.handleAs(ctx, delivery, provenance);
   }
@@ -179,8 +188,32 @@ export class ApplyRunner {
     }
     const foreign = foreignShape(this.options.config, this.options.connectors, message);
     if (foreign !== null) return refuse(message.site, new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `message cannot be applied: ${foreign}`));
+    const join = this.options.join;
+    if (join && retryOf === undefined) {
+      const admitted = await join.admit(message, async (source) => (await this.sourceState(ctx, source)).progress);
+      if (admitted === null) {
+        ctx.channel.ack(delivery); // held or before the join: the archive keeps it (join-coordinator.ts)
+        return 'applied';
+      }
+      message = admitted;
+    }
     const state = await this.sourceState(ctx, message.site);
     return this.withRetries(ctx, state, message, () => this.applyMessage(ctx, state, message, delivery, retryOf));
+  }
+
+  /** What the join coordinator may do with this session. */
+  private joinHooks(ctx: Context): ApplySessionHooks {
+    return {
+      progressOf: async (source) => (await this.sourceState(ctx, source)).progress,
+      closeSession: async (source) => {
+        const state = ctx.sources.get(source);
+        if (!state) return;
+        ctx.sources.delete(source);
+        await state.session.close();
+      },
+      ackDeferred: () => this.ackDeferred(ctx),
+      alive: () => ctx.alive(),
+    };
   }
 
   /** A position of `source` in its database's display form, for log lines. */
@@ -532,6 +565,9 @@ export class ApplyRunner {
     }
   }
 }
+
+/** How often an idle apply looks at its site's join book (a hold asked for, a catch-up due). */
+const JOIN_TICK_MS = 1000;
 
 /** Most acknowledgements group commit holds before it waits for the disk anyway. */
 const MAX_DEFERRED_ACKS = 256;

@@ -58,6 +58,14 @@ export interface ReplayOptions {
   readonly logger: Logger;
   /** Receives the progress lines (one per ~PROGRESS_EVERY transactions) and nothing else. */
   readonly report: (line: string) => void;
+  /**
+   * The site's own `sitesync run` replays (a joining site catching up, join-coordinator.ts): its queue's
+   * consumer is that process, which applies nothing else meanwhile. Default false: the replay refuses to
+   * run while anyone consumes the site's queue.
+   */
+  readonly insideRun?: boolean;
+  /** The broker URL to read the archive with. Default broker.url. */
+  readonly brokerUrl?: string;
   /** How long without a message, while waiting, means the end of the stream. Default 2 s. */
   readonly idleEndMs?: number;
 }
@@ -111,12 +119,12 @@ export function stopRunFirst(site: string, why: string): Error {
 
 export async function replayArchive(options: ReplayOptions): Promise<ReplayResult> {
   const { config, site, sources, sink } = options;
-  const connection = await connectBroker(config.broker.url, `sitesync replay ${site}`);
+  const connection = await connectBroker(options.brokerUrl ?? config.broker.url, `sitesync replay ${site}`);
   // Errors arrive through the channels' and the reader's own handling; this keeps a late one from crashing.
   connection.on('error', () => undefined);
   const states = new Map<string, SourceReplay>();
   try {
-    await checkNotApplying(connection, site);
+    if (!options.insideRun) await checkNotApplying(connection, site);
     await checkArchive(connection, config);
     for (const source of sources) {
       const session = await openSession(sink, source, site);

@@ -11,8 +11,7 @@ import { loadConfig } from '../config/load-config.ts';
 import { checkDatabases } from '../connector.ts';
 import { describeError, SitesyncError } from '../errors.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
-import { createMetrics, serveMetrics } from '../observability/metrics.ts';
-import { createPipeline } from '../pipeline.ts';
+import { runCommand, type RunCommandOptions } from './run-command.ts';
 import { collectStatus, formatStatus, unreachableServices } from './status-command.ts';
 import { setupCommand } from './setup-command.ts';
 import { planReplay, runReplay, type ReplayCommandOptions } from './replay-command.ts';
@@ -20,6 +19,7 @@ import { subscribe, unsubscribe, type SubscriptionOptions } from './subscribe-co
 import { parkedCommand } from './parked-command.ts';
 import { removeSite } from './remove-site-command.ts';
 import { formatSnapshot, startSnapshot, waitForSnapshot, withSnapshotControl } from './snapshot-command.ts';
+import { cancelJoin, startJoin, waitForJoin } from './join-command.ts';
 import { planVerify, runVerify, type VerifyCommandOptions } from './verify-command.ts';
 import { verifyAndRepair } from './repair-command.ts';
 import type { TableComparison } from '../verify/compare-tables.ts';
@@ -76,46 +76,7 @@ program
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
   .requiredOption('-s, --site <name>', 'the site this process serves')
   .option('--metrics-port <port>', 'serve Prometheus metrics on this port (overrides metrics.port)', port)
-  .action(async (opts: { config: string; site: string; metricsPort?: number }) => {
-    let pipeline;
-    let logger;
-    try {
-      const config = loadChecked(opts.config);
-      logger = createLogger(config.log.level);
-      pipeline = createPipeline(config, opts.site, logger, CONNECTORS);
-      const metricsPort = opts.metricsPort ?? config.metrics.port;
-      if (metricsPort > 0) {
-        const metrics = createMetrics(pipeline.events);
-        const server = await serveMetrics(metrics, metricsPort);
-        server.unref();
-        logger.info({ port: metricsPort }, 'metrics on /metrics');
-      }
-    } catch (error) {
-      fail(error);
-    }
-    const log = logger;
-    const p = pipeline;
-    let signals = 0;
-    const onSignal = (signal: string): void => {
-      if (++signals > 1) {
-        log.warn('second signal: exiting now; what was in flight is sent again at the next start');
-        exitAfterLogs(log, EXIT_FAILURE);
-        return;
-      }
-      log.info({ signal }, 'stopping: finishing what is in flight');
-      p.stop();
-    };
-    process.on('SIGTERM', () => onSignal('SIGTERM'));
-    process.on('SIGINT', () => onSignal('SIGINT'));
-    log.info({ site: opts.site }, 'sitesync running');
-    try {
-      await p.run();
-      log.info('stopped cleanly');
-      exitAfterLogs(log, 0);
-    } catch (error) {
-      exitAfterLogs(log, exitCodeOf(error), `sitesync: ${describeError(error)}\n`);
-    }
-  });
+  .action((opts: RunCommandOptions) => runCommand(opts, { load: loadChecked, connectors: CONNECTORS, fail, exitAfterLogs, exitCodeOf }));
 
 program
   .command('status')
@@ -273,6 +234,47 @@ Examples:
         const done = await withSnapshotControl(config, CONNECTORS, opts.site, (control) => waitForSnapshot(control, id, (status) => out(formatSnapshot(status))));
         if (done.state !== 'done') throw new SitesyncError('SITESYNC_ERR_CONFIG', `snapshot ${id} was ${done.state}`);
       }
+      process.exit(0);
+    } catch (error) {
+      fail(error);
+    }
+  });
+
+program
+  .command('join')
+  .description('fill a new site from a running one while every site keeps writing, then have it stream like the others')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .requiredOption('-s, --site <name>', 'the joining site (configured, set up, its tables empty, its sitesync run not started yet)')
+  .requiredOption('--from <site>', 'the donor: a running site whose rows the joining site takes')
+  .option('--tables <list>', 'schema.table,… (default: the tables both sites list)')
+  .option('--chunk-rows <n>', 'rows read per chunk (default 1024)', (v) => Number(v))
+  .option('--wait', 'wait until the join is done, showing progress')
+  .option('--status', "show the join's progress until it is done")
+  .option('--cancel', 'end an open join (and its snapshots)')
+  .addHelpText(
+    'after',
+    `
+Before: add the site to the configuration everywhere and send SIGHUP to every running sitesync run (they
+then accept and send to it without restarting), and run sitesync setup for it. After this command, start
+sitesync run --site NAME. The donor applies nothing from other sites while its rows are read (its own
+writes, and every other site's, go on); the joining site then takes every other site from the archive.
+
+Example:
+  sitesync join --config sitesync.yml --site madrid --from paris --wait`,
+  )
+  .action(async (opts: { config: string; site: string; from: string; tables?: string; chunkRows?: number; wait?: boolean; status?: boolean; cancel?: boolean }) => {
+    try {
+      const config = loadChecked(opts.config);
+      const out = (line: string): boolean => process.stdout.write(`${line}\n`);
+      if (opts.cancel) {
+        await cancelJoin(config, CONNECTORS, opts.site, opts.from, out);
+        process.exit(0);
+      }
+      if (!opts.status) {
+        const tables = opts.tables ? opts.tables.split(',').map((t) => t.trim()).filter((t) => t.length > 0) : undefined;
+        await startJoin(config, CONNECTORS, { site: opts.site, from: opts.from, tables, chunkRows: opts.chunkRows }, createLogger('warn'), out);
+      }
+      if (opts.wait || opts.status) await waitForJoin(config, CONNECTORS, opts.site, opts.from, out);
       process.exit(0);
     } catch (error) {
       fail(error);

@@ -7,7 +7,8 @@
  *     configure  nothing
  *     write      the change exchange and the parking exchange, and with topic permissions only its own
  *                routing key on each (site.<name>, and <name>)
- *     read       its own queue (SITE_<NAME>)
+ *     read       its own queue (SITE_<NAME>), and the archive stream (a joining site takes the sites
+ *                it held from there: join-coordinator.ts; it carries nothing its queue does not)
  *   With --management-url (RabbitMQ's HTTP API, an administrator's credentials) it creates the users and
  *   sets these; without, it prints the rabbitmqctl commands that do.
  *
@@ -53,7 +54,7 @@ export function sitePermissions(config: Config): SitePermissions[] {
       user: expectedBrokerUser(config, site),
       configure: '^$',
       write: `^(${escape(exchange)}|${escape(parking)})$`,
-      read: `^${escape(siteQueue(site))}$`,
+      read: `^(${escape(siteQueue(site))}|${escape(config.broker.archiveStream)})$`,
       topic: [
         { exchange, write: `^${escape(routingKey(site))}$`, read: '^$' },
         { exchange: parking, write: `^${escape(site)}$`, read: '^$' },

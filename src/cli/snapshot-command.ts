@@ -25,6 +25,8 @@ export interface SnapshotRequest {
   readonly chunkRows?: number;
   /** Only these keys (a repair); keys the site does not hold are sent as deletes. */
   readonly keys?: readonly RowKey[];
+  /** The snapshot's id when the caller needs it before the snapshot starts (a join); default a new one. */
+  readonly id?: string;
 }
 
 /** The capabilities a site needs for snapshots; one line saying why not otherwise. */
@@ -69,7 +71,7 @@ export async function startSnapshot(config: Config, connectors: ConnectorRegistr
     const { schema, table: name } = splitTable(table);
     const shape = await reader.describe(schema, name); // no primary key, no such table: one line, before anything is written
     const estimatedRows = keys !== null ? keys.length : await reader.estimateRows(shape);
-    const marker: SnapshotMarker = { id: newSnapshotId(), table, chunk: 0, chunkRows, targets: request.targets, after: null, keys };
+    const marker: SnapshotMarker = { id: request.id ?? newSnapshotId(), table, chunk: 0, chunkRows, targets: request.targets, after: null, keys };
     await control.start(marker, estimatedRows);
     return { id: marker.id, estimatedRows };
   } finally {

@@ -8,6 +8,8 @@ import { parkingQueue, siteQueue } from '../config/names.ts';
 import { connectBroker } from '../bus/broker-connection.ts';
 import { describeError } from '../errors.ts';
 import { redactSecrets } from '../observability/logger.ts';
+import { describeProgress, type SnapshotStatus } from '../capture/snapshot-control.ts';
+import type { JoinSummary } from '../apply/join-book.ts';
 
 export interface SiteStatus {
   readonly site: string;
@@ -19,6 +21,10 @@ export interface SiteStatus {
   /** Per source site, how far it is applied here; `applied` is its display form. */
   readonly applied?: (AppliedStatus & { readonly applied: string | null })[];
   readonly queue?: QueueStatus;
+  /** Snapshots this site is sending now, with their progress (absent: the site cannot snapshot, or its book could not be read). */
+  readonly snapshots?: readonly SnapshotStatus[];
+  /** Joins this site takes part in now, as donor or joining site. */
+  readonly joins?: readonly JoinSummary[];
 }
 
 export type QueueStatus =
@@ -50,12 +56,51 @@ export async function collectStatus(config: Config, connectors: ConnectorRegistr
       try {
         const read = await connectorFor(connectors, config, site).readStatus(databaseUrlFor(config, site, 'monitor'), site, sources.filter((s) => s !== site));
         const applied = read.applied.map((a) => ({ ...a, applied: a.position === null ? null : describeSitePosition(connectors, config, a.source, a.position) }));
-        return { site, capture, captureState: read.capture, applied, ...(queue ? { queue } : {}) };
+        const monitor = databaseUrlFor(config, site, 'monitor');
+        const [snapshots, joins] = await Promise.all([runningSnapshots(connectors, config, site, monitor), openJoins(connectors, config, site, monitor)]);
+        return { site, capture, captureState: read.capture, applied, ...(queue ? { queue } : {}), ...(snapshots ? { snapshots } : {}), ...(joins ? { joins } : {}) };
       } catch (error) {
         return { site, capture, error: redactSecrets(describeError(error)), ...(queue ? { queue } : {}) };
       }
     }),
   );
+}
+
+/** The site's running snapshots; undefined when it has none it can tell of (its kind cannot snapshot, or the book is unreadable). */
+async function runningSnapshots(connectors: ConnectorRegistry, config: Config, site: string, url: string): Promise<SnapshotStatus[] | undefined> {
+  const { openSnapshotControl } = connectorFor(connectors, config, site);
+  if (!openSnapshotControl || !config.sites[site]!.capture) return undefined;
+  const control = openSnapshotControl({ site, url });
+  try {
+    return (await control.list()).filter((s) => s.state === 'running');
+  } catch {
+    return undefined; // a monitoring role without the right to read sitesync.snapshots: status shows the rest
+  } finally {
+    await control.close().catch(() => undefined);
+  }
+}
+
+const OPEN_JOIN_STATES = new Set(['requested', 'holding', 'snapshotting', 'catching-up']);
+
+async function openJoins(connectors: ConnectorRegistry, config: Config, site: string, url: string): Promise<JoinSummary[] | undefined> {
+  const { openJoinBook } = connectorFor(connectors, config, site);
+  if (!openJoinBook) return undefined;
+  const book = openJoinBook({ site, url });
+  try {
+    return (await book.list()).filter((j) => OPEN_JOIN_STATES.has(j.state));
+  } catch {
+    return undefined;
+  } finally {
+    await book.close().catch(() => undefined);
+  }
+}
+
+/** `[######--------------]`: a snapshot's share read, for people. */
+export function progressBar(status: Pick<SnapshotStatus, 'rowsSent' | 'estimatedRows' | 'state'>, width = 20): string {
+  const total = Math.max(status.estimatedRows, status.rowsSent);
+  const share = status.state === 'done' ? 1 : total === 0 ? 0 : Math.min(0.99, status.rowsSent / total);
+  const filled = Math.floor(share * width);
+  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}]`;
 }
 
 /** AMQP reply code of a passive declare for a queue that does not exist. */
@@ -108,6 +153,12 @@ export function formatStatus(statuses: SiteStatus[]): string {
       );
     }
     for (const a of s.applied ?? []) lines.push(`  from ${a.source}: applied up to ${a.applied ?? 'nothing yet'} (${a.name})`);
+    for (const snap of s.snapshots ?? []) {
+      lines.push(`  snapshot ${snap.id} of ${snap.table} to ${snap.targets ? snap.targets.join(', ') : 'every site'}: ${progressBar(snap)} ${describeProgress(snap)}`);
+    }
+    for (const j of s.joins ?? []) {
+      lines.push(j.role === 'donor' ? `  join ${j.joinId}: donor for ${j.peer} (${j.state}: applying nothing from other sites until its snapshots are read)` : `  join ${j.joinId}: joining from ${j.peer} (${j.state})`);
+    }
     if (s.queue) {
       lines.push('error' in s.queue ? `  queue ${s.queue.name}: ${s.queue.error}` : `  queue ${s.queue.name}: ${s.queue.messages} waiting, ${s.queue.consumers} consumer(s), ${s.queue.parked} parked`);
     }
