@@ -95,6 +95,7 @@ const IDLE_END_MS = 2000;
 /** How long the end-of-stream probe waits: for a first message, then for quiet after the last one. */
 const PROBE_FIRST_MS = 1500;
 const PROBE_QUIET_MS = 300;
+const PROBE_MAX_MS = 3000;
 
 interface SourceReplay {
   readonly source: string;
@@ -220,7 +221,9 @@ async function probeEnd(connection: ChannelModel, stream: string, prefetch: numb
       },
       { arguments: { 'x-stream-offset': 'last' } },
     );
-    while (highest === null ? Date.now() - started < PROBE_FIRST_MS : Date.now() - lastSeen < PROBE_QUIET_MS) await sleep(50);
+    // Under steady writes the last chunk never goes quiet: the end is then what was seen by PROBE_MAX_MS
+    // (anything later reaches the site's queue anyway).
+    while (highest === null ? Date.now() - started < PROBE_FIRST_MS : Date.now() - lastSeen < PROBE_QUIET_MS && Date.now() - started < PROBE_MAX_MS) await sleep(50);
     return highest;
   } finally {
     await channel.close().catch(() => undefined);
