@@ -8,6 +8,7 @@ import { BOOKKEEPING_SCHEMA } from '../../src/config/names.ts';
 import { SitesyncError } from '../../src/errors.ts';
 import type { Position } from '../../src/events/transaction.ts';
 import { ensureBookkeepingSchema } from './bookkeeping-schema.ts';
+import { describePostgresError } from './postgres-errors.ts';
 
 const JOINS = `${BOOKKEEPING_SCHEMA}.joins`;
 
@@ -44,12 +45,21 @@ export class PostgresJoinBook implements JoinBook {
   private readonly pool: pg.Pool;
   private ready: Promise<void> | null = null;
 
-  constructor(options: JoinBookOptions) {
+  constructor(private readonly options: JoinBookOptions) {
     this.pool = new pg.Pool({ connectionString: options.url, max: 1, application_name: `sitesync joins ${options.site}` });
     this.pool.on('error', () => undefined); // an idle connection lost: the next query reconnects
   }
 
+  /** Runs a statement; a failure is the one line the sink would say of it (the apply loop logs it and retries). */
   private async query<R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<R[]> {
+    try {
+      return await this.run<R>(text, values);
+    } catch (error) {
+      throw describePostgresError(error, this.options.url, this.options.site);
+    }
+  }
+
+  private async run<R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<R[]> {
     this.ready ??= (async () => {
       await ensureBookkeepingSchema(this.pool);
       await this.pool.query(CREATE_JOINS).catch((error: { code?: string }) => {
