@@ -20,8 +20,9 @@
  *
  * What is read: the instances of the captured tables (`tables`, `schema.table`, compared case-insensitively as
  * SQL Server's default collations compare names; null = every table outside the sitesync schema and cdc), and
- * always those of sitesync.apply_progress (a change to it marks a relayed transaction). Other sitesync tables
- * are never read.
+ * always those of sitesync.apply_progress (a change to it marks a relayed transaction) and of
+ * sitesync.snapshot_markers (an insert into it is a snapshot marker: change-stream.ts hands it on as the marker
+ * message, never as a row; sqlserver-snapshot-control.ts writes it). Other sitesync tables are never read.
  *
  * The cleanup guard. The cleanup job deletes change rows below a low-water mark and raises every instance's
  * start_lsn to it. Capture keeps, with its checkpoint, the instances it knew there with their start_lsn
@@ -56,6 +57,9 @@ import { compareLsn, describeLsn, ZERO_LSN } from './sqlserver-positions.ts';
 
 /** sitesync's table the sink writes first in every transaction it applies. */
 export const APPLY_PROGRESS_TABLE = 'apply_progress';
+
+/** sitesync's table each snapshot marker is inserted into (sqlserver-snapshot-control.ts): an insert there is the marker. */
+export const SNAPSHOT_MARKERS_TABLE = 'snapshot_markers';
 
 /** An instance as capture recorded it with a checkpoint (sitesync.capture_progress.instances). */
 export interface KnownInstance {
@@ -103,9 +107,14 @@ export function isProgressTable(instance: { readonly schema: string; readonly ta
   return instance.schema.toLowerCase() === BOOKKEEPING_SCHEMA && instance.table.toLowerCase() === APPLY_PROGRESS_TABLE;
 }
 
-/** Whether capture reads this instance's table (apply_progress included). */
+/** sitesync.snapshot_markers: its inserts are snapshot markers (change-stream.ts). */
+export function isMarkersTable(instance: { readonly schema: string; readonly table: string }): boolean {
+  return instance.schema.toLowerCase() === BOOKKEEPING_SCHEMA && instance.table.toLowerCase() === SNAPSHOT_MARKERS_TABLE;
+}
+
+/** Whether capture reads this instance's table (apply_progress and snapshot_markers included). */
 export function isRead(instance: CaptureInstance, tables: readonly string[] | null): boolean {
-  if (isProgressTable(instance)) return true;
+  if (isProgressTable(instance) || isMarkersTable(instance)) return true;
   const schema = instance.schema.toLowerCase();
   if (schema === BOOKKEEPING_SCHEMA || schema === 'cdc' || schema === 'sys') return false;
   if (tables === null) return true;

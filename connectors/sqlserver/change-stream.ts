@@ -44,19 +44,27 @@
  * columns. Of several rows equal in all the others, any one may be the one changed; capture says so once
  * per table in a warning, whose fix is a primary key.
  *
+ * Snapshot markers (sqlserver-snapshot-control.ts): CDC carries no logical messages, so a marker is a row
+ * inserted into sitesync.snapshot_markers, in the transaction that moves the snapshot's row in
+ * sitesync.snapshots. Each insert (2) there becomes a `{ op: 'message', prefix: SNAPSHOT_MARKER_PREFIX }` change
+ * of its transaction, at that transaction's place in commit order (src/capture/snapshot-chunks.ts reads the
+ * chunk there); never a row change. Its other rows (deletes of older markers, which the control prunes, or
+ * anything else) are dropped. The table is read whatever `tables` says (capture-instances.ts isRead).
+ *
  * Relayed writes: the sink writes sitesync.apply_progress first in every transaction it applies. A
  * transaction with a change row of that table's instance was applied here from another site: it is dropped
  * whole and reported as skipped, and the commit time in its after-image (source, commit_time_micros) moves the
  * causal context `seen`. Such a row after a part of its transaction went out means the sink broke its rule:
  * the stream stops (DecodeError) rather than let the transaction loop back.
  */
+import { SNAPSHOT_MARKER_PREFIX } from '../../src/capture/snapshot-marker.ts';
 import type { SourceHandler } from '../../src/capture/source.ts';
 import { DecodeError } from '../../src/errors.ts';
 import type { Change, ColumnInfo, RelationInfo, RowImage, SeenSites, Transaction } from '../../src/events/transaction.ts';
 import { changeBytes, transactionId } from '../../src/events/transaction.ts';
 import type { ChangeKey, ChangeRow, Lsn } from './cdc-reader.ts';
 import type { InstanceRead } from './capture-instances.ts';
-import { tableName } from './capture-instances.ts';
+import { isMarkersTable, tableName } from './capture-instances.ts';
 import { canonicalText, kindOf, nativeOf } from './sqlserver-kinds.ts';
 import { compareLsn, describeLsn } from './sqlserver-positions.ts';
 
@@ -294,6 +302,10 @@ export class ChangeStream {
       if (sameOperation) tx.manyRows = { read, commandId: row.commandId };
       this.release(tx, !sameOperation);
     }
+    if (isMarkersTable(read.instance)) {
+      this.marker(tx, read, row);
+      return;
+    }
     switch (row.operation) {
       case 3:
         tx.before = { read, row };
@@ -416,6 +428,24 @@ export class ChangeStream {
       tx.changes = [];
       tx.bytes = 0;
     }
+  }
+
+  /**
+   * A row of sitesync.snapshot_markers: an insert is a snapshot marker, handed on as the message a PostgreSQL
+   * site's marker is; any other row of that table (the control's deletes of older markers) is no change at all.
+   * In a relayed transaction (which the sink wrote, and which never carries one) it is dropped with the rest.
+   */
+  private marker(tx: OpenTransaction, read: InstanceRead, row: ChangeRow): void {
+    if (tx.relayed || row.operation !== 2) return;
+    const column = read.instance.columns.findIndex((c) => c.name.toLowerCase() === 'content');
+    if (column < 0) throw new DecodeError(`capture instance ${read.instance.name} of ${tableName(read.instance)} does not capture the column content, which holds each snapshot marker`);
+    const content = row.values[column];
+    if (typeof content !== 'string') {
+      throw new DecodeError(`snapshot marker at ${describeLsn(row.startLsn)} (capture instance ${read.instance.name}) has no text in its column content`);
+    }
+    const change: Change = { op: 'message', prefix: SNAPSHOT_MARKER_PREFIX, content: Buffer.from(content, 'utf8') };
+    tx.changes.push(change);
+    tx.bytes += changeBytes(change);
   }
 
   /**

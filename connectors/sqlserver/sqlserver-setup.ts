@@ -14,10 +14,17 @@
  *    every applied transaction would travel back out.
  * Tables without a capture instance are not an error (a site may capture some tables only), nor is a short
  * retention; setupProblems lists both, as warnings, with their fix.
+ *
+ * Snapshots (sqlserver-snapshot-control.ts) need two more tables in the sitesync schema: `snapshots` (one row
+ * per snapshot) and `snapshot_markers`, captured as `sitesync_snapshot_markers` (an insert there is a marker in
+ * the log: change-stream.ts). `sitesync setup` creates both and enables CDC on the markers table with the
+ * capture login (a db_owner, which capture needs anyway); when it cannot, snapshotMarkersProblem names what is
+ * missing, as a warning: capture runs without it, only snapshots of the site cannot start.
  */
 import { SitesyncError } from '../../src/errors.ts';
 import { BOOKKEEPING_SCHEMA } from '../../src/config/names.ts';
 import type { SetupFacts } from './cdc-reader.ts';
+import { SNAPSHOT_MARKERS_TABLE } from './capture-instances.ts';
 
 /** The capture instance of sitesync.apply_progress (fixed: capture recognises relayed writes by it). */
 export const PROGRESS_CAPTURE_INSTANCE = `${BOOKKEEPING_SCHEMA}_apply_progress`;
@@ -58,6 +65,61 @@ export function enableTableSql(schema: string, table: string, captureInstance = 
 }
 
 export const ENABLE_PROGRESS_CAPTURE_SQL = enableTableSql(BOOKKEEPING_SCHEMA, 'apply_progress', PROGRESS_CAPTURE_INSTANCE);
+
+/** One row per snapshot of this site (the columns and meaning of PostgreSQL's sitesync.snapshots). */
+export const SNAPSHOTS_TABLE = 'snapshots';
+/** The capture instance of sitesync.snapshot_markers (fixed: capture reads its inserts as markers). */
+export const MARKERS_CAPTURE_INSTANCE = `${BOOKKEEPING_SCHEMA}_${SNAPSHOT_MARKERS_TABLE}`;
+export const ENABLE_MARKERS_CAPTURE_SQL = enableTableSql(BOOKKEEPING_SCHEMA, SNAPSHOT_MARKERS_TABLE, MARKERS_CAPTURE_INSTANCE);
+
+/**
+ * The schema and the two snapshot tables, each created only when missing. Ids are compared in a binary
+ * collation; times are UTC (SYSUTCDATETIME()); a marker's content is the JSON of snapshot-marker.ts.
+ */
+export const SNAPSHOT_TABLES_SQL = [
+  `IF SCHEMA_ID(N'${BOOKKEEPING_SCHEMA}') IS NULL EXEC(N'CREATE SCHEMA ${bracket(BOOKKEEPING_SCHEMA)}');`,
+  `IF OBJECT_ID(N'${BOOKKEEPING_SCHEMA}.${SNAPSHOTS_TABLE}', N'U') IS NULL`,
+  `CREATE TABLE ${bracket(BOOKKEEPING_SCHEMA)}.${bracket(SNAPSHOTS_TABLE)} (`,
+  '  [id] varchar(64) COLLATE Latin1_General_BIN2 NOT NULL PRIMARY KEY,',
+  '  [table_name] nvarchar(200) COLLATE Latin1_General_100_BIN2 NOT NULL,',
+  '  [targets] nvarchar(max) NULL,',
+  '  [next_chunk] int NOT NULL DEFAULT 0,',
+  '  [rows_sent] bigint NOT NULL DEFAULT 0,',
+  '  [estimated_rows] bigint NOT NULL,',
+  "  [state] varchar(16) COLLATE Latin1_General_BIN2 NOT NULL DEFAULT 'running',",
+  '  [started_at] datetime2(6) NOT NULL,',
+  '  [updated_at] datetime2(6) NOT NULL',
+  ');',
+  `IF OBJECT_ID(N'${BOOKKEEPING_SCHEMA}.${SNAPSHOT_MARKERS_TABLE}', N'U') IS NULL`,
+  `CREATE TABLE ${bracket(BOOKKEEPING_SCHEMA)}.${bracket(SNAPSHOT_MARKERS_TABLE)} (`,
+  '  [id] bigint IDENTITY(1,1) NOT NULL PRIMARY KEY,',
+  '  [content] nvarchar(max) NOT NULL',
+  ');',
+].join('\n');
+
+/** What `sitesync setup` found of the snapshot tables (sqlserver-snapshot-control.ts prepare()). */
+export interface SnapshotMarkersState {
+  readonly cdcEnabled: boolean;
+  /** sitesync.snapshot_markers exists and has its capture instance. */
+  readonly captured: boolean;
+  /** Why enabling CDC on it failed, when it did (the server's own line). */
+  readonly error: string | null;
+}
+
+/**
+ * The problem of a site whose snapshot markers are not captured (null when they are, or when CDC is off on the
+ * database, which setupProblems already reports): a warning, since capture runs without them; only snapshots
+ * of the site's tables cannot start.
+ */
+export function snapshotMarkersProblem(database: string, state: SnapshotMarkersState): SetupProblem | null {
+  if (state.captured || !state.cdcEnabled) return null;
+  const why = state.error === null ? '' : ` (enabling it failed: ${state.error})`;
+  return {
+    severity: 'warning',
+    problem: `${BOOKKEEPING_SCHEMA}.${SNAPSHOT_MARKERS_TABLE} has no capture instance ${MARKERS_CAPTURE_INSTANCE}${why}, so snapshots of this site's tables cannot start (capture runs without it)`,
+    fix: `as a db_owner: USE ${bracket(database)}; ${ENABLE_MARKERS_CAPTURE_SQL} (sitesync setup creates the table; it also does this when its capture login is a db_owner)`,
+  };
+}
 
 export function retentionSql(minutes: number): string {
   return `EXEC sys.sp_cdc_change_job @job_type = N'cleanup', @retention = ${minutes};`;

@@ -22,6 +22,9 @@
  *   mode 'always' so that the row changes every time) first, in the same transaction.
  * - Rows read back through the same projection capture uses (sqlserver-kinds.ts projection) and turned into
  *   canonical text by canonicalText.
+ * - Snapshots: the connector's own table reader and snapshot control over `mssql` (sqlserver-table-reader.ts,
+ *   sqlserver-snapshot-control.ts), whose first use creates sitesync.snapshots and sitesync.snapshot_markers and
+ *   enables CDC on the markers table (the db_owner login may); cleanup removes the fixture's snapshot rows.
  * - interrupt KILLs the sink's sessions (found by the application name the fixture gives its URL), which needs
  *   ALTER ANY CONNECTION and VIEW SERVER STATE: MSSQL_ADMIN_URL (sa) when set, else MSSQL_URL. When no session
  *   can be seen (no right to see them), it closes the sink's connections instead: the server rolls back
@@ -37,7 +40,9 @@ import { mssqlConfig } from '../../../connectors/sqlserver/mssql-connection.ts';
 import { loadMssql, type MssqlDriver } from '../../../connectors/sqlserver/mssql-driver.ts';
 import { canonicalText, projection, quoteName } from '../../../connectors/sqlserver/sqlserver-kinds.ts';
 import { SqlServerSink } from '../../../connectors/sqlserver/sqlserver-sink.ts';
+import { SqlServerSnapshotControl } from '../../../connectors/sqlserver/sqlserver-snapshot-control.ts';
 import { SqlServerSource } from '../../../connectors/sqlserver/sqlserver-source.ts';
+import { SqlServerTableReader } from '../../../connectors/sqlserver/sqlserver-table-reader.ts';
 import { progressStatement } from '../../../connectors/sqlserver/sqlserver-statements.ts';
 import { createLogger } from '../../../src/observability/logger.ts';
 import type { SinkFixture, SinkHarness, SourceFixture, SourceHarness, SourceOp } from '../harness.ts';
@@ -337,6 +342,7 @@ export function sqlserverLiveSourceHarness(url: string): SourceHarness {
   return {
     name: 'sqlserver (live)',
     kinds: SQLSERVER_LIVE_KINDS,
+    snapshots: true,
     async open(tables) {
       const schema = `conf_${randomBytes(4).toString('hex')}`;
       const site = `conf_${randomBytes(3).toString('hex')}`;
@@ -355,10 +361,12 @@ export function sqlserverLiveSourceHarness(url: string): SourceHarness {
           }),
         commit: (ops) => liveCommit(server, schema, ops),
         commitRelayed: (from, commitTimeMicros, ops) => liveCommit(server, schema, ops, (transaction) => relayedMarker(server, transaction, from, commitTimeMicros)),
+        snapshots: async () => ({ reader: await SqlServerTableReader.open({ site, url, consistent: false }), control: new SqlServerSnapshotControl({ site, url }) }),
         async cleanup() {
           try {
             await dropLiveSchema(server, schema);
             await forgetSuiteRows(server, site);
+            await server.query("IF OBJECT_ID(N'sitesync.snapshots', N'U') IS NOT NULL DELETE FROM sitesync.snapshots WHERE LEFT(table_name, LEN(@prefix)) = @prefix", [{ name: 'prefix', type: 'text', value: `${schema}.` }]);
           } finally {
             await server.close();
           }

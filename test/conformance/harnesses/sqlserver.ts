@@ -9,6 +9,11 @@
  * for the canonical text (the sink's own binding, then the simulator's model of CONVERT), and the capture job
  * run at once after each commit, as if the Agent's job were quick. Relayed writes as the sink makes them: its
  * apply_progress row first, in the same transaction.
+ *
+ * Snapshots: the connector's own table reader and snapshot control (sqlserver-table-reader.ts,
+ * sqlserver-snapshot-control.ts) over the simulator's table runner, whose markers are rows of the CDC-enabled
+ * sitesync.snapshot_markers; the capture job runs on a timer meanwhile (the control's commits are not the
+ * harness's, and the Agent's job would move them too).
  */
 import { randomBytes } from 'node:crypto';
 import type { ApplyConnection, TargetTable } from '../../../connectors/sqlserver/apply-connection.ts';
@@ -16,7 +21,9 @@ import type { CapturedColumn, ProjectedValue } from '../../../connectors/sqlserv
 import { bindValue } from '../../../connectors/sqlserver/sqlserver-bind.ts';
 import { canonicalText } from '../../../connectors/sqlserver/sqlserver-kinds.ts';
 import { SqlServerSink } from '../../../connectors/sqlserver/sqlserver-sink.ts';
+import { SqlServerSnapshotControl } from '../../../connectors/sqlserver/sqlserver-snapshot-control.ts';
 import { SqlServerSource } from '../../../connectors/sqlserver/sqlserver-source.ts';
+import { SqlServerTableReader } from '../../../connectors/sqlserver/sqlserver-table-reader.ts';
 import { parseKind } from '../../../src/events/value-kind.ts';
 import { createLogger } from '../../../src/observability/logger.ts';
 import { SimulatedApplyConnection, simulatedConnect, storedValue } from '../../helpers/sqlserver-simulated-apply.ts';
@@ -102,9 +109,12 @@ async function inTransaction(sim: SimulatedSqlServer, schema: string, ops: reado
 export const sqlserverSourceHarness: SourceHarness = {
   name: 'sqlserver (simulated CDC)',
   kinds: SQLSERVER_KINDS,
+  snapshots: true,
   async open(tables) {
     const { sim, schema } = createServer(tables);
     const site = `conf_${randomBytes(3).toString('hex')}`;
+    let job: NodeJS.Timeout | null = null;
+    const url = 'sqlserver://sitesync@simulated:1433/conformance';
     const fixture: SourceFixture = {
       schema,
       source: (maxPartBytes) =>
@@ -115,7 +125,19 @@ export const sqlserverSourceHarness: SourceHarness = {
           const row = { source: from, source_kind: 'postgres', position: '0000000000000001', commit_time_micros: commitTimeMicros.toString(), applied_transactions: '1' };
           if (tx.update('sitesync', 'apply_progress', { source: from }, { commit_time_micros: row.commit_time_micros }) === 0) tx.insert('sitesync', 'apply_progress', row);
         }),
-      cleanup: async () => undefined,
+      async snapshots() {
+        if (job === null) {
+          job = setInterval(() => sim.runCaptureJob(), 10);
+          job.unref();
+        }
+        return {
+          reader: await SqlServerTableReader.open({ site, url, consistent: false, runner: async () => sim.runner() }),
+          control: new SqlServerSnapshotControl({ site, url, runner: sim.runner() }),
+        };
+      },
+      cleanup: async () => {
+        if (job !== null) clearInterval(job);
+      },
     };
     return fixture;
   },
