@@ -53,7 +53,7 @@
  */
 import type * as oracledb from 'oracledb';
 import { compareKeys } from '../../src/capture/key-order.ts';
-import { rowKey, type RowKey, type TableReader, type TableReaderOptions, type TableShape } from '../../src/capture/table-reader.ts';
+import { checkSameShape, rowKey, type RowKey, type TableReader, type TableReaderOptions, type TableShape } from '../../src/capture/table-reader.ts';
 import { DecodeError, SitesyncError } from '../../src/errors.ts';
 import type { ColumnInfo, RelationInfo, RowImage } from '../../src/events/transaction.ts';
 import { ValueFormatError } from '../../src/events/value-parser.ts';
@@ -278,13 +278,7 @@ export class OracleTableReader implements TableReader {
     const known = this.plans.get(shape);
     if (known) return known;
     const { shape: current, plan } = await this.describePlan(quotedPart(shape.relation.schema), quotedPart(shape.relation.table));
-    const names = (s: TableShape): string => JSON.stringify([s.relation.columns.map((c) => c.name), s.keyColumns]);
-    if (names(current) !== names(shape)) {
-      throw new SitesyncError(
-        'SITESYNC_ERR_CATALOG_CHANGED',
-        `table ${shape.relation.schema}.${shape.relation.table} at ${this.where} has changed since it was described (columns or key); describe it again`,
-      );
-    }
+    checkSameShape(shape, current, this.where);
     this.plans.set(shape, plan);
     return plan;
   }

@@ -27,7 +27,7 @@ import { SitesyncError } from '../../src/errors.ts';
 import { ORIGIN_PREFIX } from '../../src/config/names.ts';
 import { SITE_NAME_PATTERN, type ColumnInfo, type RelationInfo, type RowImage, type RowWriter } from '../../src/events/transaction.ts';
 import { comparatorFor, compareKeys } from '../../src/capture/key-order.ts';
-import { rowKey, type RowKey, type TableReader, type TableReaderOptions, type TableShape } from '../../src/capture/table-reader.ts';
+import { checkSameShape, rowKey, type RowKey, type TableReader, type TableReaderOptions, type TableShape } from '../../src/capture/table-reader.ts';
 import { redactUrl } from '../../src/observability/logger.ts';
 import { describePostgresError } from './postgres-errors.ts';
 import { quoteIdent } from './postgres-source.ts';
@@ -225,13 +225,7 @@ export class PostgresTableReader implements TableReader {
     const known = this.plans.get(shape);
     if (known) return known;
     const { shape: current, plan } = await this.describePlan(shape.relation.schema, shape.relation.table);
-    const names = (s: TableShape): string => JSON.stringify([s.relation.columns.map((c) => c.name), s.keyColumns]);
-    if (names(current) !== names(shape)) {
-      throw new SitesyncError(
-        'SITESYNC_ERR_CATALOG_CHANGED',
-        `table ${shape.relation.schema}.${shape.relation.table} at site ${this.options.site} has changed since it was described (columns or key); describe it again`,
-      );
-    }
+    checkSameShape(shape, current, `site ${this.options.site}`);
     this.plans.set(shape, plan);
     return plan;
   }

@@ -63,7 +63,7 @@
  */
 import type * as mssql from 'mssql';
 import { compareKeys } from '../../src/capture/key-order.ts';
-import { rowKey, type RowKey, type TableReader, type TableReaderOptions, type TableShape } from '../../src/capture/table-reader.ts';
+import { checkSameShape, rowKey, type RowKey, type TableReader, type TableReaderOptions, type TableShape } from '../../src/capture/table-reader.ts';
 import { SitesyncError } from '../../src/errors.ts';
 import type { ColumnInfo, RelationInfo, RowImage } from '../../src/events/transaction.ts';
 import { daysToIsoDate, MICROS_PER_DAY, parseValue } from '../../src/events/value-parser.ts';
@@ -573,13 +573,7 @@ export class SqlServerTableReader implements TableReader {
     const known = this.plans.get(shape);
     if (known) return known;
     const { shape: current, plan } = await this.describePlan(shape.relation.schema, shape.relation.table);
-    const names = (s: TableShape): string => JSON.stringify([s.relation.columns.map((c) => c.name), s.keyColumns]);
-    if (names(current) !== names(shape)) {
-      throw new SitesyncError(
-        'SITESYNC_ERR_CATALOG_CHANGED',
-        `table ${shape.relation.schema}.${shape.relation.table} at site ${this.options.site} has changed since it was described (columns or key); describe it again`,
-      );
-    }
+    checkSameShape(shape, current, `site ${this.options.site}`);
     this.plans.set(shape, plan);
     return plan;
   }

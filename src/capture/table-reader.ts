@@ -12,6 +12,7 @@
  * dates and times by value; strings and bytes by their UTF-8 bytes (a binary collation, whatever the
  * column's own collation is); NULL never occurs in a key.
  */
+import { SitesyncError } from '../errors.ts';
 import type { RelationInfo, RowImage, RowWriter } from '../events/transaction.ts';
 
 /** A table with a primary key, as a reader describes it. */
@@ -71,4 +72,18 @@ export function rowKey(shape: TableShape, row: RowImage): RowKey {
     if (value === null || value === undefined) throw new Error(`key column ${shape.relation.columns[i]?.name} of ${shape.relation.schema}.${shape.relation.table} is NULL`);
     return value;
   });
+}
+
+/**
+ * A shape handed to a reader that did not describe it (another reader's, a copy) is described again; it
+ * must still have the same columns and key, or the reads would be of another table. `where` names the site.
+ */
+export function checkSameShape(asked: TableShape, current: TableShape, where: string): void {
+  const names = (s: TableShape): string => JSON.stringify([s.relation.columns.map((c) => c.name), s.keyColumns]);
+  if (names(current) !== names(asked)) {
+    throw new SitesyncError(
+      'SITESYNC_ERR_CATALOG_CHANGED',
+      `table ${asked.relation.schema}.${asked.relation.table} at ${where} has changed since it was described (columns or key); describe it again`,
+    );
+  }
 }
