@@ -47,42 +47,100 @@ export async function readLocalTransactions(postgres: ScratchPostgres, database:
   return result;
 }
 
-/** Source transaction ids of every transaction the archive holds, per site. */
 /**
- * Every source transaction id the archive stream holds, by site. A stream consumer never ends by itself: the
- * read stops after 2 s without a message once every `expected` transaction is seen, and otherwise waits up to
- * 30 s of quiet (a loaded 2-core machine can pause a stream delivery for more than 2 s: CI once read a tail
- * short that way and counted 131 transactions as missing).
+ * Every source transaction id the archive stream holds, by site, read from the first offset to the stream's
+ * end as measured before reading (the sites have converged: nothing the check counts is written later).
+ *
+ * A quiet consumer is not taken for the end. CI twice counted a tail of the archive as missing (131, then 158
+ * transactions) while every row had arrived: a stream delivery on this loaded 2-core machine paused for longer
+ * than the read waited. So the read knows where the end is, and a consumer that stalls before it is closed and
+ * a new one opened from the next offset, as often as needed within a generous bound. What is still missing
+ * after the end is reached is missing from the archive.
  */
-export async function readArchive(brokerUrl: string, stream: string, expected: ReadonlyMap<string, readonly string[]> = new Map()): Promise<Map<string, Set<string>>> {
+export async function readArchive(brokerUrl: string, stream: string): Promise<ArchiveRead> {
   const published = new Map<string, Set<string>>();
   const connection = await amqp.connect(brokerUrl);
-  const channel = await connection.createChannel();
-  await channel.prefetch(1000);
-  let last = Date.now();
-  await channel.consume(
-    stream,
-    (m) => {
-      if (!m) return;
-      last = Date.now();
-      channel.ack(m);
-      let message;
-      try {
-        message = decodeMessage(m.content, Number(m.properties.headers?.[SCHEMA_VERSION_HEADER] ?? CURRENT_SCHEMA_VERSION));
-      } catch {
-        return; // not a transaction the checker can count: what it misses shows as missing
-      }
-      let ids = published.get(message.site);
-      if (!ids) published.set(message.site, (ids = new Set()));
-      for (const tx of message.transactions) ids.add(tx.sourceTxId);
-    },
-    { arguments: { 'x-stream-offset': 'first' } },
-  );
-  const complete = (): boolean => [...expected].every(([site, xids]) => xids.every((xid) => published.get(site)?.has(xid)));
-  while (Date.now() - last < (complete() ? 2000 : 30_000)) await new Promise((r) => setTimeout(r, 200));
-  await connection.close();
-  return published;
+  try {
+    const end = await highestOffset(connection, stream);
+    let next = 0;
+    let consumers = 0;
+    const deadline = Date.now() + 5 * 60_000;
+    while (end !== null && next <= end && Date.now() < deadline) {
+      consumers++;
+      const channel = await connection.createChannel();
+      await channel.prefetch(1000);
+      let last = Date.now();
+      await channel.consume(
+        stream,
+        (m) => {
+          if (!m) return;
+          last = Date.now();
+          channel.ack(m);
+          const offset = offsetOf(m);
+          if (offset === null || offset < next) return; // a chunk read again from its start
+          next = offset + 1;
+          let message;
+          try {
+            message = decodeMessage(m.content, Number(m.properties.headers?.[SCHEMA_VERSION_HEADER] ?? CURRENT_SCHEMA_VERSION));
+          } catch {
+            return; // not a transaction the checker can count: what it misses shows as missing
+          }
+          let ids = published.get(message.site);
+          if (!ids) published.set(message.site, (ids = new Set()));
+          for (const tx of message.transactions) ids.add(tx.sourceTxId);
+        },
+        { arguments: { 'x-stream-offset': next } },
+      );
+      while (next <= end && Date.now() - last < 5000) await sleep(100);
+      await channel.close().catch(() => undefined);
+    }
+    return { published, end, reachedEnd: end === null || next > end, consumers };
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
 }
+
+export interface ArchiveRead {
+  /** Source transaction ids by site. */
+  readonly published: Map<string, Set<string>>;
+  /** The stream's last offset when the read began (null: empty). */
+  readonly end: number | null;
+  readonly reachedEnd: boolean;
+  /** Consumers it took to read to the end (more than one: a delivery stalled and was restarted). */
+  readonly consumers: number;
+}
+
+/** The stream's highest offset now: its last chunk read until quiet. */
+async function highestOffset(connection: amqp.ChannelModel, stream: string): Promise<number | null> {
+  const channel = await connection.createChannel();
+  try {
+    await channel.prefetch(1000);
+    let highest: number | null = null;
+    let last = Date.now();
+    await channel.consume(
+      stream,
+      (m) => {
+        if (!m) return;
+        channel.ack(m);
+        last = Date.now();
+        const offset = offsetOf(m);
+        if (offset !== null && (highest === null || offset > highest)) highest = offset;
+      },
+      { arguments: { 'x-stream-offset': 'last' } },
+    );
+    while (Date.now() - last < (highest === null ? 5000 : 1500)) await sleep(100);
+    return highest;
+  } finally {
+    await channel.close().catch(() => undefined);
+  }
+}
+
+function offsetOf(m: amqp.ConsumeMessage): number | null {
+  const offset: unknown = m.properties.headers?.['x-stream-offset'];
+  return typeof offset === 'number' ? offset : typeof offset === 'bigint' ? Number(offset) : null;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export interface TableComparison {
   readonly table: string;

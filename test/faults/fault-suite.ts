@@ -48,6 +48,8 @@ export interface SuiteReport {
   readonly committed: { readonly a: number; readonly b: number };
   readonly workload: Workload['counts'];
   readonly notPublished: number;
+  /** How the checker read the archive: its end offset, whether it got there, with how many consumers, and the first transactions it lacks. */
+  readonly archive: { readonly end: number | null; readonly reachedEnd: boolean; readonly consumers: number; readonly firstMissing: readonly string[] };
   readonly slotViolations: number;
   readonly tables: TableComparison[];
   readonly lost: number;
@@ -185,8 +187,11 @@ export async function runFaultSuite(options: SuiteOptions): Promise<SuiteReport>
 
     const localA = await readLocalTransactions(postgres, dbA);
     const localB = await readLocalTransactions(postgres, dbB);
-    const published = await readArchive(BROKER, archive, new Map([[siteA, localA.map((tx) => tx.xid)], [siteB, localB.map((tx) => tx.xid)]]));
-    const missing = (local: typeof localA, site: string) => local.filter((tx) => !published.get(site)?.has(tx.xid)).length;
+    const archiveRead = await readArchive(BROKER, archive);
+    const published = archiveRead.published;
+    const missingOf = (local: typeof localA, site: string) => local.filter((tx) => !published.get(site)?.has(tx.xid));
+    const missing = (local: typeof localA, site: string) => missingOf(local, site).length;
+    const missingXids = [...missingOf(localA, siteA).map((tx) => `${siteA}:${tx.xid}`), ...missingOf(localB, siteB).map((tx) => `${siteB}:${tx.xid}`)];
     const tables = await Promise.all(TABLES.map((table) => compareTable(postgres, dbA, dbB, table)));
     const order =
       (await orderViolations(postgres, dbB, `SELECT seq FROM order_probe WHERE writer = 'a' ORDER BY xmin::text::bigint, seq`)) +
@@ -198,6 +203,7 @@ export async function runFaultSuite(options: SuiteOptions): Promise<SuiteReport>
       committed: { a: localA.length, b: localB.length },
       workload: workload.counts,
       notPublished: missing(localA, siteA) + missing(localB, siteB),
+      archive: { end: archiveRead.end, reachedEnd: archiveRead.reachedEnd, consumers: archiveRead.consumers, firstMissing: missingXids.slice(0, 10) },
       slotViolations: slotViolations(samples.get(siteA)!, localA, published.get(siteA)) + slotViolations(samples.get(siteB)!, localB, published.get(siteB)),
       tables,
       lost: tables.reduce((n, t) => n + t.onlyAtSource, 0),
@@ -210,7 +216,7 @@ export async function runFaultSuite(options: SuiteOptions): Promise<SuiteReport>
       passed: false,
       diagnostics: converged ? '' : await diagnose(postgres, processes, [siteA, siteB]),
     };
-    const passed = converged && report.lost === 0 && report.duplicated === 0 && report.notPublished === 0 && report.slotViolations === 0 && report.orderViolations === 0 && report.unexpectedExits.length === 0 && samples.get(siteA)!.length > 0;
+    const passed = converged && report.lost === 0 && report.duplicated === 0 && report.notPublished === 0 && report.archive.reachedEnd && report.slotViolations === 0 && report.orderViolations === 0 && report.unexpectedExits.length === 0 && samples.get(siteA)!.length > 0;
     return { ...report, passed };
   } finally {
     sampling = false;
@@ -283,6 +289,7 @@ export function formatReport(r: SuiteReport): string {
     `sitesync restarts: ${Object.entries(r.restarts).map(([s, n]) => `${s} ${n}`).join(', ')}; exits nobody asked for: ${r.unexpectedExits.length}`,
     ...r.unexpectedExits,
     `lost rows: ${r.lost}; duplicated rows: ${r.duplicated}; committed transactions missing from the broker: ${r.notPublished}`,
+    `archive read to offset ${r.archive.end ?? 'none'} (${r.archive.reachedEnd ? 'reached' : 'NOT reached'}) with ${r.archive.consumers} consumer(s)${r.archive.firstMissing.length ? `; first missing: ${r.archive.firstMissing.join(' ')}` : ''}`,
     `order violations: ${r.orderViolations}; slot confirmed past a transaction the broker did not hold: ${r.slotViolations}`,
     ...r.tables.filter((t) => t.onlyAtSource || t.onlyAtTarget).map((t) => `  ${t.table}: ${t.onlyAtSource} only at source, ${t.onlyAtTarget} only at target`),
     `sites converged: ${r.convergedAfterSeconds === null ? 'NO (no progress for 120 s, or 30 min in all)' : `${r.convergedAfterSeconds} s after the faults stopped`}`,
