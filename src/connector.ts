@@ -15,7 +15,7 @@ import type { TableReader, TableReaderOptions } from './capture/table-reader.ts'
 import type { SnapshotControl, SnapshotControlOptions } from './capture/snapshot-control.ts';
 import type { ConflictKind, ConflictPolicy } from './apply/conflict-policy.ts';
 import type { Config } from './config/config-schema.ts';
-import { databaseOf } from './config/config-schema.ts';
+import { databaseOf, siteConfig } from './config/config-schema.ts';
 import { SitesyncError } from './errors.ts';
 import type { Position } from './events/transaction.ts';
 import type { Logger } from './observability/logger.ts';
@@ -110,8 +110,15 @@ export interface Connector {
   readonly positions: PositionFormat;
   /** A problem with a site's URL for this kind, in one line, or null. */
   checkUrl(url: string): string | null;
-  createSource(options: SourceOptions): Source & { end(): Promise<void> };
+  /** Reads the site's log; absent for a store that only receives (an analytics database): its sites set `capture: false`. */
+  createSource?(options: SourceOptions): Source & { end(): Promise<void> };
   createSink(options: SinkOptions): Sink;
+  /**
+   * Runs one read-only SQL statement at the site's database for `sitesync query`, through the running
+   * process when the database allows one process only (DuckDB); connectors people query with their own
+   * tools have none.
+   */
+  query?(url: string, sql: string, options: QueryOptions): Promise<QueryResult>;
   /** The site's capture and apply state, read with its monitoring URL; `sources` are the sites it applies from. */
   readStatus(url: string, site: string, sources: readonly string[]): Promise<SiteDatabaseStatus>;
   /**
@@ -145,6 +152,19 @@ export interface Connector {
   ): Promise<void>;
 }
 
+export interface QueryOptions {
+  /** Rows returned at most; the result says when there were more. */
+  readonly maxRows: number;
+}
+
+export interface QueryResult {
+  readonly columns: readonly { readonly name: string; readonly type: string }[];
+  /** Each value as JSON can carry it: numbers beyond 2^53, decimals, times and bytes as text. */
+  readonly rows: readonly (readonly unknown[])[];
+  /** More rows than `maxRows` were there. */
+  readonly truncated: boolean;
+}
+
 export type ConnectorRegistry = ReadonlyMap<string, Connector>;
 
 /** The connector of a site's database; a kind nobody registered is a configuration error. */
@@ -163,6 +183,9 @@ export function checkDatabases(connectors: ConnectorRegistry, config: Config): v
   for (const site of Object.keys(config.sites)) {
     const connector = connectorFor(connectors, config, site);
     const database = databaseOf(config, site);
+    if (!connector.createSource && siteConfig(config, site)?.capture !== false) {
+      throw new SitesyncError('SITESYNC_ERR_CONFIG', `sites.${site}: a ${connector.kind} database only receives; add "capture: false" to the site`);
+    }
     for (const [role, url] of Object.entries(database.urls)) {
       const problem = connector.checkUrl(url);
       if (problem) throw new SitesyncError('SITESYNC_ERR_CONFIG', `sites.${site}: the ${role} URL ${problem}; give ${connector.urlExample}`);

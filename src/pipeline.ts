@@ -38,7 +38,10 @@ export function createPipeline(config: Config, site: string, logger: Logger, con
     logger: logger.child({ site, part: 'apply' }),
   });
   // A site that only receives has no source at all: nothing at its database is decoded or published.
-  const source = ownConfig.capture
+  if (ownConfig.capture && !connector.createSource) {
+    throw new SitesyncError('SITESYNC_ERR_CONFIG', `sites.${site}: a ${connector.kind} database only receives; add "capture: false" to the site`);
+  }
+  const source = ownConfig.capture && connector.createSource
     ? connector.createSource({ site, url: databaseUrlFor(config, site, 'capture'), tables: ownConfig.tables ?? null, config, logger: logger.child({ site, part: 'capture' }) })
     : null;
   const capture = source

@@ -156,7 +156,7 @@ describe('PostgreSQL table reader', () => {
     );
     // A configuration names at least two sites; the second is never started.
     const config = parseConfig({ broker: { url: 'amqp://guest:guest@127.0.0.1:5672/' }, sites: { [site]: { postgres: pgUrl(dbA) }, [`${site}_b`]: { postgres: pgUrl(dbB) } } });
-    const source = postgresConnector.createSource({ site, url: pgUrl(dbA), tables: ['public.kinds'], config, logger: silent });
+    const source = postgresConnector.createSource!({ site, url: pgUrl(dbA), tables: ['public.kinds'], config, logger: silent });
     const collector = new Collector();
     const reader = await open(dbA);
     try {
@@ -481,7 +481,7 @@ describe('MariaDB table reader', () => {
       broker: { url: 'amqp://guest:guest@127.0.0.1:5672/' },
       sites: { [site]: { database: { kind: 'mariadb', url: db.url() } }, [`${site}_b`]: { database: { kind: 'mariadb', url: db.url() } } },
     });
-    const source = mariadbConnector.createSource({ site, url: db.url(), tables: ['app_a.kinds'], config, logger: silent });
+    const source = mariadbConnector.createSource!({ site, url: db.url(), tables: ['app_a.kinds'], config, logger: silent });
     const collector = new Collector();
     const reader = await open();
     try {
