@@ -22,6 +22,7 @@ import { formatSnapshot, startSnapshot, waitForSnapshot, withSnapshotControl } f
 import { cancelJoin, startJoin, waitForJoin } from './join-command.ts';
 import { planVerify, runVerify, type VerifyCommandOptions } from './verify-command.ts';
 import { verifyAndRepair } from './repair-command.ts';
+import { queryCommand } from './query-command.ts';
 import type { TableComparison } from '../verify/compare-tables.ts';
 import { allIdentical, formatComparison, formatSummary, reportJson } from '../verify/verify-report.ts';
 
@@ -294,6 +295,27 @@ program
       const config = loadChecked(opts.config);
       const action = opts.retry ? { kind: 'retry' as const, id: opts.retry } : opts.discard ? { kind: 'discard' as const, id: opts.discard } : { kind: 'list' as const };
       await parkedCommand(config, opts.site, action, (line) => process.stdout.write(`${line}\n`));
+      process.exit(0);
+    } catch (error) {
+      fail(error);
+    }
+  });
+
+program
+  .command('query')
+  .description("run one read-only SQL statement at a site's analytics store (DuckDB), through its running process if there is one")
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .requiredOption('-s, --site <name>', 'the site whose store to query')
+  .argument('<sql>', 'one SQL statement; it runs in a read-only transaction')
+  .option('--json', 'one JSON object per row instead of a table')
+  .option('--max-rows <n>', 'rows shown at most', (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a whole number of rows, at least 1');
+    return n;
+  }, 1000)
+  .action(async (sql: string, opts: { config: string; site: string; json?: boolean; maxRows: number }) => {
+    try {
+      await queryCommand(loadChecked(opts.config), CONNECTORS, { site: opts.site, sql, maxRows: opts.maxRows, format: opts.json ? 'json' : 'table' }, (line) => process.stdout.write(`${line}\n`));
       process.exit(0);
     } catch (error) {
       fail(error);

@@ -98,7 +98,7 @@ function generateSource(seed: number, count: number): { transactions: Transactio
       } else if (roll < 0.75) {
         const id = ids[below(random, ids.length)]!;
         const before = table.get(id)!;
-        const after = { ...before, a: `a${n}.${c}` };
+        const after: Record<string, string | null> = { ...before, a: `a${n}.${c}` };
         // Now and then the key itself changes (old key sent), and `big` is left out as PostgreSQL leaves out
         // an unchanged TOASTed value.
         const moved = random() < 0.15 ? below(random, 40) : id;
@@ -155,7 +155,7 @@ test('one source: the store equals the source table, in any batching, with uncha
         store.history.every((h) => h.unchanged.length === 0),
         `seed ${seed}: an unchanged value was not found`,
       );
-      const changes = transactions.flatMap((t) => t.changes.flatMap((c) => (c.op === 'truncate' ? c.relations : [c])));
+      const changes = transactions.flatMap((t) => t.changes.flatMap((c): unknown[] => (c.op === 'truncate' ? [...c.relations] : [c])));
       assert.equal(store.history.length, changes.length, `seed ${seed}: one history entry per change`);
       assert.ok(store.history.every((h) => h.applied), `seed ${seed}: one source never conflicts with itself`);
     }
