@@ -25,8 +25,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ConfirmChannel, ConsumeMessage } from 'amqplib';
-import { brokerUrlFor, siteConfig, type Config } from '../config/config-schema.ts';
-import { ORIGINAL_ROUTE_HEADER, ORIGINAL_USER_HEADER, PARKED_ID_HEADER, parkingExchange, parkingQueue, RETRY_HEADER, siteQueue } from '../config/names.ts';
+import { brokerUrlFor, brokerUserOf, siteConfig, type Config } from '../config/config-schema.ts';
+import { ORIGINAL_ROUTE_HEADER, ORIGINAL_USER_HEADER, PARKED_ID_HEADER, parkingExchange, parkingQueue, RETRY_HEADER, siteQueue, TABLE_HEADER_PREFIX } from '../config/names.ts';
 import { connectBroker } from '../bus/broker-connection.ts';
 import { SCHEMA_VERSION_HEADER, messageHeaders } from '../bus/message-headers.ts';
 import { ensureTopology, siteNeeds } from '../bus/topology.ts';
@@ -371,7 +371,9 @@ export class ApplyRunner {
         if (refused === null && !(parkData && this.options.sink.classify(error) === 'data')) throw error;
         const body = encodeMessage(single);
         const record = skippedRecord(body, message.site, tx, delivery, error);
-        await this.publishParked(ctx, body, { ...messageHeaders(single, CURRENT_SCHEMA_VERSION), ...originalHeaders(provenanceOf(delivery)) }, delivery, record, error);
+        // The original's headers, with those that describe the body (now this transaction alone) made again as capture makes them.
+        const headers = { ...withoutTableHeaders(withoutRetry(delivery)), ...messageHeaders(single, CURRENT_SCHEMA_VERSION, (p) => this.describe(message.site, p)) };
+        await this.publishParked(ctx, body, { ...headers, ...originalHeaders(provenanceOf(delivery)) }, delivery, record, error);
         await state.session.skip(tx.position, tx.commitTimeMicros, record);
       }
       state.progress = tx.position;
@@ -522,11 +524,18 @@ export class ApplyRunner {
     ctx.parking.publish(parkingExchange(config.broker.exchange), site, body, {
       persistent: true,
       mandatory: true,
-      // What the original said of itself is kept (its user-id is in a header: RabbitMQ would refuse it here).
+      // What the original said of itself is kept. Its user-id too when it is this connection's user (RabbitMQ
+      // refuses any other at publish); it is always in a header as well. Not its expiration: parked, it waits.
       messageId: p.messageId,
       timestamp: p.timestamp,
       contentType: p.contentType,
+      contentEncoding: p.contentEncoding,
       appId: p.appId,
+      correlationId: p.correlationId,
+      replyTo: p.replyTo,
+      type: p.type,
+      priority: p.priority,
+      ...(typeof p.userId === 'string' && p.userId === brokerUserOf(brokerUrlFor(config, site)) ? { userId: p.userId } : {}),
       headers: {
         ...headers,
         'sitesync-parked-reason': reason.slice(0, 2000),
@@ -606,6 +615,11 @@ function skippedRecord(body: Buffer, source: string, tx: Transaction, delivery: 
 function withoutRetry(delivery: ConsumeMessage): Record<string, unknown> {
   const { [RETRY_HEADER]: _retry, ...headers } = delivery.properties.headers ?? {};
   return headers;
+}
+
+/** Headers without the routing headers of the tables a message touches (a transaction set aside touches fewer). */
+function withoutTableHeaders(headers: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => !name.startsWith(TABLE_HEADER_PREFIX)));
 }
 
 /** How the message first arrived, for people reading the parking queue (never trusted: the record is). */
