@@ -702,7 +702,7 @@ class MariaDbSourceSession implements SourceSession {
     const entry = { kind, table: statement.table, key, remoteSite: tx.site, remoteTransaction: tx.id, remoteCommitTimeMicros: tx.commitTimeMicros, local, policy: policy.policy, decision };
     await this.db.execute(this.bookkeeping.insertConflict(), conflictValues(entry) as unknown as mysql.ExecuteValues);
     this.pendingConflicts.push({ record: { source: this.source, kind, table: statement.table, resolution: decision.resolution } });
-    this.logger.info({ tx: tx.id, kind, table: statement.table, key: key?.json, local: local?.site, winner: decision.winner }, 'conflict resolved');
+    this.logger.debug({ tx: tx.id, kind, table: statement.table, key: key?.json, local: local?.site, winner: decision.winner }, 'conflict resolved');
     return decision;
   }
 

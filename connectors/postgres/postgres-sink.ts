@@ -831,7 +831,7 @@ class PostgresSourceSession implements SourceSession {
       [kind, tableName, JSON.stringify(lookup.key), tx.site, tx.id, microsToIso(tx.commitTimeMicros), local?.site ?? null, local ? microsToIso(local.commitTimeMicros) : null, policy.policy, decision.winner, decision.resolution === 'apply' ? 'applied' : 'skipped'],
     );
     this.pendingConflicts.push({ position: tx.position, record: { source: this.source, kind, table: tableName, resolution: decision.resolution } });
-    this.logger.info({ tx: tx.id, kind, table: tableName, key: lookup.key, local: local?.site, winner: decision.winner }, 'conflict resolved');
+    this.logger.debug({ tx: tx.id, kind, table: tableName, key: lookup.key, local: local?.site, winner: decision.winner }, 'conflict resolved');
     return decision;
   }
 

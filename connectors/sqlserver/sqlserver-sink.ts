@@ -566,7 +566,7 @@ class SqlServerSourceSession implements SourceSession {
       resolution: decision.resolution === 'apply' ? 'applied' : 'skipped',
     });
     this.pendingConflicts.push({ source: this.source, kind, table, resolution: decision.resolution });
-    this.logger.info({ tx: tx.id, kind, table, key: keyJson, winner: decision.winner }, 'conflict resolved');
+    this.logger.debug({ tx: tx.id, kind, table, key: keyJson, winner: decision.winner }, 'conflict resolved');
     return decision;
   }
 

@@ -11,12 +11,15 @@ import { loadConfig } from '../config/load-config.ts';
 import { checkDatabases } from '../connector.ts';
 import { describeError, SitesyncError } from '../errors.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
+import { VERSION } from '../observability/version.ts';
 import { runCommand, type RunCommandOptions } from './run-command.ts';
 import { collectStatus, formatStatus, unreachableServices } from './status-command.ts';
 import { setupCommand } from './setup-command.ts';
 import { planReplay, runReplay, type ReplayCommandOptions } from './replay-command.ts';
 import { subscribe, unsubscribe, type SubscriptionOptions } from './subscribe-command.ts';
-import { parkedCommand } from './parked-command.ts';
+import { parkedCommand, showParked } from './parked-command.ts';
+import { planTail, runTail, type TailCommandOptions } from './tail-command.ts';
+import { planTrace, runTrace } from './trace-command.ts';
 import { removeSite } from './remove-site-command.ts';
 import { formatSnapshot, startSnapshot, waitForSnapshot, withSnapshotControl } from './snapshot-command.ts';
 import { cancelJoin, startJoin, waitForJoin } from './join-command.ts';
@@ -67,6 +70,7 @@ function port(value: string): number {
 const program = new Command()
   .name('sitesync')
   .description('Keeps the databases of several sites in step: PostgreSQL WAL → RabbitMQ → every other site, exactly once, in commit order.')
+  .version(VERSION, '-V, --version', 'print the sitesync version')
   .showHelpAfterError()
   .configureOutput({ outputError: (text, write) => write(`sitesync: ${text.replace(/^error: /, '')}`) })
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_CONFIG));
@@ -77,6 +81,10 @@ program
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
   .requiredOption('-s, --site <name>', 'the site this process serves')
   .option('--metrics-port <port>', 'serve Prometheus metrics on this port (overrides metrics.port)', port)
+  .option('--log-format <format>', 'json (the default: one JSON object a line) or pretty (readable lines for a terminal); overrides log.format', (v: string) => {
+    if (v !== 'json' && v !== 'pretty') throw new InvalidArgumentError('json or pretty');
+    return v;
+  })
   .action((opts: RunCommandOptions) => runCommand(opts, { load: loadChecked, connectors: CONNECTORS, fail, exitAfterLogs, exitCodeOf }));
 
 program
@@ -284,20 +292,70 @@ Example:
 
 program
   .command('parked')
-  .description("list a site's parked messages (with their reasons), send them back to be applied, or discard them")
+  .description("list a site's parked messages (with their reasons), show one decoded, send them back to be applied, or discard them")
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
   .requiredOption('-s, --site <name>', 'the site whose parking queue to look at')
+  .option('--show <id>', 'print this parked message decoded, values included, leaving it parked')
+  .option('--pretty', 'with --show: its changes as an aligned table')
   .option('--retry <id>', "send the parked message with this id (or 'all') back to the site's queue, to be applied as it is")
   .option('--discard <id>', "remove the parked message with this id (or 'all') for good")
-  .action(async (opts: { config: string; site: string; retry?: string; discard?: string }) => {
+  .action(async (opts: { config: string; site: string; show?: string; pretty?: boolean; retry?: string; discard?: string }) => {
     try {
-      if (opts.retry && opts.discard) throw new SitesyncError('SITESYNC_ERR_CONFIG', 'give --retry or --discard, not both');
+      if ([opts.show, opts.retry, opts.discard].filter((o) => o !== undefined).length > 1) throw new SitesyncError('SITESYNC_ERR_CONFIG', 'give one of --show, --retry and --discard');
       const config = loadChecked(opts.config);
-      const action = opts.retry ? { kind: 'retry' as const, id: opts.retry } : opts.discard ? { kind: 'discard' as const, id: opts.discard } : { kind: 'list' as const };
-      await parkedCommand(config, opts.site, action, (line) => process.stdout.write(`${line}\n`));
+      const print = (line: string): void => void process.stdout.write(`${line}\n`);
+      if (opts.show !== undefined) await showParked(config, CONNECTORS, opts.site, opts.show, { pretty: opts.pretty }, print);
+      else await parkedCommand(config, opts.site, opts.retry ? { kind: 'retry', id: opts.retry } : opts.discard ? { kind: 'discard', id: opts.discard } : { kind: 'list' }, print);
       process.exit(0);
     } catch (error) {
       fail(error);
+    }
+  });
+
+program
+  .command('tail')
+  .description("print the archive stream's changes, one JSON line each: key and column names; other values only with --values (they may be personal data)")
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .option('--from <start>', 'first, last (default), an ISO 8601 time (UTC without offset), or site:position (a transaction id)')
+  .option('-f, --follow', 'then print what is archived next, until Ctrl-C')
+  .option('-s, --site <sites>', 'only these sites, comma-separated')
+  .option('-t, --table <tables>', 'only these schema.table, comma-separated')
+  .option('--op <ops>', 'only these of insert,update,delete,truncate,read')
+  .option('--key <key>', 'only this row: its key as JSON (\'{"id": 42}\') or its value (42)')
+  .option('--transaction <id>', 'only this transaction (site:position)')
+  .option('--limit <n>', 'stop after N changes')
+  .option('--pretty', 'an aligned table instead of JSON lines')
+  .option('--values', 'show every value, not only the key (values may be personal data)')
+  .action(async (opts: TailCommandOptions & { config: string }) => {
+    try {
+      const config = loadChecked(opts.config);
+      const plan = planTail(config, CONNECTORS, opts);
+      const abort = new AbortController();
+      process.once('SIGINT', () => abort.abort());
+      process.once('SIGTERM', () => abort.abort());
+      process.stdout.on('error', (e: NodeJS.ErrnoException) => (e.code === 'EPIPE' ? process.exit(0) : fail(e)));
+      await runTail(config, CONNECTORS, plan, { print: (l) => void process.stdout.write(`${l}\n`), problem: (l) => void process.stderr.write(`sitesync: ${l}\n`) }, abort.signal);
+      process.exit(0);
+    } catch (error) {
+      fail(error);
+    }
+  });
+
+program
+  .command('trace')
+  .description('find a transaction (or those that touched a row) in the archive; say for every other site: applied, lost a conflict, queued, parked, not arrived')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .argument('[transaction]', 'a transaction id as tail prints it (paris:0/16B3748)')
+  .option('-t, --table <schema.table>', "with --key: the row's table")
+  .option('--key <key>', 'with --table: the row\'s key as JSON (\'{"id": 42}\') or its value')
+  .option('--limit <n>', 'with --key: the latest N transactions (default 10)')
+  .action(async (transaction: string | undefined, opts: { config: string; table?: string; key?: string; limit?: string }) => {
+    try {
+      const config = loadChecked(opts.config);
+      await runTrace(config, CONNECTORS, planTrace(config, CONNECTORS, { transaction, table: opts.table, key: opts.key, limit: opts.limit }), (l) => void process.stdout.write(`${l}\n`));
+      process.exit(0);
+    } catch (error) {
+      fail(error); // not in the archive: one line, exit 1
     }
   });
 

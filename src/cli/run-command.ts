@@ -6,8 +6,10 @@
  * A reload reads and checks the file as at start. If it is invalid or no longer names this site, one error
  * line says so and the running pipeline goes on as it was. Otherwise one info line names the sites, the
  * pipeline finishes what is in flight (as at SIGTERM), and a new one starts with the new configuration and
- * the same PipelineEvents, so the metrics server goes on serving the same registry. The log level of the
- * new configuration applies from then on; the metrics port stays the one of the start.
+ * the same PipelineEvents, so the metrics server goes on serving the same registry (the series of a source
+ * that joined exist from then on) and /readyz says not ready until the new pipeline streams and consumes.
+ * The log level of the new configuration applies from then on; the log format and the metrics port stay
+ * the ones of the start.
  *
  * SIGTERM or SIGINT, before, during or after a reload, stops cleanly (a reload waiting for the pipeline to
  * stop is dropped); a second one exits at once. A fatal error of any pipeline ends the process as before.
@@ -16,14 +18,19 @@ import type { Config } from '../config/config-schema.ts';
 import { siteConfig } from '../config/config-schema.ts';
 import type { ConnectorRegistry } from '../connector.ts';
 import { describeError, SitesyncError } from '../errors.ts';
-import { createLogger, type Logger } from '../observability/logger.ts';
+import { ConflictSummary } from '../observability/conflict-summary.ts';
+import { PipelineHealth } from '../observability/health.ts';
+import { createLogger, type LogFormat, type Logger } from '../observability/logger.ts';
 import { createMetrics, serveMetrics } from '../observability/metrics.ts';
+import { pipelineScope } from '../observability/pipeline-events.ts';
 import { createPipeline, type Pipeline } from '../pipeline.ts';
 
 export interface RunCommandOptions {
   readonly config: string;
   readonly site: string;
   readonly metricsPort?: number;
+  /** Overrides log.format. */
+  readonly logFormat?: LogFormat;
 }
 
 /** What the composition root (main.ts) hands to `run`. */
@@ -40,17 +47,31 @@ export interface RunCommandDeps {
 
 const EXIT_FAILURE = 1;
 
-/** The configuration, logger and first pipeline, with the metrics server started when a port is set. */
+/**
+ * The configuration, logger and first pipeline, with the metrics server (/metrics, /healthz, /readyz)
+ * started when a port is set.
+ */
 async function start(opts: RunCommandOptions, deps: RunCommandDeps): Promise<{ config: Config; log: Logger; pipeline: Pipeline; metricsPort: number }> {
   const config = deps.load(opts.config);
-  const log = createLogger(config.log.level);
+  const log = createLogger(config.log.level, undefined, opts.logFormat ?? config.log.format);
   const pipeline = createPipeline(config, opts.site, log, deps.connectors);
   const metricsPort = opts.metricsPort ?? config.metrics.port;
   if (metricsPort > 0) {
-    const metrics = createMetrics(pipeline.events);
-    const server = await serveMetrics(metrics, metricsPort);
+    const scope = pipelineScope(config, opts.site);
+    const metrics = createMetrics(pipeline.events, scope);
+    const health = new PipelineHealth(pipeline.events, scope);
+    let server;
+    try {
+      server = await serveMetrics(metrics, metricsPort, undefined, health);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE' || code === 'EACCES') {
+        throw new SitesyncError('SITESYNC_ERR_CONFIG', `metrics port ${metricsPort} ${code === 'EADDRINUSE' ? 'is already in use (another sitesync run?)' : 'may not be opened by this user'}; choose another with --metrics-port or metrics.port`);
+      }
+      throw error;
+    }
     server.unref();
-    log.info({ port: metricsPort }, 'metrics on /metrics');
+    log.info({ port: metricsPort }, 'metrics on /metrics, health on /healthz and /readyz');
   }
   return { config, log, pipeline, metricsPort };
 }
@@ -120,10 +141,17 @@ export async function runCommand(opts: RunCommandOptions, deps: RunCommandDeps):
   process.on('SIGHUP', onHangup);
   log.info({ site }, 'sitesync running');
   if (hangupWhileStarting) onHangup();
+  // Conflicts resolved, one info line per 10 s in which any were (each one's detail is at debug).
+  const conflicts = new ConflictSummary({ events, logger: log.child({ site, part: 'apply' }) }).start();
 
-  const fatal = (error: unknown): void => deps.exitAfterLogs(log, deps.exitCodeOf(error), `sitesync: ${describeError(error)}\n`);
+  const fatal = (error: unknown): void => {
+    conflicts.stop();
+    deps.exitAfterLogs(log, deps.exitCodeOf(error), `sitesync: ${describeError(error)}\n`);
+  };
   for (;;) {
     try {
+      // Health and metrics start over with each pipeline: not ready until its parts report again.
+      events.emit('pipeline:starting', pipelineScope(running, site));
       await current.run();
     } catch (error) {
       fatal(error);
@@ -132,6 +160,7 @@ export async function runCommand(opts: RunCommandOptions, deps: RunCommandDeps):
     const next = pending as Config | null; // set by onHangup, which TypeScript does not see
     pending = null;
     if (stopping || next === null) {
+      conflicts.stop();
       log.info('stopped cleanly');
       deps.exitAfterLogs(log, 0);
       return;

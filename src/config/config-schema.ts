@@ -122,6 +122,8 @@ export interface Config {
   };
   readonly log: {
     readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+    /** `json` (pino's JSON lines, for collectors) or `pretty` (one readable line each, for a terminal). Default json. */
+    readonly format: 'json' | 'pretty';
   };
 }
 
@@ -246,6 +248,7 @@ export const configSchema = {
       default: {},
       properties: {
         level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
+        format: { enum: ['json', 'pretty'], default: 'json' },
       },
     },
   },

@@ -1,6 +1,9 @@
 /**
  * pino JSON logs. One root logger per process; each part takes a child with its site and source, so every
  * line says where it came from. Connection strings are redacted wherever they appear.
+ *
+ * `pretty` (log.format, --log-format) turns each JSON line into one line for people at a terminal: time,
+ * level, site/part, message and the other fields as key=value, after redaction as in JSON.
  */
 import { pino, type Logger } from 'pino';
 
@@ -33,8 +36,13 @@ const REDACT_PATHS = [
   '*.monitorPostgres',
 ];
 
-export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+export type LogFormat = 'json' | 'pretty';
+export const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty'];
+
+export function createLogger(level: string, destination?: pino.DestinationStream, format: LogFormat = 'json'): Logger {
   const stderr = destination ? null : pino.destination({ fd: 2, sync: false });
+  const target = destination ?? stderr!;
+  const colors = !destination && process.stderr.isTTY === true && !process.env.NO_COLOR;
   const logger = pino(
     {
       level,
@@ -42,7 +50,7 @@ export function createLogger(level: string, destination?: pino.DestinationStream
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    destination ?? stderr!,
+    format === 'pretty' ? prettyStream(target, colors) : target,
   );
   // Whoever read stderr went away (a supervisor, a parent that closed its pipe): the logs cannot be written,
   // and sitesync must go on working, and stop when told, without them. Seen: the exit-time flush retried a
@@ -55,6 +63,54 @@ export function createLogger(level: string, destination?: pino.DestinationStream
     });
   }
   return logger;
+}
+
+/** Writes each of pino's JSON lines to `target` as a pretty line; flushing flushes `target`. */
+function prettyStream(target: pino.DestinationStream, colors: boolean): pino.DestinationStream {
+  const flushable = target as pino.DestinationStream & { flush?: (cb?: (error?: Error) => void) => void };
+  return Object.assign(
+    { write: (line: string) => void target.write(formatPrettyLine(line, colors)) },
+    flushable.flush ? { flush: (cb?: (error?: Error) => void) => flushable.flush!(cb) } : {},
+  );
+}
+
+const LEVEL_NAMES: Readonly<Record<number, string>> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+const LEVEL_COLORS: Readonly<Record<number, string>> = { 10: '90', 20: '36', 30: '32', 40: '33', 50: '31', 60: '35' };
+/** Fields shown in the line's head, or not at all. */
+const HEAD_FIELDS = new Set(['time', 'level', 'msg', 'app', 'pid', 'hostname', 'site', 'part']);
+const MAX_VALUE_CHARS = 200;
+
+/**
+ * One pino JSON line as `2024-05-01 09:00:00.123Z INFO  paris/apply  applying from london halted: …  source=london`
+ * (with its newline). A line that is not a JSON object is returned as it is.
+ */
+export function formatPrettyLine(json: string, colors = false): string {
+  let entry: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(json);
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return json;
+    entry = parsed as Record<string, unknown>;
+  } catch {
+    return json;
+  }
+  const level = typeof entry.level === 'number' ? entry.level : 30;
+  const levelName = (LEVEL_NAMES[level] ?? String(entry.level)).padEnd(5);
+  const time = typeof entry.time === 'string' ? entry.time.replace('T', ' ') : String(entry.time ?? '');
+  const where = [entry.site, entry.part].filter((v) => v !== undefined && v !== null).join('/');
+  const fields = Object.entries(entry)
+    .filter(([key, value]) => !HEAD_FIELDS.has(key) && value !== undefined)
+    .map(([key, value]) => `${key}=${prettyValue(key, value)}`);
+  const head = colors ? `\x1b[${LEVEL_COLORS[level] ?? '0'}m${levelName}\x1b[0m` : levelName;
+  return `${[time, head, where || '-', String(entry.msg ?? '')].join('  ')}${fields.length > 0 ? `  ${fields.join(' ')}` : ''}\n`;
+}
+
+function prettyValue(key: string, value: unknown): string {
+  // pino's error serializer: the message says it; the stack is in the JSON format.
+  if (key === 'err' && value !== null && typeof value === 'object' && typeof (value as { message?: unknown }).message === 'string') {
+    return JSON.stringify((value as { message: string }).message);
+  }
+  const text = typeof value === 'string' && /^[^\s"'=]+$/.test(value) ? value : JSON.stringify(value);
+  return text.length > MAX_VALUE_CHARS ? `${text.slice(0, MAX_VALUE_CHARS - 1)}…` : text;
 }
 
 /** Query parameters that carry a password in libpq (`password`, `sslpassword`) and AMQP client URLs (`pass`). */

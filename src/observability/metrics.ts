@@ -1,21 +1,52 @@
 /**
- * Prometheus metrics, fed by the pipeline's events, served on /metrics.
+ * Prometheus metrics, fed by the pipeline's events, served on /metrics with /healthz and /readyz beside them.
+ *
+ * Names follow Prometheus's conventions: one `sitesync_` prefix (Node's default process metrics read
+ * `sitesync_process_cpu_seconds_total`, `sitesync_nodejs_heap_size_used_bytes`), counters end in `_total`,
+ * units are suffixes (`_seconds`, `_bytes`). The counters and state gauges of the site and of every source it
+ * applies exist from the start at 0, so that rate() and alerts see the first change; gauges that measure
+ * something (lag, retained WAL) appear with their first measurement. test/unit/metrics-names.test.ts checks it.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { PipelineEvents } from './pipeline-events.ts';
+import type { ConflictKind } from '../apply/conflict-policy.ts';
+import type { PipelineHealth } from './health.ts';
+import type { PipelineEvents, PipelineScope } from './pipeline-events.ts';
+import { VERSION } from './version.ts';
 
 export interface Metrics {
   readonly registry: Registry;
 }
 
-export function createMetrics(events: PipelineEvents): Metrics {
+/** Every kind of conflict (checked against ConflictKind), for series that exist from the start. */
+const CONFLICT_KINDS = Object.keys({
+  insert_exists: true,
+  update_origin_differs: true,
+  update_missing: true,
+  delete_origin_differs: true,
+  delete_missing: true,
+} satisfies Record<ConflictKind, true>);
+const RESOLUTIONS = ['applied', 'skipped'] as const;
+const SKIP_REASONS = ['relayed', 'empty'] as const;
+
+/**
+ * The registry of one process. With `scope` (the site's pipeline as it starts) its series exist at once;
+ * each `pipeline:starting` event (a reload) declares the scope again and resets the state gauges.
+ */
+export function createMetrics(events: PipelineEvents, scope?: PipelineScope): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'sitesync_process_' });
+  collectDefaultMetrics({ register: registry, prefix: 'sitesync_' });
+  // prom-client also exports the sums of its active handle/request/resource gauges as gauges named *_total,
+  // the suffix Prometheus keeps for counters; the gauges by type stay (sum them in a query).
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(`sitesync_${name}`);
   const r = [registry];
   const site = ['site'];
   const siteSource = ['site', 'source'];
 
+  const buildInfo = new Gauge({ name: 'sitesync_build_info', help: 'Always 1: the sitesync version and the Node.js version this process runs', labelNames: ['version', 'node'], registers: r });
+  buildInfo.set({ version: VERSION, node: process.versions.node }, 1);
+  const captureStreaming = new Gauge({ name: 'sitesync_capture_streaming', help: "1 while capture streams changes from the site's database; absent for a site that only receives", labelNames: site, registers: r });
+  const applyConsuming = new Gauge({ name: 'sitesync_apply_consuming', help: "1 while apply consumes the site's queue", labelNames: site, registers: r });
   const lagBytes = new Gauge({ name: 'sitesync_capture_lag_bytes', help: 'WAL bytes between the server position and the slot position confirmed to it', labelNames: site, registers: r });
   const lagSeconds = new Gauge({ name: 'sitesync_capture_lag_seconds', help: 'Seconds between now and the commit of the last transaction decoded', labelNames: site, registers: r });
   const capturedTx = new Counter({ name: 'sitesync_captured_transactions_total', help: 'Transactions decoded at this site and sent to the bus', labelNames: site, registers: r });
@@ -37,12 +68,39 @@ export function createMetrics(events: PipelineEvents): Metrics {
   const slotActive = new Gauge({ name: 'sitesync_slot_active', help: "1 while a process is streaming from a site's replication slot, 0 otherwise", labelNames: siteSlot, registers: r });
   const latency = new Histogram({
     name: 'sitesync_apply_latency_seconds',
-    help: 'Source commit to target commit',
+    help: 'Seconds from the commit at the source to the commit at this site',
     labelNames: siteSource,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: r,
   });
 
+  /** Sources whose halted gauge this registry holds, by site: a source gone from the configuration loses it. */
+  const declaredSources = new Map<string, Set<string>>();
+  const declare = (scope: PipelineScope): void => {
+    const own = { site: scope.site };
+    if (scope.capture) {
+      captureStreaming.set(own, 0);
+      for (const counter of [capturedTx, capturedRows, publishedTx, publishedBytes, confirmed]) counter.inc(own, 0);
+      for (const reason of SKIP_REASONS) skipped.inc({ ...own, reason }, 0);
+    } else {
+      captureStreaming.remove(own);
+    }
+    applyConsuming.set(own, 0);
+    const previous = declaredSources.get(scope.site) ?? new Set<string>();
+    for (const source of previous) if (!scope.sources.includes(source)) halted.remove({ ...own, source });
+    declaredSources.set(scope.site, new Set(scope.sources));
+    for (const source of scope.sources) {
+      const labels = { ...own, source };
+      for (const counter of [appliedTx, appliedRows, duplicates]) counter.inc(labels, 0);
+      for (const kind of CONFLICT_KINDS) for (const resolution of RESOLUTIONS) conflicts.inc({ ...labels, kind, resolution }, 0);
+      halted.set(labels, 0);
+      latency.zero(labels);
+    }
+  };
+  if (scope) declare(scope);
+  events.on('pipeline:starting', declare);
+  events.on('capture:streaming', (e) => captureStreaming.set({ site: e.site }, 1));
+  events.on('apply:consuming', (e) => applyConsuming.set({ site: e.site }, 1));
   events.on('capture:transaction', (e) => {
     capturedTx.inc({ site: e.site });
     capturedRows.inc({ site: e.site }, e.rows);
@@ -81,11 +139,22 @@ export function createMetrics(events: PipelineEvents): Metrics {
   return { registry };
 }
 
-/** Serves GET /metrics; resolves once listening. */
-export async function serveMetrics(metrics: Metrics, port: number, host = '0.0.0.0'): Promise<Server> {
+/**
+ * Serves GET /metrics, and with `health` /healthz (the process answers: 200 {"status":"alive"}) and /readyz
+ * (200 when ready, 503 otherwise; the body says which part is not: health.ts). Resolves once listening.
+ */
+export async function serveMetrics(metrics: Metrics, port: number, host = '0.0.0.0', health?: PipelineHealth): Promise<Server> {
+  const json = (res: ServerResponse, status: number, body: unknown): void =>
+    void res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(`${JSON.stringify(body)}\n`);
   const server = createServer((req, res) => {
-    if (req.url !== '/metrics') {
-      res.writeHead(404).end('sitesync serves /metrics\n');
+    const path = (req.url ?? '/').split('?', 1)[0];
+    if (health && path === '/healthz') return json(res, 200, { status: 'alive' });
+    if (health && path === '/readyz') {
+      const readiness = health.readiness();
+      return json(res, readiness.ready ? 200 : 503, readiness);
+    }
+    if (path !== '/metrics') {
+      res.writeHead(404).end(`sitesync serves ${health ? '/metrics, /healthz and /readyz' : '/metrics'}\n`);
       return;
     }
     metrics.registry.metrics().then(

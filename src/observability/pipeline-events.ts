@@ -3,8 +3,13 @@
  * to them, so counting and waiting live in one place instead of being sprinkled through the logic.
  */
 import { EventEmitter } from 'node:events';
+import { capturingSites, siteConfig, type Config } from '../config/config-schema.ts';
 
 export interface PipelineEventMap {
+  /** A pipeline of `site` is about to run (at start, and again after a configuration reload): nothing of it
+   *  streams or consumes yet, and no source is halted yet. `capture` is false for a site that only receives;
+   *  `sources` are the sites it applies from (every other site that captures). */
+  'pipeline:starting': [PipelineScope];
   /** The slot exists and changes stream from it: every commit from now on will be captured. */
   'capture:streaming': [{ site: string }];
   /** The site's queue has a consumer: messages for this site are being applied. */
@@ -30,6 +35,18 @@ export interface PipelineEventMap {
   /** The process of `site` read the WAL retained by the slot of `slotSite` (every configured site, its own
    *  included); a slot that does not exist, or no longer holds WAL, reads as 0 bytes and not active. */
   'watch:slot': [{ site: string; slotSite: string; retainedBytes: number; active: boolean }];
+}
+
+/** What one site's pipeline runs: whether it captures, and which sources it applies. */
+export interface PipelineScope {
+  readonly site: string;
+  readonly capture: boolean;
+  readonly sources: readonly string[];
+}
+
+/** The scope of `site`'s pipeline under `config`. */
+export function pipelineScope(config: Config, site: string): PipelineScope {
+  return { site, capture: siteConfig(config, site)?.capture ?? false, sources: capturingSites(config).filter((s) => s !== site) };
 }
 
 export class PipelineEvents extends EventEmitter<PipelineEventMap> {}

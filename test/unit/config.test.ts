@@ -71,7 +71,7 @@ describe('parseConfig', () => {
     });
     assert.deepEqual(config.apply, { prefetch: 16, replicaRole: true, retrySeconds: 5, onDataError: 'halt' });
     assert.deepEqual(config.metrics, { port: 0 });
-    assert.deepEqual(config.log, { level: 'info' });
+    assert.deepEqual(config.log, { level: 'info', format: 'json' });
     assert.equal(config.sites.paris?.tables, undefined, 'tables has no default: absent means every table');
     assert.deepEqual(config.sites.london?.tables, ['public.users']);
   });
