@@ -20,7 +20,11 @@ export class SessionLoop {
   private wake: (() => void) | null = null;
   private endSession: (() => void) | null = null;
 
-  constructor(private readonly logger: Logger) {}
+  /** `onInterrupted` hears of every session that ended in an error and will be retried (for readiness). */
+  constructor(
+    private readonly logger: Logger,
+    private readonly onInterrupted: (reason: string) => void = () => undefined,
+  ) {}
 
   get stopped(): boolean {
     return this.stopping;
@@ -50,6 +54,7 @@ export class SessionLoop {
         if (healthySince !== null && Date.now() - healthySince >= HEALTHY_FOR_MS) attempt = 0;
         const delay = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** Math.min(attempt++, 6));
         this.logger[fatal ? 'error' : 'warn']({ code: (error as SitesyncError).code, retryInMs: delay }, describeError(error));
+        this.onInterrupted(describeError(error));
         // Not unref'd: while both halves wait to retry, this timer is what keeps the process alive.
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, delay);

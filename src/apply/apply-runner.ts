@@ -75,7 +75,7 @@ export class ApplyRunner {
   private readonly scope: TableScope;
 
   constructor(private readonly options: ApplyRunnerOptions) {
-    this.loop = new SessionLoop(options.logger);
+    this.loop = new SessionLoop(options.logger, (reason) => options.events.emit('apply:interrupted', { site: options.site, reason }));
     const tables = siteConfig(options.config, options.site)?.tables ?? null;
     this.scope = tableScope(options.site, tables, (schema) => options.sink.isReservedSchema(schema));
   }

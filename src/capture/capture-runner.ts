@@ -59,7 +59,7 @@ export class CaptureRunner {
 
   constructor(private readonly options: CaptureRunnerOptions) {
     this.site = options.source.site;
-    this.loop = new SessionLoop(options.logger);
+    this.loop = new SessionLoop(options.logger, (reason) => options.events.emit('capture:interrupted', { site: this.site, reason }));
   }
 
   /** Runs sessions until `stop`; throws only on a fatal error (configuration, permissions). */

@@ -101,6 +101,9 @@ export function createMetrics(events: PipelineEvents, scope?: PipelineScope): Me
   events.on('pipeline:starting', declare);
   events.on('capture:streaming', (e) => captureStreaming.set({ site: e.site }, 1));
   events.on('apply:consuming', (e) => applyConsuming.set({ site: e.site }, 1));
+  // A session that failed is retried after a backoff: not streaming or consuming until it works again.
+  events.on('capture:interrupted', (e) => captureStreaming.set({ site: e.site }, 0));
+  events.on('apply:interrupted', (e) => applyConsuming.set({ site: e.site }, 0));
   events.on('capture:transaction', (e) => {
     capturedTx.inc({ site: e.site });
     capturedRows.inc({ site: e.site }, e.rows);

@@ -14,6 +14,9 @@ export interface PipelineEventMap {
   'capture:streaming': [{ site: string }];
   /** The site's queue has a consumer: messages for this site are being applied. */
   'apply:consuming': [{ site: string }];
+  /** A session ended in an error and is retried after a backoff (its connection was lost, its server went away…). */
+  'capture:interrupted': [{ site: string; reason: string }];
+  'apply:interrupted': [{ site: string; reason: string }];
   /** A transaction was decoded at `site` (relayed ones are reported by `capture:relayed` instead). */
   'capture:transaction': [{ site: string; position: string; rows: number; commitTimeMicros: bigint }];
   /** A relayed write (applied here by sitesync) or an empty transaction was dropped; the slot passes it. */

@@ -15,12 +15,12 @@ const paris = { site: 'paris', capture: true, sources: ['london', 'madrid'] };
 test('not ready until capture streams and apply consumes; then ready', () => {
   const events = new PipelineEvents();
   const health = new PipelineHealth(events, paris);
-  assert.deepEqual(health.readiness(), { ready: false, site: 'paris', capture: 'starting', apply: 'starting', halted: {} });
+  assert.deepEqual(health.readiness(), { ready: false, site: 'paris', capture: 'starting', apply: 'starting', interrupted: {}, halted: {} });
   events.emit('apply:consuming', { site: 'paris' });
   assert.equal(health.readiness().ready, false, 'capture still starting');
   assert.equal(health.readiness().apply, 'consuming');
   events.emit('capture:streaming', { site: 'paris' });
-  assert.deepEqual(health.readiness(), { ready: true, site: 'paris', capture: 'streaming', apply: 'consuming', halted: {} });
+  assert.deepEqual(health.readiness(), { ready: true, site: 'paris', capture: 'streaming', apply: 'consuming', interrupted: {}, halted: {} });
 });
 
 test('a site that only receives is ready once apply consumes', () => {
@@ -29,7 +29,7 @@ test('a site that only receives is ready once apply consumes', () => {
   assert.equal(health.readiness().capture, 'off');
   assert.equal(health.readiness().ready, false);
   events.emit('apply:consuming', { site: 'reporting' });
-  assert.deepEqual(health.readiness(), { ready: true, site: 'reporting', capture: 'off', apply: 'consuming', halted: {} });
+  assert.deepEqual(health.readiness(), { ready: true, site: 'reporting', capture: 'off', apply: 'consuming', interrupted: {}, halted: {} });
 });
 
 test('a halted source makes it not ready, with the reason, until that source resumes', () => {
@@ -71,7 +71,7 @@ test('a pipeline starting again (reload) is not ready until it reports, and forg
   events.emit('apply:consuming', { site: 'paris' });
   events.emit('apply:halted', { site: 'paris', source: 'london', reason: 'x' });
   events.emit('pipeline:starting', { site: 'paris', capture: false, sources: ['london'] });
-  assert.deepEqual(health.readiness(), { ready: false, site: 'paris', capture: 'off', apply: 'starting', halted: {} });
+  assert.deepEqual(health.readiness(), { ready: false, site: 'paris', capture: 'off', apply: 'starting', interrupted: {}, halted: {} });
   events.emit('apply:consuming', { site: 'paris' });
   assert.equal(health.readiness().ready, true);
   health.close();
@@ -104,7 +104,7 @@ test('/healthz answers alive, /readyz 503 then 200 with the state as JSON, /metr
     const starting = await fetch(`${base}/readyz`);
     assert.equal(starting.status, 503);
     assert.match(starting.headers.get('content-type') ?? '', /^application\/json/);
-    assert.deepEqual(await starting.json(), { ready: false, site: 'paris', capture: 'starting', apply: 'starting', halted: {} });
+    assert.deepEqual(await starting.json(), { ready: false, site: 'paris', capture: 'starting', apply: 'starting', interrupted: {}, halted: {} });
     events.emit('capture:streaming', { site: 'paris' });
     events.emit('apply:consuming', { site: 'paris' });
     const ready = await fetch(`${base}/readyz?verbose`);
@@ -117,4 +117,18 @@ test('/healthz answers alive, /readyz 503 then 200 with the state as JSON, /metr
   } finally {
     server.close();
   }
+});
+
+test('a part whose connection was lost is not ready while it retries, and is again once it works', () => {
+  const events = new PipelineEvents();
+  const health = new PipelineHealth(events, paris);
+  events.emit('capture:streaming', { site: 'paris' });
+  events.emit('apply:consuming', { site: 'paris' });
+  events.emit('apply:interrupted', { site: 'paris', reason: 'RabbitMQ at amqp://u:secret@broker/ is unreachable' });
+  assert.deepEqual(health.readiness(), { ready: false, site: 'paris', capture: 'streaming', apply: 'retrying', interrupted: { apply: 'RabbitMQ at amqp://u:***@broker/ is unreachable' }, halted: {} });
+  events.emit('capture:interrupted', { site: 'paris', reason: 'PostgreSQL of site paris is unreachable' });
+  events.emit('apply:consuming', { site: 'paris' });
+  assert.equal(health.readiness().ready, false, 'capture still retrying');
+  events.emit('capture:streaming', { site: 'paris' });
+  assert.deepEqual(health.readiness(), { ready: true, site: 'paris', capture: 'streaming', apply: 'consuming', interrupted: {}, halted: {} });
 });
