@@ -159,10 +159,10 @@ export const configSchema = {
             required: ['kind'],
             properties: {
               kind: { type: 'string', pattern: '^[a-z][a-z0-9]{0,19}$' },
-              url: { type: 'string', pattern: '^[a-z][a-z0-9+.-]*://' },
-              captureUrl: { type: 'string', pattern: '^[a-z][a-z0-9+.-]*://' },
-              applyUrl: { type: 'string', pattern: '^[a-z][a-z0-9+.-]*://' },
-              monitorUrl: { type: 'string', pattern: '^[a-z][a-z0-9+.-]*://' },
+              url: { type: 'string', pattern: '^[a-z][a-z0-9+.-]*:' },
+              captureUrl: { type: 'string', pattern: '^[a-z][a-z0-9+.-]*:' },
+              applyUrl: { type: 'string', pattern: '^[a-z][a-z0-9+.-]*:' },
+              monitorUrl: { type: 'string', pattern: '^[a-z][a-z0-9+.-]*:' },
             },
           },
           postgres: { type: 'string', pattern: '^postgres(ql)?://' },
@@ -317,7 +317,7 @@ export function capturingSites(config: Config): string[] {
 export const PATTERN_HINTS: Readonly<Record<string, string>> = {
   '^amqps?://': 'an AMQP URL such as amqp://guest:guest@127.0.0.1:5672/',
   '^postgres(ql)?://': 'a PostgreSQL URL such as postgres://postgres@127.0.0.1:5432/paris',
-  '^[a-z][a-z0-9+.-]*://': 'a database URL such as postgres://postgres@127.0.0.1:5432/paris or mysql://root@127.0.0.1:3306/paris',
+  '^[a-z][a-z0-9+.-]*:': 'a database URL such as postgres://postgres@127.0.0.1:5432/paris, mysql://root@127.0.0.1:3306/paris or duckdb:analytics/paris.duckdb',
   '^[a-z][a-z0-9]{0,19}$': 'a database kind such as postgres or mariadb',
   '^[^.]+\\.[^.]+$': 'a table as schema.table, such as public.users',
   [SITE_NAME]: 'a site name of lower-case letters, digits and _ starting with a letter (at most 40)',

@@ -30,7 +30,7 @@ test('every site finds its connector: the postgres shorthand and database.kind a
 
 test('a kind no connector has is refused, naming the ones there are', () => {
   const config = configWith({ database: { kind: 'db2', url: 'db2://db:50000/x' } });
-  assert.throws(() => checkDatabases(CONNECTORS, config), configError(/^sites\.madrid\.database\.kind = "db2" is not a database sitesync knows; use one of: postgres, mariadb, sqlserver, oracle$/));
+  assert.throws(() => checkDatabases(CONNECTORS, config), configError(/^sites\.madrid\.database\.kind = "db2" is not a database sitesync knows; use one of: postgres, mariadb, sqlserver, oracle, duckdb, clickhouse$/));
 });
 
 test("a URL of another database's form is refused, with the form to give", () => {
