@@ -6,18 +6,20 @@
 # it starts a private MariaDB server for the demo (.demo/mariadb, port 3307, binary log on; never the
 # machine's own MariaDB) and replicates between paris (PostgreSQL) and madrid (MariaDB) both ways. The
 # sites keep running afterwards so you can try your own writes; `npm run demo -- stop` stops them (and
-# the demo's MariaDB). Running it again starts from a clean slate.
+# the demo's MariaDB). `npm run demo -- analytics` adds a third site, warehouse, whose database is a DuckDB
+# file (.demo/warehouse.duckdb): it only receives, keeps every change as history beside the current
+# state, and is queried with `sitesync query` while it runs. Running it again starts from a clean slate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODE=${1:-}
 case $MODE in
-  '' | mesh | mariadb | stop) ;;
-  *) echo "usage: npm run demo [-- mesh | mariadb | stop]" >&2; exit 2 ;;
+  '' | mesh | mariadb | analytics | stop) ;;
+  *) echo "usage: npm run demo [-- mesh | mariadb | analytics | stop]" >&2; exit 2 ;;
 esac
 
 DEMO=.demo
-SITES=(paris london madrid) # every site a demo may have run, so that stop and clean-up find them all
+SITES=(paris london madrid warehouse) # every site a demo may have run, so that stop and clean-up find them all
 PSQL=(psql -X -q -h 127.0.0.1 -U postgres)
 # The demo's own MariaDB server: its own data folder, socket, pid file and port, so that it never touches
 # the machine's MariaDB (3306, /run/mysqld). Root has no password, over TCP on 127.0.0.1 only.
@@ -101,6 +103,9 @@ case $MODE in
   mariadb) SITES=(paris madrid) ;;
   *) SITES=(paris london) ;;
 esac
+# The sites a process runs for: the databases above, and in the analytics demo the DuckDB warehouse.
+RUNS=("${SITES[@]}")
+[[ $MODE == analytics ]] && RUNS+=(warehouse)
 kind_of() { if [[ $MODE == mariadb && $1 == madrid ]]; then echo mariadb; else echo postgres; fi; }
 where_is() { if [[ $(kind_of "$1") == mariadb ]]; then echo "MariaDB 127.0.0.1:$MARIADB_PORT, database public"; else echo "PostgreSQL demo_$1"; fi; }
 
@@ -115,6 +120,9 @@ for site in paris london madrid; do
   rabbitmqctl -q delete_queue "SITE_${site^^}.parked" >/dev/null 2>&1 || true
 done
 rm -rf "$MARIADB_DIR" # the demo's MariaDB, stopped above: a mariadb demo starts a fresh one below
+rm -f "$DEMO"/warehouse.duckdb* # the analytics demo's DuckDB file, its write-ahead log and socket
+rabbitmqctl -q delete_queue SITE_WAREHOUSE >/dev/null 2>&1 || true
+rabbitmqctl -q delete_queue SITE_WAREHOUSE.parked >/dev/null 2>&1 || true
 
 say "Creating ${#SITES[@]} sites on this machine: $(for s in "${SITES[@]}"; do printf '%s (%s)  ' "$s" "$(where_is "$s")"; done)"
 [[ $MODE == mariadb ]] && start_mariadb
@@ -143,20 +151,25 @@ done
       echo "    postgres: postgres://postgres@127.0.0.1:5432/demo_$site"
     fi
   done
+  if [[ $MODE == analytics ]]; then
+    echo "  warehouse:"
+    echo "    database: { kind: duckdb, url: duckdb://$PWD/$DEMO/warehouse.duckdb }"
+    echo "    capture: false"
+  fi
 } >"$DEMO/sitesync.yml"
 echo "configuration: $DEMO/sitesync.yml"
 
 say "Starting one sitesync process per site (logs in $DEMO/<site>.log)"
 port=9464
-for site in "${SITES[@]}"; do
+for site in "${RUNS[@]}"; do
   nohup node bin/sitesync.js run --config "$DEMO/sitesync.yml" --site "$site" --metrics-port "$port" >"$DEMO/$site.log" 2>&1 &
   echo $! >"$DEMO/$site.pid"
   echo "site $site: pid $(cat "$DEMO/$site.pid"), metrics on http://127.0.0.1:$port/metrics"
   port=$((port + 1))
 done
-for site in "${SITES[@]}"; do
+for site in "${RUNS[@]}"; do
   for _ in $(seq 1 100); do
-    grep -q '"capture started"' "$DEMO/$site.log" && grep -q '"applying"' "$DEMO/$site.log" && break
+    grep -qE '"capture started"|"capture off:' "$DEMO/$site.log" && grep -q '"applying"' "$DEMO/$site.log" && break
     kill -0 "$(cat "$DEMO/$site.pid")" 2>/dev/null || { echo "site $site failed to start:"; tail -n 5 "$DEMO/$site.log"; exit 1; }
     sleep 0.2
   done
@@ -220,13 +233,37 @@ for site in "${SITES[@]}"; do
   fi
 done
 
+if [[ $MODE == analytics ]]; then
+  say "Deleting at london: customer 2 (the warehouse keeps it, flagged deleted, and its history)"
+  sql_at london "DELETE FROM customers WHERE id = 2"
+  query() { node bin/sitesync.js query --config "$DEMO/sitesync.yml" --site warehouse "$@"; }
+  for _ in $(seq 1 100); do
+    [[ $(query --json "SELECT count(*) AS n FROM public.customers__history" 2>/dev/null) == '{"n":5}' ]] && break
+    sleep 0.2
+  done
+  say "The warehouse's history of public.customers: every change, from which site, when (sitesync query)"
+  query "SELECT _sitesync_commit_time AS committed, _sitesync_site AS site, _sitesync_op AS op, id, name, city, balance FROM public.customers__history ORDER BY _sitesync_commit_micros, _sitesync_seq"
+  say "Its current state: one row per customer, deleted ones flagged"
+  query "SELECT id, name, city, balance, _sitesync_deleted AS deleted, _sitesync_site AS last_written_by FROM public.customers ORDER BY id"
+fi
+
 say "sitesync status"
 node bin/sitesync.js status --config "$DEMO/sitesync.yml"
 
 say "sitesync verify: the same rows at every site? (read at each site at one point in time, while they run)"
 node bin/sitesync.js verify --config "$DEMO/sitesync.yml" --tables public.customers
 
-if [[ $MODE == mariadb ]]; then
+if [[ $MODE == analytics ]]; then
+  cat <<EOF
+
+The sites are still running. Write at paris or london, and ask the warehouse (a DuckDB file that one
+process holds: sitesync query goes through it, read-only):
+  psql -h 127.0.0.1 -U postgres -d demo_paris -c "UPDATE customers SET city = 'Nice' WHERE id = 1"
+  node bin/sitesync.js query --config $DEMO/sitesync.yml --site warehouse "SELECT * FROM public.customers__history ORDER BY _sitesync_commit_micros"
+  node bin/sitesync.js query --config $DEMO/sitesync.yml --site warehouse --json "SELECT city, sum(balance) FROM public.customers WHERE NOT _sitesync_deleted GROUP BY city"
+Once the sites are stopped (npm run demo -- stop), open the file with any DuckDB: $DEMO/warehouse.duckdb
+EOF
+elif [[ $MODE == mariadb ]]; then
   cat <<EOF
 
 The sites are still running. Try your own writes, at either site:
