@@ -6,7 +6,16 @@
  * transactions at or below it are left out, the rest written, and the progress row moved to the last one's
  * position, then COMMIT. DuckDB commits through its write-ahead log, so after a kill at any moment the file
  * holds every change of a run with its progress, or none of it: the source sends it again and it is applied
- * once. DuckDB has no per-transaction asynchronous commit, so a non-durable apply is as durable as any.
+ * once.
+ *
+ * Group commit: DuckDB's cost is per statement and per commit, not per row (a run of one small transaction
+ * costs as much as a run of twenty), so a non-durable apply — the runner says so while more messages wait,
+ * and acknowledges them only after a durable one — is kept in memory and written with the next durable apply
+ * (or any other call, or once BUFFERED_CHANGES_MAX changes wait), all in one DuckDB transaction. If such a
+ * combined run fails on its data, the failing transaction cannot be told apart: the failure is reported as
+ * transient (the runner reconnects and the broker sends the unacknowledged messages again) and the source is
+ * written through, one apply at a time, until past the failed run, so that the runner parks exactly the
+ * transaction the store refuses.
  *
  * One process per file (DuckDB's lock): the sink holds one DuckDBInstance per file (duckdb-connection.ts),
  * shared by its sessions (a connection each; their writes serialised), its parked records, the query server
@@ -176,14 +185,32 @@ export class DuckDbSink implements Sink {
 /** Thrown inside a transaction to roll it back without an error (a retry that was handled already). */
 class NothingToDo extends Error {}
 
+/** Changes a session keeps in memory, unwritten, before it writes them even without a durable apply. */
+const BUFFERED_CHANGES_MAX = 50_000;
+
+/** Changes in a run of transactions. */
+function changesOf(transactions: readonly Transaction[]): number {
+  return transactions.reduce((n, tx) => n + tx.changes.length, 0);
+}
+
+/** Sources written through (no group commit) up to this position: a combined run of theirs failed there. */
+const writeThroughUntil = new Map<string, Position>();
+
 class DuckDbSourceSession implements SourceSession {
   private connection: DuckDbConnection | null = null;
   private readonly logger: Logger;
   private readonly sourceKind: string;
   private readonly tables: DuckDbTables;
   private closed = false;
+  /** Non-durable applies not yet written (group commit): written with the next durable one, in one transaction. */
+  private buffered: Transaction[] = [];
+  private bufferedChanges = 0;
   /** The operation under way, awaited by close(). */
   private busy: Promise<unknown> = Promise.resolve();
+  /** Who this session writes for, in writeThroughUntil: the file and the source. */
+  private get key(): string {
+    return `${this.options.url}\u0000${this.source}`;
+  }
 
   constructor(
     private readonly options: DuckDbSinkOptions,
@@ -207,11 +234,41 @@ class DuckDbSourceSession implements SourceSession {
   }
 
   async progress(): Promise<Position | null> {
+    await this.flush();
     return this.run(() => this.readProgress(this.db));
   }
 
-  async apply(transactions: readonly Transaction[], _options: { readonly durable: boolean } = { durable: true }): Promise<void> {
-    if (transactions.length === 0) return;
+  async apply(transactions: readonly Transaction[], options: { readonly durable: boolean } = { durable: true }): Promise<void> {
+    if (transactions.length === 0 && (this.buffered.length === 0 || !options.durable)) return;
+    const last = transactions[transactions.length - 1] ?? this.buffered[this.buffered.length - 1]!;
+    const through = writeThroughUntil.get(this.key);
+    if (through !== undefined && comparePositions(last.position, through) > 0 && this.buffered.length === 0) writeThroughUntil.delete(this.key);
+    const grouping = !options.durable && !writeThroughUntil.has(this.key);
+    if (grouping && this.bufferedChanges + changesOf(transactions) <= BUFFERED_CHANGES_MAX) {
+      this.buffered.push(...transactions);
+      this.bufferedChanges += changesOf(transactions);
+      return;
+    }
+    const run = [...this.buffered, ...transactions];
+    const combined = this.buffered.length > 0;
+    this.buffered = [];
+    this.bufferedChanges = 0;
+    try {
+      await this.writeApply(run);
+    } catch (error) {
+      if (!combined || classifyDuckDbError(error) !== 'data') throw error;
+      // Which of the combined transactions the store refused is not known: the runner must find it one
+      // message at a time, so this source is written through until past the run, and the run sent again.
+      writeThroughUntil.set(this.key, run[run.length - 1]!.position);
+      throw new SitesyncError(
+        'SITESYNC_ERR_DATABASE_UNREACHABLE',
+        `DuckDB site ${this.options.site} refused one of ${run.length} transactions from ${this.source} written together (${(error as Error).message}); they are applied again one message at a time to set aside the one refused`,
+      );
+    }
+  }
+
+  /** Writes a whole run in one transaction: the transactions above the progress, and the progress after them. */
+  private async writeApply(transactions: readonly Transaction[]): Promise<void> {
     await this.run(() =>
       this.write(async (db) => {
         const progress = await this.readProgress(db);
@@ -226,7 +283,14 @@ class DuckDbSourceSession implements SourceSession {
     );
   }
 
+  /** What group commit holds is written before anything else the session is asked. */
+  private async flush(): Promise<void> {
+    if (this.buffered.length === 0) return;
+    await this.apply([], { durable: true });
+  }
+
   async applyPart(transaction: Transaction, part: TransactionPart): Promise<void> {
+    await this.flush();
     await this.run(async () => {
       const db = this.db;
       const progress = await this.readProgress(db);
@@ -299,6 +363,7 @@ class DuckDbSourceSession implements SourceSession {
   }
 
   async skip(position: Position, commitTimeMicros: bigint, parked?: NewParkedRecord): Promise<void> {
+    await this.flush();
     await this.run(() =>
       this.write(async (db) => {
         // At or below the progress, the progress stays; a parked record is still written.
@@ -310,6 +375,7 @@ class DuckDbSourceSession implements SourceSession {
   }
 
   async applyRetried(transactions: readonly Transaction[], parkedId: string): Promise<boolean> {
+    await this.flush();
     const tx = transactions[0];
     if (transactions.length !== 1 || !tx) throw new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `a retried parked message holds ${transactions.length} transactions; sitesync parks them one by one`);
     let applied = false;
@@ -329,6 +395,9 @@ class DuckDbSourceSession implements SourceSession {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // What group commit held was never acknowledged: the broker sends it again to the next session.
+    this.buffered = [];
+    this.bufferedChanges = 0;
     this.onClose();
     const connection = this.connection;
     this.connection = null;

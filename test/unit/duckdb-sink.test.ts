@@ -286,3 +286,57 @@ describe('DuckDB sink, one file per process', () => {
     await Promise.all(sessions.map((s) => s.close()));
   });
 });
+
+describe('DuckDB sink, group commit', () => {
+  let f: ReturnType<typeof fixture>;
+  before(() => {
+    f = fixture('soft');
+  });
+  after(() => f.cleanup());
+
+  test('non-durable applies wait in memory and are written with the next durable one, in one transaction', async () => {
+    const session = await f.sink.openSession('remote');
+    const tx = source('remote');
+    await session.apply([tx([{ op: 'insert', relation: ITEMS, newRow: row('1', 'one', '1.00') }])], { durable: false });
+    await session.apply([tx([{ op: 'insert', relation: ITEMS, newRow: row('2', 'two', '2.00') }])], { durable: false });
+    assert.deepEqual(await f.query('SELECT count(*) FROM sitesync.apply_progress'), [['0']], 'nothing written before a durable apply');
+    await session.apply([tx([{ op: 'update', relation: ITEMS, oldRow: null, newRow: row('1', 'uno', '1.00') }])], { durable: true });
+    assert.deepEqual(await f.query('SELECT id, note FROM app.items ORDER BY id'), [['1', 'uno'], ['2', 'two']]);
+    assert.deepEqual(await f.query('SELECT position FROM sitesync.apply_progress'), [['0000000000000003']]);
+    // Anything else the session is asked writes what waits first.
+    await session.apply([tx([{ op: 'insert', relation: ITEMS, newRow: row('3', 'three', '3.00') }])], { durable: false });
+    assert.equal(await session.progress(), '0000000000000004');
+    // Closed before a durable apply, what waited is dropped: it was never acknowledged, the broker sends it again.
+    await session.apply([tx([{ op: 'insert', relation: ITEMS, newRow: row('4', 'four', '4.00') }])], { durable: false });
+    await session.close();
+    const again = await f.sink.openSession('remote');
+    assert.equal(await again.progress(), '0000000000000004');
+    await again.close();
+  });
+
+  test('a combined run the store refuses is transient; the source is then written through, so the refused transaction is found alone', async () => {
+    const session = await f.sink.openSession('other');
+    const tx = source('other');
+    const good = tx([{ op: 'insert', relation: ITEMS, newRow: row('10', 'ten', '1.00') }]);
+    // A write into sitesync's own schema: refused as data (parked, as an untrusted message would be).
+    const bad = tx([{ op: 'insert', relation: relation('apply_progress', [column('source', 'string', true)], 'sitesync'), newRow: row('x') }]);
+    const later = tx([{ op: 'insert', relation: ITEMS, newRow: row('11', 'eleven', '1.00') }]);
+    await session.apply([good], { durable: false });
+    await assert.rejects(session.apply([bad], { durable: true }), (error: unknown) => {
+      assert.equal(f.sink.classify(error), 'transient', 'which of the run was refused is not known: sent again');
+      assert.match((error as Error).message, /refused one of 2 transactions from other written together/);
+      return true;
+    });
+    await session.close();
+    // The runner's next session, as the broker sends the messages again: one at a time, written through.
+    const retry = await f.sink.openSession('other');
+    await retry.apply([good], { durable: false });
+    assert.equal(await retry.progress(), good.position, 'written through: not held in memory');
+    await assert.rejects(retry.apply([bad], { durable: false }), (error: unknown) => f.sink.classify(error) === 'data');
+    await retry.skip(bad.position, bad.commitTimeMicros);
+    await retry.apply([later], { durable: false });
+    await retry.apply([], { durable: true });
+    assert.deepEqual(await f.query(`SELECT id FROM app.items WHERE _sitesync_site = 'other' ORDER BY id`), [['10'], ['11']]);
+    await retry.close();
+  });
+});
