@@ -12,6 +12,7 @@
  *   e  peak memory (RSS)               vs the same process at rest; budget 300 MB       bench/memory.ts
  *   f  verify one table, 5 differences vs reading the table once (TableReader.readChunk)  bench/verify.ts
  *   g  online snapshot of one table    vs pg_dump --data-only | psql of the same table   bench/snapshot.ts
+ *   h  backlog drain into DuckDB       vs the same backlog into sitesync's PostgreSQL sink bench/analytics.ts
  *
  * Everything runs on a private PostgreSQL server (port 26470) and the shared RabbitMQ with names of its own;
  * all of it is removed at the end, also on failure or interruption. The report is printed and written as
@@ -34,6 +35,7 @@ import { measureMemory, memoryReport } from './memory.ts';
 import { measureSteady, steadyReport } from './steady.ts';
 import { measureVerify, verifyReport } from './verify.ts';
 import { measureSnapshot, snapshotReport } from './snapshot.ts';
+import { analyticsReport, measureAnalytics } from './analytics.ts';
 
 const RESULTS_DIR = join(tmpdir(), 'sitesync-bench');
 
@@ -126,6 +128,14 @@ const MEASUREMENTS: readonly Measurement[] = [
       return { result, rows: snapshotReport(result) };
     },
   },
+  {
+    id: 'h',
+    title: 'backlog drain into DuckDB (history and current state) vs the same backlog into the PostgreSQL sink',
+    async run(ctx) {
+      const result = await measureAnalytics(ctx);
+      return { result, rows: analyticsReport(result) };
+    },
+  },
 ];
 
 function usage(): string {
@@ -133,7 +143,7 @@ function usage(): string {
   --quick     small sizes, finishes within a few minutes
   --repeat    measure each drain (b, b2, d, d2) N times and judge the median ratio (default: 3 in the full
               run, 1 with --quick)
-  --only      run these measurements (comma-separated: a, b, b2, c, c2, d, d2, e, f, g)
+  --only      run these measurements (comma-separated: a, b, b2, c, c2, d, d2, e, f, g, h)
   --socket    every client (sitesync, native replication, pg_recvlogical) reaches PostgreSQL through its
               Unix-domain socket instead of TCP on 127.0.0.1
   --profile   write CPU profiles of the sitesync processes (node --cpu-prof) and summarise where they spend time

@@ -41,17 +41,21 @@ export async function createDeployment(
   scope: Teardown,
   label: string,
   receiveOnly: readonly string[] = [],
+  /** Sites whose database is not one of the server's: their `database` configuration as it is (a DuckDB file). */
+  databases: Readonly<Record<string, { readonly kind: string; readonly url: string }>> = {},
 ): Promise<Deployment> {
   const suffix = uniqueSuffix();
   const site = (short: string): string => `${short}_${suffix}`;
   const db = (short: string): string => `bench_${label}_${short}_${suffix}`;
   const exchange = `sitesync.bench.${suffix}`;
   const archiveStream = `${exchange}.archive`;
-  for (const short of shortNames) await server.createDatabase(db(short), scope);
+  for (const short of shortNames) if (!databases[short]) await server.createDatabase(db(short), scope);
 
   const raw = {
     broker: { url: BROKER, exchange, archiveStream },
-    sites: Object.fromEntries(shortNames.map((s) => [site(s), { postgres: server.url(db(s)), ...(receiveOnly.includes(s) ? { capture: false } : {}) }])),
+    sites: Object.fromEntries(
+      shortNames.map((s) => [site(s), { ...(databases[s] ? { database: databases[s] } : { postgres: server.url(db(s)) }), ...(receiveOnly.includes(s) ? { capture: false } : {}) }]),
+    ),
     log: { level: 'info' },
   };
   const dir = mkdtempSync(join(tmpdir(), 'sitesync-bench-'));
