@@ -54,6 +54,9 @@ for plugin in rabbitmq_management rabbitmq_stream; do
 done
 say "RabbitMQ ready (management on :15672, streams enabled)"
 
+# The web console's end-to-end test drives Debian's Chromium (test/integration/console-browser.test.ts).
+command -v chromium >/dev/null || { say "installing chromium for the console's browser test"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 # MariaDB: the tests start private servers of their own (binary log on), from the machine's packages; the
 # machine's own MariaDB service is never changed.
 if [[ -x "${TEST_SITESYNC_MARIADBD:-/usr/sbin/mariadbd}" ]] && command -v "${TEST_SITESYNC_MARIADB_INSTALL_DB:-mariadb-install-db}" >/dev/null; then

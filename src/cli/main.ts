@@ -20,6 +20,7 @@ import { subscribe, unsubscribe, type SubscriptionOptions } from './subscribe-co
 import { parkedCommand, showParked } from './parked-command.ts';
 import { planTail, runTail, type TailCommandOptions } from './tail-command.ts';
 import { planTrace, runTrace } from './trace-command.ts';
+import { runUiCommand, type UiCommandOptions } from './ui-command.ts';
 import { removeSite } from './remove-site-command.ts';
 import { formatSnapshot, startSnapshot, waitForSnapshot, withSnapshotControl } from './snapshot-command.ts';
 import { cancelJoin, startJoin, waitForJoin } from './join-command.ts';
@@ -356,6 +357,23 @@ program
       process.exit(0);
     } catch (error) {
       fail(error); // not in the archive: one line, exit 1
+    }
+  });
+
+program
+  .command('ui')
+  .description('serve the web console: sites, a live feed of the archive, parked messages (retry, discard), recent conflicts, trace; keys and column names only unless --values')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .option('--port <port>', 'port to listen on (default 8099)', port)
+  .option('--host <address>', 'address to listen on (default 127.0.0.1: this machine only; the console has no login)')
+  .option('--values', 'show every value, not only the key (values may be personal data)')
+  .action(async (opts: UiCommandOptions & { config: string }) => {
+    try {
+      const out = { print: (line: string) => void process.stdout.write(`${line}\n`), problem: (line: string) => void process.stderr.write(`${line}\n`) };
+      await runUiCommand(loadChecked(opts.config), CONNECTORS, opts, out);
+      process.exit(0);
+    } catch (error) {
+      fail(error);
     }
   });
 
