@@ -22,10 +22,11 @@
  * park it (the site's queue parked it when it first arrived).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
+import type { ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Config } from '../config/config-schema.ts';
 import { siteQueue } from '../config/names.ts';
-import { connectBroker } from '../bus/broker-connection.ts';
+import { connectBroker, withChannel } from '../bus/broker-connection.ts';
+import { archiveEnd, streamOffset, type EndProbeTimings } from '../bus/archive-stream.ts';
 import { SCHEMA_VERSION_HEADER } from '../bus/message-headers.ts';
 import { decodeMessage } from '../events/avro-codec.ts';
 import { addressedTo } from './apply-scope.ts';
@@ -92,10 +93,12 @@ export interface ReplayResult {
 
 const PROGRESS_EVERY = 1000;
 const IDLE_END_MS = 2000;
-/** How long the end-of-stream probe waits: for a first message, then for quiet after the last one. */
-const PROBE_FIRST_MS = 1500;
-const PROBE_QUIET_MS = 300;
-const PROBE_MAX_MS = 3000;
+/**
+ * How long the end-of-stream probe waits: for a first message, then for quiet after the last one; under steady
+ * writes the last chunk never goes quiet, and the end is what was seen by then (anything later reaches the
+ * site's queue anyway).
+ */
+const END_PROBE: EndProbeTimings = { firstMs: 1500, quietMs: 300, maxMs: 3000, prefetch: 0 };
 
 interface SourceReplay {
   readonly source: string;
@@ -134,7 +137,7 @@ export async function replayArchive(options: ReplayOptions): Promise<ReplayResul
       state.progress = await session.progress();
       options.logger.info({ source, applied: describeSitePosition(options.connectors, config, source, state.progress) }, 'replaying from source');
     }
-    const end = await probeEnd(connection, config.broker.archiveStream, config.apply.prefetch);
+    const end = (await archiveEnd(connection, config.broker.archiveStream, { ...END_PROBE, prefetch: config.apply.prefetch }))?.offset ?? null;
     let read = { messagesRead: 0, undecodableUnattributed: 0 };
     if (end !== null) read = await new ArchiveReader(options, connection, states, end).run();
     return {
@@ -166,15 +169,6 @@ async function checkArchive(connection: ChannelModel, config: Config): Promise<v
   }
 }
 
-async function withChannel<T>(connection: ChannelModel, work: (channel: Channel) => Promise<T>): Promise<T> {
-  const channel = await connection.createChannel();
-  channel.on('error', () => undefined); // a 404 closes the channel; the rejected call reports it
-  try {
-    return await work(channel);
-  } finally {
-    await channel.close().catch(() => undefined);
-  }
-}
 
 async function openSession(sink: Sink, source: string, site: string): Promise<SourceSession> {
   try {
@@ -196,43 +190,6 @@ function originInUse(error: unknown): string | null {
     if ((e.code === '55006' || e.code === '55000') && typeof e.message === 'string' && /replication origin .* is already active/.test(e.message)) return e.message.split('\n')[0]!;
   }
   return null;
-}
-
-/**
- * The highest offset in the stream now: reads its last chunk (`x-stream-offset: last`) until it goes
- * quiet. Null when the stream holds nothing.
- */
-async function probeEnd(connection: ChannelModel, stream: string, prefetch: number): Promise<number | null> {
-  const channel = await connection.createChannel();
-  channel.on('error', () => undefined);
-  try {
-    await channel.prefetch(prefetch);
-    let highest: number | null = null;
-    let lastSeen = Date.now();
-    const started = Date.now();
-    await channel.consume(
-      stream,
-      (delivery) => {
-        if (!delivery) return;
-        const offset = streamOffset(delivery);
-        if (offset !== null && (highest === null || offset > highest)) highest = offset;
-        lastSeen = Date.now();
-        channel.ack(delivery);
-      },
-      { arguments: { 'x-stream-offset': 'last' } },
-    );
-    // Under steady writes the last chunk never goes quiet: the end is then what was seen by PROBE_MAX_MS
-    // (anything later reaches the site's queue anyway).
-    while (highest === null ? Date.now() - started < PROBE_FIRST_MS : Date.now() - lastSeen < PROBE_QUIET_MS && Date.now() - started < PROBE_MAX_MS) await sleep(50);
-    return highest;
-  } finally {
-    await channel.close().catch(() => undefined);
-  }
-}
-
-function streamOffset(delivery: ConsumeMessage): number | null {
-  const offset: unknown = delivery.properties.headers?.['x-stream-offset'];
-  return typeof offset === 'number' ? offset : typeof offset === 'bigint' ? Number(offset) : null;
 }
 
 /**

@@ -3,7 +3,7 @@
  * apply each restart their whole session after a broker failure, which is what keeps "nothing lost" simple
  * (the slot and the queue both still hold everything that was not confirmed).
  */
-import amqp, { type ChannelModel } from 'amqplib';
+import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import { SitesyncError } from '../errors.ts';
 import { redactUrl } from '../observability/logger.ts';
 
@@ -24,4 +24,19 @@ export function describeBrokerError(error: unknown, url: string): SitesyncError 
     return new SitesyncError('SITESYNC_ERR_CONFIG', `RabbitMQ at ${redactUrl(url)} has no such virtual host (${message.split('\n')[0]}); fix the path of broker.url or create the vhost`, { cause: error });
   }
   return new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', `RabbitMQ at ${redactUrl(url)} is unreachable (${message.split('\n')[0]}); start it or fix broker.url — sitesync keeps retrying and loses nothing meanwhile`, { cause: error });
+}
+
+/**
+ * Runs `work` on a channel of its own, closed after it. A failed declaration or check (a 404) closes the
+ * channel: the rejected call reports it, the connection lives on, and unacknowledged messages go back to
+ * their queue when it closes.
+ */
+export async function withChannel<T>(connection: ChannelModel, work: (channel: Channel) => Promise<T>): Promise<T> {
+  const channel = await connection.createChannel();
+  channel.on('error', () => undefined);
+  try {
+    return await work(channel);
+  } finally {
+    await channel.close().catch(() => undefined);
+  }
 }

@@ -42,10 +42,10 @@ import {
 } from '../config/config-schema.ts';
 import { connectorFor, type ConnectorRegistry } from '../connector.ts';
 import { parkingQueue, routingKey, siteQueue } from '../config/names.ts';
-import { connectBroker } from '../bus/broker-connection.ts';
+import { connectBroker, withChannel } from '../bus/broker-connection.ts';
 import { describeError, SitesyncError } from '../errors.ts';
 import { redactSecrets, redactUrl } from '../observability/logger.ts';
-import type { Channel, ChannelModel } from 'amqplib';
+import type { ChannelModel } from 'amqplib';
 
 export interface RemoveSiteOptions {
   readonly connectors: ConnectorRegistry;
@@ -175,17 +175,6 @@ async function connect(config: Config): Promise<ChannelModel> {
     throw new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', `RabbitMQ at ${redactUrl(config.broker.url)} is unreachable (${((error as Error).cause as Error)?.message?.split('\n')[0] ?? ''}); start it or fix broker.url, then run remove-site again (nothing was done)`, {
       cause: error,
     });
-  }
-}
-
-/** A channel of its own for one call (a refused or failed call closes its channel). */
-async function withChannel<T>(broker: ChannelModel, work: (channel: Channel) => Promise<T>): Promise<T> {
-  const channel = await broker.createChannel();
-  channel.on('error', () => undefined);
-  try {
-    return await work(channel);
-  } finally {
-    await channel.close().catch(() => undefined);
   }
 }
 

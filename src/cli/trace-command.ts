@@ -15,7 +15,7 @@
  */
 import { databaseOf, databaseUrlFor, siteConfig, type Config } from '../config/config-schema.ts';
 import { BOOKKEEPING_SCHEMA, parkingQueue, siteQueue } from '../config/names.ts';
-import { connectBroker } from '../bus/broker-connection.ts';
+import { connectBroker, withChannel } from '../bus/broker-connection.ts';
 import { SCHEMA_VERSION_HEADER } from '../bus/message-headers.ts';
 import { connectorFor, describeSitePosition, type ConnectorRegistry } from '../connector.ts';
 import { describeError, SitesyncError } from '../errors.ts';
@@ -30,7 +30,7 @@ import { changePasses, parseChangeFilter, parseTransactionId, type ChangeFilter 
 import { flattenTransaction, showScalar, viewChange, type FlatChange } from '../inspect/change-format.ts';
 import { readConflictsOf, type ConflictLookup } from '../inspect/conflict-log.ts';
 import { parseLimit } from './tail-command.ts';
-import type { Channel, ChannelModel } from 'amqplib';
+import type { ChannelModel } from 'amqplib';
 
 export interface TraceCommandOptions {
   readonly transaction?: string;
@@ -121,15 +121,6 @@ function headerText(value: unknown): string | null {
   return typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : null;
 }
 
-async function withChannel<T>(connection: ChannelModel, work: (channel: Channel) => Promise<T>): Promise<T> {
-  const channel = await connection.createChannel();
-  channel.on('error', () => undefined); // a 404 closes the channel; the rejected call reports it
-  try {
-    return await work(channel);
-  } finally {
-    await channel.close().catch(() => undefined); // unacknowledged messages go back to their queue
-  }
-}
 
 /** The site's parking queue, looked at without taking anything. */
 async function readParked(connection: ChannelModel, site: string): Promise<ParkedMessage[]> {

@@ -17,11 +17,11 @@
  * Deliveries are acknowledged (a stream consumer's credit) only as they are taken from the iterator, so a
  * slow reader holds at most `prefetch` messages.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ChannelModel, ConsumeMessage, MessageProperties } from 'amqplib';
 import type { Config } from '../config/config-schema.ts';
 import { connectBroker } from '../bus/broker-connection.ts';
 import { SCHEMA_VERSION_HEADER } from '../bus/message-headers.ts';
+import { archiveEnd, streamOffset, type StreamEnd } from '../bus/archive-stream.ts';
 import type { ConnectorRegistry } from '../connector.ts';
 import { decodeMessage } from '../events/avro-codec.ts';
 import type { ChangeMessage } from '../events/transaction.ts';
@@ -69,10 +69,6 @@ const STALL_MS = 5000;
 const PREFETCH = 64; // messages held at most: up to capture.maxMessageBytes (1 MiB) each
 /** Consumers reopened in a row without a single delivery before the read gives up. */
 const MAX_EMPTY_REOPENS = 12;
-/** The end probe: how long to wait for the last chunk's first message, then for quiet after the last one. */
-const PROBE_FIRST_MS = 5000;
-const PROBE_QUIET_MS = 500;
-const PROBE_MAX_MS = 4000;
 
 /** The archive stream must exist: one line naming it and the fix otherwise. */
 export async function checkArchive(connection: ChannelModel, stream: string): Promise<void> {
@@ -89,57 +85,6 @@ export async function checkArchive(connection: ChannelModel, stream: string): Pr
   } finally {
     await channel.close().catch(() => undefined);
   }
-}
-
-/** Where the stream ends now: its highest offset, and the newest commit time (seconds) its last chunk names. */
-export interface StreamEnd {
-  readonly offset: number;
-  /** The largest AMQP `timestamp` property (a transaction's commit time, in whole seconds) in the last chunk; null when none has one. */
-  readonly timestampSeconds: number | null;
-}
-
-/**
- * The stream's highest offset now (null: it holds nothing): its last chunk, read until quiet. Under steady
- * writes the last chunk never goes quiet; the end is then what was seen by PROBE_MAX_MS.
- */
-export async function archiveEnd(connection: ChannelModel, stream: string): Promise<StreamEnd | null> {
-  const channel = await connection.createChannel();
-  channel.on('error', () => undefined);
-  try {
-    await channel.prefetch(2000);
-    let highest: number | null = null;
-    let timestampSeconds: number | null = null;
-    let first = 0;
-    let last = 0;
-    const started = Date.now();
-    await channel.consume(
-      stream,
-      (delivery) => {
-        if (!delivery) return;
-        const offset = streamOffset(delivery);
-        if (offset !== null && (highest === null || offset > highest)) highest = offset;
-        const stamp: unknown = delivery.properties.timestamp;
-        if (typeof stamp === 'number' && (timestampSeconds === null || stamp > timestampSeconds)) timestampSeconds = stamp;
-        last = Date.now();
-        if (first === 0) first = last;
-        channel.ack(delivery);
-      },
-      { arguments: { 'x-stream-offset': 'last' } },
-    );
-    for (;;) {
-      const now = Date.now();
-      if (highest === null ? now - started >= PROBE_FIRST_MS : now - last >= PROBE_QUIET_MS || now - first >= PROBE_MAX_MS) break;
-      await sleep(50);
-    }
-    return highest === null ? null : { offset: highest, timestampSeconds };
-  } finally {
-    await channel.close().catch(() => undefined);
-  }
-}
-
-export function streamOffset(delivery: ConsumeMessage): number | null {
-  const offset: unknown = delivery.properties.headers?.['x-stream-offset'];
-  return typeof offset === 'number' ? offset : typeof offset === 'bigint' ? Number(offset) : null;
 }
 
 type StreamOffsetArgument = number | 'first' | ReturnType<typeof streamStart>;
