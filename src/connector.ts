@@ -119,6 +119,11 @@ export interface Connector {
    * tools have none.
    */
   query?(url: string, sql: string, options: QueryOptions): Promise<QueryResult>;
+  /**
+   * The site's conflict log with its monitoring URL, newest first: the entries of one remote transaction, or
+   * the latest `limit`. Never throws: what stops the read is its `reason`. Connectors that keep no log have none.
+   */
+  readConflicts?(url: string, which: { readonly transaction?: string; readonly limit: number }): Promise<ConflictLogRead>;
   /** The site's capture and apply state, read with its monitoring URL; `sources` are the sites it applies from. */
   readStatus(url: string, site: string, sources: readonly string[]): Promise<SiteDatabaseStatus>;
   /**
@@ -151,6 +156,26 @@ export interface Connector {
     print: (line: string) => void,
   ): Promise<void>;
 }
+
+/** One resolution from a site's conflict log (kept by its sink, in the commit of the data). */
+export interface ConflictLogEntry {
+  /** When it was recorded (ISO 8601). */
+  readonly loggedAt: string;
+  readonly kind: string;
+  readonly table: string;
+  /** The key as the sink recorded it (JSON text). */
+  readonly key: string;
+  readonly remoteSite: string;
+  readonly remoteTransaction: string;
+  readonly localSite: string | null;
+  readonly policy: string;
+  readonly winner: string;
+  /** applied (the remote change won) or skipped (it lost: the local write was kept). */
+  readonly resolution: string;
+}
+
+/** What a conflict log gave: entries, or why it could not be read (a role without the right, a database down). */
+export type ConflictLogRead = { readonly kind: 'read'; readonly entries: readonly ConflictLogEntry[] } | { readonly kind: 'unreadable'; readonly reason: string };
 
 export interface QueryOptions {
   /** Rows returned at most; the result says when there were more. */

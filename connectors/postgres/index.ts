@@ -5,6 +5,7 @@
 import type { Connector } from '../../src/connector.ts';
 import { databaseOf } from '../../src/config/config-schema.ts';
 import { checkPostgresUrl, POSTGRES_URL_EXAMPLE } from './postgres-config.ts';
+import { readPostgresConflicts } from './postgres-conflict-log.ts';
 import { forgetPostgresSite } from './postgres-forget-site.ts';
 import { postgresPositions } from './postgres-positions.ts';
 import { PostgresSink } from './postgres-sink.ts';
@@ -28,4 +29,5 @@ export const postgresConnector: Connector = {
   openTableReader: (options) => PostgresTableReader.open(options),
   openSnapshotControl: (options) => new PostgresSnapshotControl(options),
   openJoinBook: (options) => new PostgresJoinBook(options),
+  readConflicts: readPostgresConflicts,
 };

@@ -13,7 +13,7 @@
  * - not applied, its process holds it (applying, or halted on an error), or not arrived (nothing queued).
  * main.ts only declares the command.
  */
-import { databaseOf, databaseUrlFor, siteConfig, type Config } from '../config/config-schema.ts';
+import { databaseUrlFor, siteConfig, type Config } from '../config/config-schema.ts';
 import { BOOKKEEPING_SCHEMA, parkingQueue, siteQueue } from '../config/names.ts';
 import { connectBroker, withChannel } from '../bus/broker-connection.ts';
 import { SCHEMA_VERSION_HEADER } from '../bus/message-headers.ts';
@@ -192,7 +192,7 @@ async function siteLine(config: Config, connectors: ConnectorRegistry, site: str
     if (refused !== null) return `passed over, not applied: ${refused}; recorded as skipped, and its parked copy is no longer in ${parkingQueue(site)} (retried or discarded)${parkedUnknown}`;
     const targets = tx.snapshot?.targets;
     if (targets && !targets.includes(site)) return `recorded, rows not written here: snapshot ${tx.snapshot!.id} was sent to ${targets.join(', ')} only`;
-    const conflicts = await readConflictsOf(databaseOf(config, site).kind, databaseUrlFor(config, site, 'monitor'), tx.id);
+    const conflicts = await readConflictsOf(config, connectors, site, tx.id);
     return `applied (${site} has ${tx.site} up to ${describe(progress)})${conflictNote(conflicts)}${parkedUnknown}`;
   }
   const behind = progress === null ? `${site} has applied nothing from ${tx.site} yet` : `${site} has ${tx.site} up to ${describe(progress)}`;
@@ -212,7 +212,7 @@ function queueNote(site: string, facts: SiteFacts): string {
 }
 
 function conflictNote(lookup: ConflictLookup): string {
-  if (lookup.kind === 'unsupported') return ' (trace reads the conflict log of PostgreSQL sites only)';
+  if (lookup.kind === 'unsupported') return ' (its kind of database keeps no conflict log trace can read)';
   if (lookup.kind === 'unreadable') return ` (its conflict log could not be read: ${lookup.reason})`;
   const lost = lookup.entries.filter((e) => e.resolution === 'skipped');
   const won = lookup.entries.length - lost.length;

@@ -4,7 +4,7 @@
  * checks and their answers are tested with fakes (test/unit/console-server.test.ts) and the real thing is
  * tested end to end (test/integration/console-browser.test.ts).
  */
-import { databaseOf, databaseUrlFor, type Config } from '../config/config-schema.ts';
+import type { Config } from '../config/config-schema.ts';
 import type { ConnectorRegistry } from '../connector.ts';
 import { connectBroker } from '../bus/broker-connection.ts';
 import { collectStatus, type SiteStatus } from '../cli/status-command.ts';
@@ -44,7 +44,7 @@ export function liveConsoleData(config: Config, connectors: ConnectorRegistry): 
       await parkedCommand(config, site, { kind: action, id }, (line) => lines.push(line));
       return lines;
     },
-    recentConflicts: (site, limit) => readRecentConflicts(site, databaseOf(config, site).kind, databaseUrlFor(config, site, 'monitor'), limit),
+    recentConflicts: (site, limit) => readRecentConflicts(config, connectors, site, limit),
     async trace(plan, signal) {
       const lines: string[] = [];
       await runTrace(config, connectors, plan, (line) => lines.push(line), signal);

@@ -155,7 +155,7 @@ export async function startConsoleServer(options: ConsoleServerOptions): Promise
         siteParam(url, false).map(async (site) => {
           const recent = await data.recentConflicts(site, limit);
           if (recent.kind === 'read') conflicts.push(...recent.entries);
-          else problems.push({ site, error: recent.kind === 'unsupported' ? 'the console reads the conflict log of PostgreSQL sites only' : oneLine(recent.reason) });
+          else problems.push({ site, error: recent.kind === 'unsupported' ? 'its kind of database keeps no conflict log the console can read' : oneLine(recent.reason) });
         }),
       );
       conflicts.sort((a, b) => b.loggedAt.localeCompare(a.loggedAt));

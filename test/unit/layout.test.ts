@@ -29,6 +29,16 @@ test('src/ imports no connector; the composition root imports only the registry'
   }
 });
 
+/** Database drivers: only connectors speak to a database (src/ reaches one through the connector contract). */
+const DRIVERS = ['pg', 'pg-logical-replication', 'mysql2', 'mysql2/promise', '@vlasky/zongji', 'mssql', 'tedious', 'oracledb', '@duckdb/node-api', '@clickhouse/client'];
+
+test('src/ imports no database driver', () => {
+  for (const path of files(join(ROOT, 'src'))) {
+    const imports = [...readFileSync(path, 'utf8').matchAll(/from '([^']+)'/g)].map((m) => m[1]!).filter((spec) => DRIVERS.includes(spec));
+    assert.deepEqual(imports, [], `${relative(ROOT, path)} imports a database driver: put what it does in a connector`);
+  }
+});
+
 test('every connector has its role-named files and an index', () => {
   const connectors = readdirSync(join(ROOT, 'connectors')).filter((name) => statSync(join(ROOT, 'connectors', name)).isDirectory());
   assert.ok(connectors.includes('postgres'));
