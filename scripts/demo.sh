@@ -289,6 +289,11 @@ The sites are still running. Try your own writes, at any site:
   psql -h 127.0.0.1 -U postgres -d demo_london -c "SELECT * FROM customers"
 Conflicts (the same row changed at two sites before either heard of the other) are logged at each site:
   psql -h 127.0.0.1 -U postgres -d demo_london -c "SELECT * FROM sitesync.conflicts"
+See the stream: every change as it is archived (keys only; --values for the values), where a transaction
+went, and the web console (http://127.0.0.1:8099/):
+  node bin/sitesync.js tail --config $DEMO/sitesync.yml --follow --pretty
+  node bin/sitesync.js trace --config $DEMO/sitesync.yml <a transaction id tail printed>
+  node bin/sitesync.js ui --config $DEMO/sitesync.yml
 Compare the sites, repair a difference from paris, or send paris's whole table to the others again:
   node bin/sitesync.js verify --config $DEMO/sitesync.yml --tables public.customers [--repair]
   node bin/sitesync.js snapshot --config $DEMO/sitesync.yml --site paris --table public.customers --wait
