@@ -36,6 +36,7 @@ interface Readiness {
   site: string;
   capture: string;
   apply: string;
+  interrupted: Record<string, string>;
   halted: Record<string, string>;
 }
 
@@ -70,7 +71,7 @@ test('/healthz answers alive; /readyz is ready once capture streams and apply co
     const r = await readyz();
     return r.status === 200 ? r : undefined;
   });
-  assert.deepEqual(ready.body, { ready: true, site: t.sites.london, capture: 'streaming', apply: 'consuming', halted: {} });
+  assert.deepEqual(ready.body, { ready: true, site: t.sites.london, capture: 'streaming', apply: 'consuming', interrupted: {}, halted: {} });
 });
 
 test('/metrics: state gauges, every source from the start, and every sitesync metric the compose monitoring queries', async () => {
