@@ -29,11 +29,13 @@ import mysql from 'mysql2/promise';
 import { compareKeys } from '../../src/capture/key-order.ts';
 import { checkSameShape, rowKey, type RowKey, type TableReader, type TableReaderOptions, type TableShape } from '../../src/capture/table-reader.ts';
 import { SitesyncError } from '../../src/errors.ts';
-import type { ColumnInfo, RelationInfo, RowImage } from '../../src/events/transaction.ts';
+import type { ColumnInfo, RelationInfo, RowImage, RowWriter } from '../../src/events/transaction.ts';
 import { parseValue } from '../../src/events/value-parser.ts';
 import { redactUrl } from '../../src/observability/logger.ts';
 import type { BinlogColumn } from './binlog-reader.ts';
+import { DEFAULT_BOOKKEEPING_DATABASE } from './bookkeeping.ts';
 import { describeMariaDbError, errorLine } from './mariadb-errors.ts';
+import { capturedKey } from './row-writers.ts';
 import { columnType, MariaDbType, type CatalogColumn, type MariaDbColumnType } from './mariadb-kinds.ts';
 import { connectionOptions } from './mariadb-source.ts';
 import { valueFormatter, type ValueFormatter } from './mariadb-values.ts';
@@ -350,6 +352,34 @@ export class MariaDbTableReader implements TableReader {
     const where = conditions.length === 0 ? 'TRUE' : conditions.join(' AND ');
     const rows = await this.execute(`SELECT ${plan.select} FROM ${plan.table} t WHERE ${where} ORDER BY ${plan.orderBy} LIMIT ?`, params);
     return rows.map((row) => this.image(plan, row));
+  }
+
+  /**
+   * A chunk with each row's last writer as this site's `row_writers` records it (the sink's writes at once, this
+   * site's own through capture, shortly after): a row no entry names, or read before the table exists, has
+   * none. The read itself never fails for a writer.
+   */
+  async readChunkWithWriters(shape: TableShape, after: RowKey | null, limit: number): Promise<{ readonly rows: RowImage[]; readonly writers: (RowWriter | null)[] }> {
+    const rows = await this.readChunk(shape, after, limit);
+    // A consistent reader's failed statement would end its snapshot: writers are read by pooled readers only.
+    if (this.connection !== null) return { rows, writers: rows.map(() => null) };
+    const keys = rows.map((row) => capturedKey(shape.relation, row));
+    const byHash = new Map<string, RowWriter>();
+    const hashes = keys.flatMap((k) => (k === null ? [] : [k.hash]));
+    const table = `${quoteIdent(DEFAULT_BOOKKEEPING_DATABASE)}.${quoteIdent('row_writers')}`;
+    try {
+      for (let start = 0; start < hashes.length; start += KEYS_PER_STATEMENT) {
+        const batch = hashes.slice(start, start + KEYS_PER_STATEMENT);
+        const found = await this.execute(
+          `SELECT HEX(key_hash), site, commit_time_micros FROM ${table} WHERE table_name = ? AND key_hash IN (${batch.map(() => '?').join(', ')})`,
+          [`${shape.relation.schema}.${shape.relation.table}`, ...batch],
+        );
+        for (const [hash, site, micros] of found as [string, string, string | number | bigint][]) byHash.set(String(hash).toLowerCase(), { site: String(site), commitTimeMicros: BigInt(micros) });
+      }
+    } catch {
+      return { rows, writers: rows.map(() => null) }; // no row_writers yet, or not readable by this user
+    }
+    return { rows, writers: keys.map((k) => (k === null ? null : (byHash.get(k.hash.toString('hex')) ?? null))) };
   }
 
   async readKeys(shape: TableShape, keys: readonly RowKey[]): Promise<RowImage[]> {

@@ -39,7 +39,7 @@ import { describeError, SitesyncError, type ErrorCode } from '../errors.ts';
 import { SessionLoop } from '../session-loop.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PipelineEvents } from '../observability/pipeline-events.ts';
-import { addressedTo, refusedChange, tableScope, type TableScope } from './apply-scope.ts';
+import { addressedTo, refusedChange, tableScope, withoutStaleReads, type TableScope } from './apply-scope.ts';
 import type { ApplySessionHooks, JoinCoordinator } from './join-coordinator.ts';
 import { describeRoute, foreignShape, parseRoute, provenanceOf, untrustedReason, type Provenance } from './message-provenance.ts';
 import type { ApplyErrorKind, NewParkedRecord, ParkedRecord, Sink, SourceSession } from './sink.ts';
@@ -73,9 +73,17 @@ const PARKED_WARN_MESSAGES = 1000;
 export class ApplyRunner {
   private readonly loop: SessionLoop;
   private readonly scope: TableScope;
+  /** Commit time of the last transaction applied here from each source, since this process started. */
+  private readonly appliedCommit = new Map<string, bigint>();
 
   constructor(private readonly options: ApplyRunnerOptions) {
     this.loop = new SessionLoop(options.logger, (reason) => options.events.emit('apply:interrupted', { site: options.site, reason }));
+    // What is applied from each source, for snapshot reads the target holds newer already (withoutStaleReads).
+    options.events.on('apply:applied', (e) => {
+      if (e.site !== options.site) return;
+      const known = this.appliedCommit.get(e.source);
+      if (known === undefined || e.commitTimeMicros > known) this.appliedCommit.set(e.source, e.commitTimeMicros);
+    });
     const tables = siteConfig(options.config, options.site)?.tables ?? null;
     this.scope = tableScope(options.site, tables, (schema) => options.sink.isReservedSchema(schema));
   }
@@ -177,7 +185,7 @@ export class ApplyRunner {
     try {
       const version = Number(delivery.properties.headers?.[SCHEMA_VERSION_HEADER] ?? NaN);
       if (!Number.isInteger(version)) throw new SitesyncError('SITESYNC_ERR_MESSAGE_INVALID', `message has no ${SCHEMA_VERSION_HEADER} header: it was not published by sitesync`);
-      message = addressedTo(decodeMessage(delivery.content, version), this.options.site);
+      message = withoutStaleReads(addressedTo(decodeMessage(delivery.content, version), this.options.site), this.options.site, (source) => this.appliedCommit.get(source));
     } catch (error) {
       return refuse(null, error as SitesyncError);
     }

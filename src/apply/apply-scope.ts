@@ -7,7 +7,7 @@
  *
  * Pure: the runner asks before it applies a transaction; a refused one is parked with this reason.
  */
-import type { ChangeMessage, RelationInfo, Transaction } from '../events/transaction.ts';
+import type { Change, ChangeMessage, RelationInfo, Transaction } from '../events/transaction.ts';
 
 /** The reason a table is refused at `site`, or null when it is accepted. */
 export type TableScope = (schema: string, table: string) => string | null;
@@ -58,4 +58,26 @@ export function addressedTo(message: ChangeMessage, site: string): ChangeMessage
 function isForOthers(tx: Transaction, site: string): boolean {
   const targets = tx.snapshot?.targets;
   return targets !== undefined && targets !== null && !targets.includes(site);
+}
+
+/**
+ * A snapshot sent to every site carries each row as its source held it when it read the chunk, with who wrote
+ * it last there. A row another site W wrote travels in W's own stream too, and the streams of two sites reach a
+ * target in no common order: W may have deleted or changed the row since, and the target applied that
+ * already. So a read is left out where the target's row is as new as the read's or newer: the target is W
+ * itself, or it has applied W's transactions up to the read's write (`appliedCommit`: commit time of the last
+ * transaction from W applied here, undefined when not known). Without this, a row a site deleted comes back
+ * (no site keeps tombstones). Kept: rows the source wrote (no other stream carries them), rows whose writer is
+ * not known, and every row of a snapshot addressed to chosen sites (a repair replaces what is there).
+ */
+export function withoutStaleReads(message: ChangeMessage, site: string, appliedCommit: (source: string) => bigint | undefined): ChangeMessage {
+  const stale = (change: Change): boolean => {
+    if (change.op !== 'read' || !change.writer || change.writer.site === message.site) return false;
+    if (change.writer.site === site) return true;
+    const applied = appliedCommit(change.writer.site);
+    return applied !== undefined && applied >= change.writer.commitTimeMicros;
+  };
+  const broadcast = (tx: Transaction): boolean => tx.snapshot !== undefined && tx.snapshot !== null && tx.snapshot.targets === null;
+  if (!message.transactions.some((tx) => broadcast(tx) && tx.changes.some(stale))) return message;
+  return { ...message, transactions: message.transactions.map((tx) => (broadcast(tx) ? { ...tx, changes: tx.changes.filter((c) => !stale(c)) } : tx)) };
 }

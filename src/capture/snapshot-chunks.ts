@@ -160,10 +160,11 @@ export class SnapshotChunks {
       for (const key of asked) if (!found.has(JSON.stringify(key))) changes.push({ op: 'delete', relation: byKey, oldRow: keyRow(shape, key) });
       return { changes, next: rest.length > 0 ? { ...marker, chunk: marker.chunk + 1, keys: rest } : null };
     }
-    // A snapshot addressed to chosen sites (a site joining) carries each row's last writer, so that the
-    // targets decide later conflicts on it as this site does; one to every site does not need it.
+    // Each row carries its last writer where the reader knows it: a site joining decides later conflicts on
+    // it as this site does, and a snapshot to every site is not applied where the writer's own stream was
+    // applied past that write already (apply-scope.ts withoutStaleReads: it would bring back a row deleted since).
     let rows: RowImage[];
-    if (marker.targets !== null && reader.readChunkWithWriters) {
+    if (reader.readChunkWithWriters) {
       const read = await reader.readChunkWithWriters(shape, marker.after, marker.chunkRows);
       rows = read.rows;
       rows.forEach((row, i) => {
