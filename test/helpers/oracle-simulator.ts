@@ -74,6 +74,7 @@ import type { MarkerPiece, SnapshotRecord, SnapshotStore, SnapshotStoreTransacti
 import type { OracleTableDatabase, RowQuery, SortKey } from '../../connectors/oracle/oracle-table-reader.ts';
 import type { SnapshotState } from '../../src/capture/snapshot-control.ts';
 import { microsToTimestampText } from '../../src/events/value-parser.ts';
+import { seededRandom as random } from './seeded-random.ts';
 
 export interface SimOracleColumn {
   name: string;
@@ -269,18 +270,6 @@ function ddlType(c: OracleColumn): string {
   if (/CHAR/.test(c.type)) return `${c.type}(${c.charLength})`;
   if (c.type === 'RAW') return `RAW(${c.dataLength})`;
   return c.type;
-}
-
-/** A small deterministic generator (mulberry32), so that CSF cuts and ROWID suffixes repeat for a seed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const FIRST_SCN = 6_000_000n;

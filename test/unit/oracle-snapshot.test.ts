@@ -55,6 +55,7 @@ import {
 } from '../../connectors/oracle/oracle-table-reader.ts';
 import { simulatedOracleIo } from '../helpers/oracle-simulated-io.ts';
 import { characterSetBytes, SimLockError, SimulatedOracle, type SimOracleColumn } from '../helpers/oracle-simulator.ts';
+import { seededRandom as random } from '../helpers/seeded-random.ts';
 
 const SITE = 'lisbon';
 const URL_ = 'oracle://sim:sim@simulated:1521/LISBON';
@@ -62,18 +63,6 @@ const silent = createLogger('silent');
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'sitesync-oracle-snapshot-'));
 after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 let dirs = 0;
-
-/** A seeded generator (mulberry32): every run tries the same schedules. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A canonical timestamp's fraction without trailing zeros (`…:05.120000` → `…:05.12`, `…:05.000000` → `…:05`). */
 const trimFraction = (text: string): string => text.replace(/0+$/, '').replace(/\.$/, '');

@@ -16,6 +16,7 @@ import { parseKind } from '../../src/events/value-kind.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { PipelineEvents } from '../../src/observability/pipeline-events.ts';
+import { seededRandom as random } from '../helpers/seeded-random.ts';
 
 const relation: RelationInfo = {
   schema: 'public',
@@ -28,18 +29,6 @@ const relation: RelationInfo = {
 };
 const shape: TableShape = { relation, keyColumns: [0] };
 const logger = createLogger('silent');
-
-/** A seeded generator, so that every run tries the same schedules. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The source table: rows by integer key. */
 type Table = Map<number, string>;

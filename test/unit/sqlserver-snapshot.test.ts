@@ -35,22 +35,11 @@ import { SqlServerSource } from '../../connectors/sqlserver/sqlserver-source.ts'
 import { SqlServerTableReader } from '../../connectors/sqlserver/sqlserver-table-reader.ts';
 import { prepareSimulatedSite, simulatedSqlServerIo } from '../helpers/sqlserver-simulated-io.ts';
 import { compareSqlServerGuids, SimulatedSqlServer, type SimColumn } from '../helpers/sqlserver-simulator.ts';
+import { seededRandom as random } from '../helpers/seeded-random.ts';
 
 const SITE = 'london';
 const URL_ = 'sqlserver://sitesync@simulated:1433/app';
 const logger = createLogger('silent');
-
-/** A seeded generator, so that every run tries the same cases. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const pick = <T>(rand: () => number, items: readonly T[]): T => items[Math.floor(rand() * items.length)]!;
 
