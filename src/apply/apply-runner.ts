@@ -78,19 +78,28 @@ export class ApplyRunner {
 
   constructor(private readonly options: ApplyRunnerOptions) {
     this.loop = new SessionLoop(options.logger, (reason) => options.events.emit('apply:interrupted', { site: options.site, reason }));
-    // What is applied from each source, for snapshot reads the target holds newer already (withoutStaleReads).
-    options.events.on('apply:applied', (e) => {
-      if (e.site !== options.site) return;
-      const known = this.appliedCommit.get(e.source);
-      if (known === undefined || e.commitTimeMicros > known) this.appliedCommit.set(e.source, e.commitTimeMicros);
-    });
+    options.events.on('apply:applied', this.noteApplied);
     const tables = siteConfig(options.config, options.site)?.tables ?? null;
     this.scope = tableScope(options.site, tables, (schema) => options.sink.isReservedSchema(schema));
   }
 
-  /** Runs sessions until `stop`; throws only on a fatal error. */
-  run(): Promise<void> {
-    return this.loop.run((healthy, onStop) => this.session(healthy, onStop));
+  /** What is applied from each source, for snapshot reads the target holds newer already (withoutStaleReads). */
+  private readonly noteApplied = (e: { site: string; source: string; commitTimeMicros: bigint }): void => {
+    if (e.site !== this.options.site) return;
+    const known = this.appliedCommit.get(e.source);
+    if (known === undefined || e.commitTimeMicros > known) this.appliedCommit.set(e.source, e.commitTimeMicros);
+  };
+
+  /**
+   * Runs sessions until `stop`; throws only on a fatal error. The events object outlives this runner (a
+   * SIGHUP reload builds a new one on it), so the runner stops listening when it ends.
+   */
+  async run(): Promise<void> {
+    try {
+      await this.loop.run((healthy, onStop) => this.session(healthy, onStop));
+    } finally {
+      this.options.events.off('apply:applied', this.noteApplied);
+    }
   }
 
   /** Finish the message being applied, then return from run(). */

@@ -128,6 +128,19 @@ test('every transaction, small or in parts, is applied once, in commit order', a
   assert.equal(ids(london).length, 196 + 4 * 300);
 });
 
+test('a stopped pipeline leaves no listener on its events, which outlive it across SIGHUP reloads', async () => {
+  fresh();
+  const events = new PipelineEvents();
+  const before = events.eventNames().map((name) => [name, events.listenerCount(name)] as const);
+  for (let reload = 0; reload < 3; reload++) {
+    const { pipeline, done } = await start(london, events);
+    pipeline.stop();
+    await done;
+    running.splice(0);
+  }
+  assert.deepEqual(events.eventNames().map((name) => [name, events.listenerCount(name)] as const), before);
+});
+
 test('a source that resends what it published (its confirmation lost) is applied once: the resent are duplicates', async () => {
   fresh();
   const londonEvents = new PipelineEvents();
