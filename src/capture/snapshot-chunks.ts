@@ -15,16 +15,23 @@
  * stream every receiving site holds what the source holds, whatever the writes during the snapshot, and no
  * row is lost or stale at a chunk boundary. A change committed before the marker is in the read.
  *
+ * One change breaks that rule: an update that moves a row's primary key from a range not read yet into one
+ * already read. Receiving sites lack the old key (its chunk has not come), so the update finds nothing to
+ * change, and no later chunk holds the new key. So while a snapshot of a table runs, a transaction that
+ * moves keys of it is held until a small snapshot of the new keys (a repair-style marker, same targets) is
+ * committed after it: its read, after the move, brings the row wherever it landed (`keyMoves` below).
+ *
  * Resumable: a chunk's rows are sent at the marker's position, so the marker is confirmed only once the
  * broker has them; after a crash the stream gives the marker again and the chunk is read (and sent) again,
  * and snapshot-control.ts keeps a second marker from following it. Memory: two chunks (the next one is
  * read as soon as its marker is committed, while the stream goes on to it).
  */
+import type { SitesyncError } from '../errors.ts';
 import { changeBytes, type Change, type RelationInfo, type RowImage, type SeenSites, type Transaction, type TransactionPart } from '../events/transaction.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { SourceHandler } from './source.ts';
-import type { SnapshotControl } from './snapshot-control.ts';
-import { encodeMarker, parseMarker, SNAPSHOT_MARKER_PREFIX, splitTable, type SnapshotMarker } from './snapshot-marker.ts';
+import type { SnapshotControl, SnapshotStatus } from './snapshot-control.ts';
+import { encodeMarker, MAX_MARKER_KEYS, newSnapshotId, parseMarker, SNAPSHOT_MARKER_PREFIX, splitTable, type SnapshotMarker } from './snapshot-marker.ts';
 import { rowKey, type RowKey, type TableReader, type TableShape } from './table-reader.ts';
 
 export interface SnapshotChunksOptions {
@@ -58,6 +65,11 @@ export class SnapshotChunks {
   /** The next chunk, read as soon as its marker was committed (so two chunks at most in memory). */
   private ahead: { readonly marker: string; readonly read: Promise<{ changes: Change[]; next: SnapshotMarker | null }> } | null = null;
 
+  /** Snapshots whose markers this session handed on and that are not finished: id → table and targets. */
+  private readonly running = new Map<string, { readonly table: string; readonly targets: readonly string[] | null }>();
+  /** Snapshots the site knew of when this session first met a moved key (those started before it), read once. */
+  private recorded: SnapshotStatus[] | null = null;
+
   constructor(private readonly options: SnapshotChunksOptions) {}
 
   /** The handler the source is given: `next` sees the stream with every marker replaced by its chunk. */
@@ -86,7 +98,13 @@ export class SnapshotChunks {
     if (call.kind === 'idle') return next.idle(call.checkpoint, call.seen);
     const { tx, part, checkpoint } = call;
     const markers = tx.changes.filter(isMarker);
-    if (markers.length === 0) return next.transaction(tx, part, checkpoint);
+    if (markers.length === 0) {
+      if (!this.mayMoveKeys(tx)) return next.transaction(tx, part, checkpoint);
+      return this.hold(next, async () => {
+        await this.resendMovedKeys(tx);
+        next.transaction(tx, part, checkpoint);
+      });
+    }
     const others = tx.changes.filter((c) => !isMarker(c));
     let marker: SnapshotMarker | null = null;
     try {
@@ -96,14 +114,24 @@ export class SnapshotChunks {
       this.options.logger.warn({ position: tx.position }, `snapshot marker ignored: ${(error as Error).message}`);
     }
     if (marker === null) return this.send({ ...tx, changes: others }, part, checkpoint, next);
+    const read = marker;
+    this.hold(next, async () => {
+      const changes = await this.readChunk(read);
+      const snapshot = changes === null ? null : { id: read.id, table: read.table, chunk: read.chunk, last: changes.last, targets: read.targets };
+      this.send({ ...tx, changes: [...others, ...(changes?.changes ?? [])], snapshot }, null, checkpoint, next);
+    });
+  }
+
+  /**
+   * Holds the stream while `work` runs (calls that come meanwhile wait in the queue), then hands on what
+   * waited. A failure ends the session: the next one gives the same transaction again.
+   */
+  private hold(next: SourceHandler, work: () => Promise<void>): void {
     this.busy = true;
     this.options.pause();
-    const read = marker;
-    this.readChunk(read).then(
-      (changes) => {
+    work().then(
+      () => {
         if (this.failed) return;
-        const snapshot = changes === null ? null : { id: read.id, table: read.table, chunk: read.chunk, last: changes.last, targets: read.targets };
-        this.send({ ...tx, changes: [...others, ...(changes?.changes ?? [])], snapshot }, null, checkpoint, next);
         this.busy = false;
         this.options.resume();
         while (!this.busy && !this.failed && this.queue.length > 0) this.handle(this.queue.shift()!, next);
@@ -113,6 +141,77 @@ export class SnapshotChunks {
         this.options.onError(error);
       },
     );
+  }
+
+  /**
+   * Cheap test, on every transaction: could it move a key of a table a snapshot is reading? Only an update
+   * with an old row can (PostgreSQL sends one when the key changed or the replica identity is full; MariaDB
+   * always). Until this session has read which snapshots were running before it, any such update might.
+   */
+  private mayMoveKeys(tx: Transaction): boolean {
+    for (const change of tx.changes) {
+      if (change.op !== 'update' || change.oldRow === null) continue;
+      if (this.recorded === null) return true;
+      if (this.snapshotsOf(tableName(change.relation), tx.commitTimeMicros).length > 0) return true;
+    }
+    return false;
+  }
+
+  /**
+   * The snapshots that may still be reading `table` at a transaction committed at `commitTimeMicros`: those
+   * this session saw start and not finish, and those recorded before it that run, or ended less than a
+   * minute before that commit — after a restart the stream gives again what the broker had not confirmed,
+   * which may come before a snapshot's last marker although the site has recorded it finished.
+   */
+  private snapshotsOf(table: string, commitTimeMicros: bigint): { readonly id: string; readonly targets: readonly string[] | null }[] {
+    const found = new Map<string, readonly string[] | null>();
+    for (const [id, s] of this.running) if (s.table === table) found.set(id, s.targets);
+    const since = commitTimeMicros - RECENTLY_ENDED_MICROS;
+    for (const s of this.recorded ?? []) {
+      if (s.table !== table || found.has(s.id)) continue;
+      if (s.state === 'running' || BigInt(s.updatedAt.getTime()) * 1000n >= since) found.set(s.id, s.targets);
+    }
+    return [...found].map(([id, targets]) => ({ id, targets }));
+  }
+
+  /**
+   * Starts a snapshot of the new keys of every row `tx` moved in a table a snapshot is reading, addressed
+   * to the sites those snapshots are for; its marker commits after `tx`, so its read sees the moved rows.
+   * The stream waits for it, so `tx` is never confirmed without it.
+   */
+  private async resendMovedKeys(tx: Transaction): Promise<void> {
+    this.recorded ??= await this.options.control.list();
+    const moved = new Map<string, { keys: RowKey[]; seen: Set<string> }>();
+    for (const change of tx.changes) {
+      if (change.op !== 'update' || change.oldRow === null) continue;
+      const table = tableName(change.relation);
+      if (this.snapshotsOf(table, tx.commitTimeMicros).length === 0) continue;
+      const shape = await this.shapeOf(table).catch((error: unknown) => {
+        // A table that cannot be read by key (dropped, or its key dropped) cannot be snapshotted either: its
+        // snapshot stops at its next chunk. Not a reason to stop the stream.
+        if ((error as SitesyncError).code !== 'SITESYNC_ERR_CONFIG') throw error;
+        this.options.logger.warn({ table }, `a key moved during a snapshot of ${table}, but its rows cannot be read by key: ${(error as Error).message}`);
+        return null;
+      });
+      if (shape === null) continue;
+      const key = movedKey(shape, change.relation, change.oldRow, change.newRow);
+      if (key === null) continue;
+      const entry = moved.get(table) ?? { keys: [], seen: new Set<string>() };
+      const id = JSON.stringify(key);
+      if (!entry.seen.has(id)) entry.keys.push(key);
+      entry.seen.add(id);
+      moved.set(table, entry);
+    }
+    for (const [table, { keys }] of moved) {
+      const snapshots = this.snapshotsOf(table, tx.commitTimeMicros);
+      const targets = snapshots.some((s) => s.targets === null) ? null : [...new Set(snapshots.flatMap((s) => s.targets ?? []))].sort();
+      for (let i = 0; i < keys.length; i += MAX_MARKER_KEYS) {
+        const batch = keys.slice(i, i + MAX_MARKER_KEYS);
+        const id = newSnapshotId();
+        await this.options.control.start({ id, table, chunk: 0, chunkRows: Math.min(batch.length, DEFAULT_MOVED_CHUNK_ROWS), targets, after: null, keys: batch }, batch.length);
+        this.options.logger.info({ snapshot: id, table, rows: batch.length, during: snapshots.map((s) => s.id) }, 'keys moved during a snapshot: their rows are sent again by a snapshot of those keys');
+      }
+    }
   }
 
   /** The chunk's changes, with the next marker written; null when the snapshot was cancelled. */
@@ -125,9 +224,12 @@ export class SnapshotChunks {
     const { changes, next } = await (ahead !== null && ahead.marker === encodeMarker(marker) ? ahead.read : this.read(marker));
     const outcome = await control.advance(marker, changes.length, next);
     if (outcome === 'cancelled') {
+      this.running.delete(marker.id);
       logger.info({ snapshot: marker.id, chunk: marker.chunk }, 'snapshot marker of a cancelled snapshot: nothing sent');
       return null;
     }
+    if (next === null) this.running.delete(marker.id);
+    else this.running.set(marker.id, { table: marker.table, targets: marker.targets });
     // The next marker is committed now: a read from here on is a read after it, which is all its chunk
     // needs (see the top of this file). Read it while the stream goes on to it.
     if (next !== null) {
@@ -228,4 +330,34 @@ function keyRow(shape: TableShape, key: RowKey): RowImage {
   const values: (string | null)[] = shape.relation.columns.map(() => null);
   shape.keyColumns.forEach((column, i) => (values[column] = key[i] ?? null));
   return { values, unchanged: [] };
+}
+
+/** How long after a snapshot ended a transaction may still come before its last marker in the stream (see snapshotsOf). */
+const RECENTLY_ENDED_MICROS = 60_000_000n;
+/** Rows per chunk of a snapshot of moved keys. */
+const DEFAULT_MOVED_CHUNK_ROWS = 1024;
+
+function tableName(relation: RelationInfo): string {
+  return `${relation.schema}.${relation.table}`;
+}
+
+/**
+ * The new primary key of a row an update moved, in `shape`'s key order; null when the key did not change.
+ * A key column the old row does not carry (a replica identity other than the primary key) counts as
+ * moved: a snapshot of a key that did not move only sends the row again.
+ */
+function movedKey(shape: TableShape, relation: RelationInfo, oldRow: RowImage, newRow: RowImage): RowKey | null {
+  const key: string[] = [];
+  let moved = false;
+  for (const column of shape.keyColumns) {
+    const name = shape.relation.columns[column]!.name;
+    const i = relation.columns.findIndex((c) => c.name === name);
+    const value = i < 0 ? null : newRow.values[i];
+    // Unchanged (a TOASTed value not sent again): the same as before. Absent: nothing to read it by.
+    if (value === null || value === undefined || newRow.unchanged.includes(i)) return null;
+    const before = oldRow.values[i];
+    if (before === null || before === undefined || before !== value) moved = true;
+    key.push(value);
+  }
+  return moved ? key : null;
 }

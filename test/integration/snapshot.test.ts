@@ -26,8 +26,12 @@ async function sitesync(t: TestSites, ...args: string[]): Promise<{ stdout: stri
   }
 }
 
-/** Writes at a site until stopped: inserts, updates and deletes of keys in [from, from + span). */
-function writer(t: TestSites, short: string, from: number, span: number): { stop: () => Promise<number> } {
+/**
+ * Writes at a site until stopped: inserts, updates and deletes of keys in [from, from + span); with `moves`,
+ * some updates also move a row's primary key below every key (rows a snapshot has not read yet land in the
+ * range it has read).
+ */
+function writer(t: TestSites, short: string, from: number, span: number, moves = false): { stop: () => Promise<number> } {
   let running = true;
   let count = 0;
   const done = (async () => {
@@ -35,6 +39,7 @@ function writer(t: TestSites, short: string, from: number, span: number): { stop
       const k = from + Math.floor(Math.random() * span);
       const r = Math.random();
       if (r < 0.5) await sql(t.db(short), 'INSERT INTO accounts VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET balance = accounts.balance + 1', [k, count, `w${count}`]);
+      else if (moves && r < 0.56) await sql(t.db(short), 'UPDATE accounts SET id = $2, note = $3 WHERE id = $1', [k, -1 - count, `moved from ${k}`]);
       else if (r < 0.85) await sql(t.db(short), 'UPDATE accounts SET balance = balance - 1, note = $2 WHERE id = $1', [k, `u${count}`]);
       else await sql(t.db(short), 'DELETE FROM accounts WHERE id = $1', [k]);
       count++;
@@ -80,14 +85,14 @@ after(async () => {
   await t?.cleanup();
 });
 
-test("a table's existing rows reach the other sites while both sites keep writing, and a kill mid-snapshot resumes", async () => {
+test("a table's existing rows reach the other sites while both sites keep writing (keys moving too), and a kill mid-snapshot resumes", async () => {
   paris = t.spawn('paris');
   london = t.spawn('london');
   madrid = t.spawn('madrid');
   await waitFor('sites running', async () => [paris, london, madrid].every((s) => s.output().includes('capture started')), 60_000);
   // paris writes everywhere in its table (rows the snapshot has sent and rows it has not yet reached);
   // london writes keys of its own, which reach paris and madrid through the stream.
-  const writers = [writer(t, 'paris', 1, 7000), writer(t, 'london', 100_000, 500)];
+  const writers = [writer(t, 'paris', 1, 7000, true), writer(t, 'london', 100_000, 500)];
   const started = await sitesync(t, 'snapshot', '--site', t.sites.paris!, '--table', 'public.accounts', '--chunk-rows', '250');
   assert.equal(started.code, 0, started.stderr);
   const id = /snapshot (\S+) of public\.accounts/.exec(started.stdout)?.[1];
@@ -104,6 +109,7 @@ test("a table's existing rows reach the other sites while both sites keep writin
   for (const short of ['london', 'madrid']) await identical(short, [paris, london, madrid]);
   assert.ok((await tableRows(t.db('paris'), 'accounts')).length > 5000);
   assert.match(paris.output(), /snapshot finished/);
+  assert.ok((await sql(t.db('paris'), 'SELECT 1 FROM accounts WHERE id < 0')).length > 0, 'keys moved during the snapshot');
   const listed = await sitesync(t, 'snapshot', '--site', t.sites.paris!, '--list');
   assert.match(listed.stdout, new RegExp(`${id}  public\\.accounts to every site  done  \\d+/\\d+ rows \\(100%\\)`));
 });
