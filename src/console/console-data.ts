@@ -16,8 +16,8 @@ import { readRecentConflicts, type RecentConflicts } from './recent-conflicts.ts
 
 export interface ConsoleData {
   status(): Promise<SiteStatus[]>;
-  /** The archive from its last message on, following, until `signal` aborts. */
-  follow(signal: AbortSignal): AsyncIterable<ArchiveEntry>;
+  /** The archive from its last message on, following, until `signal` aborts; `onAttached` once it reads. */
+  follow(signal: AbortSignal, onAttached?: () => void): AsyncIterable<ArchiveEntry>;
   listParked(site: string): ReturnType<typeof listParked>;
   /** Retry or discard one parked message; the lines `sitesync parked` would print. */
   actOnParked(site: string, action: 'retry' | 'discard', id: string): Promise<string[]>;
@@ -29,7 +29,7 @@ export interface ConsoleData {
 export function liveConsoleData(config: Config, connectors: ConnectorRegistry): ConsoleData {
   return {
     status: () => collectStatus(config, connectors),
-    follow: (signal) => readArchive({ config, connectors, start: { kind: 'last' }, follow: true, signal, connectionName: 'sitesync ui feed' }),
+    follow: (signal, onAttached) => readArchive({ config, connectors, start: { kind: 'last' }, follow: true, signal, onAttached, connectionName: 'sitesync ui feed' }),
     async listParked(site) {
       const connection = await connectBroker(config.broker.url, 'sitesync ui parked');
       connection.on('error', () => undefined); // the pending call reports a lost connection

@@ -3,7 +3,8 @@
  * (from the last message archived, following), so a page sees every transaction archived after it
  * connected, and a closed page stops its reader at once (the response's close aborts it).
  *
- * Events: `hello` (the feed is attached: whether values are shown, the filter), `transaction` and
+ * Events: `hello` (the feed is attached — sent once the archive reader is, so that a write made after
+ * the page saw it is in the feed — with whether values are shown and the filter), `transaction` and
  * `skipped` (console-views.ts), and `failure` ({error}: the reader stopped, e.g. RabbitMQ went away; the
  * browser's EventSource reconnects by itself after `retry`). A comment line every KEEPALIVE_MS keeps
  * proxies from closing a quiet feed.
@@ -49,15 +50,26 @@ export async function serveFeed(response: ServerResponse, feed: FeedRequest): Pr
   };
   response.write(`retry: ${RECONNECT_MS}\n\n`);
   const keepalive = setInterval(() => response.write(': keepalive\n\n'), KEEPALIVE_MS);
+  let attached: () => void = () => undefined;
+  const attachedOrEnded = new Promise<void>((resolve) => (attached = resolve));
+  const entries = feed.data.follow(abort.signal, () => attached())[Symbol.asyncIterator]();
   try {
+    // The reader starts with the first pull; hello waits for it to attach (or to fail, said below).
+    let pending = entries.next();
+    await Promise.race([attachedOrEnded, pending.then(() => undefined, () => undefined)]);
     await send('hello', { values: feed.show.values, filter: feed.asked });
-    for await (const entry of feed.data.follow(abort.signal)) {
+    for (;;) {
+      const { done, value: entry } = await pending;
+      if (done || abort.signal.aborted) break;
       for (const event of feedEvents(entry, feed.filter, feed.show)) await send(event.event, event.data);
       if (abort.signal.aborted) break;
+      pending = entries.next();
     }
   } catch (error) {
     if (!abort.signal.aborted) await send('failure', { error: oneLine(describeError(error)) });
   } finally {
+    abort.abort();
+    await entries.return?.(undefined).catch(() => undefined);
     clearInterval(keepalive);
     feed.serverSignal.removeEventListener('abort', stop);
     response.end();

@@ -63,6 +63,8 @@ export interface ArchiveReadOptions {
   /** How long a consumer may deliver nothing before it is taken as stalled. Default 5 s. */
   readonly stallMs?: number;
   readonly prefetch?: number;
+  /** Called once the consumer is registered: whatever is archived from then on will be read. */
+  readonly onAttached?: () => void;
 }
 
 const STALL_MS = 5000;
@@ -201,6 +203,7 @@ export async function* readArchive(options: ArchiveReadOptions): AsyncGenerator<
     if (!follow && (end === null || (typeof first === 'number' && first > end.offset))) return; // nothing archived in range
     if (typeof first === 'number') next = first;
     await open(first);
+    options.onAttached?.();
     let opened = start.kind !== 'position';
     for (;;) {
       if (failure) throw failure;

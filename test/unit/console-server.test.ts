@@ -59,7 +59,8 @@ const running = (site: string): SiteStatus => ({
 const calls: string[] = [];
 const fakeData: ConsoleData = {
   status: async () => [running('paris'), { site: 'london', capture: true, error: 'database unreachable' }],
-  async *follow(signal) {
+  async *follow(signal, onAttached) {
+    onAttached?.();
     yield entry(1, notes, 'n1', 'secret body');
     yield entry(2, evil, '<b>k</b>', 'x');
     yield { kind: 'skipped', offset: 3, reason: 'SITESYNC_ERR_DECODE: truncated', site: 'paris' };
@@ -188,6 +189,23 @@ test('/api/feed: each transaction as an event, key and column names only unless 
   const shown = await feed(await start(true), '/api/feed', 2);
   assert.equal(shown[0]!.data.values, true);
   assert.deepEqual(shown[1]!.data.changes[0].row, { id: 'n1', body: 'secret body' }, 'values with --values');
+});
+
+test('/api/feed says hello only once the archive reader is attached: a write made after it is in the feed', async () => {
+  const order: string[] = [];
+  const server = await start(false, {
+    ...fakeData,
+    async *follow(signal, onAttached) {
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the broker answering slowly
+      order.push('attached');
+      onAttached?.();
+      yield entry(1, notes, 'n1', 'x');
+      await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+    },
+  });
+  const events = await feed(server, '/api/feed', 1);
+  order.push(events[0]!.event);
+  assert.deepEqual(order, ['attached', 'hello']);
 });
 
 test('/api/feed filters by site and table, checked before the stream opens', async () => {
