@@ -55,6 +55,8 @@ export interface ConsoleServer {
 }
 
 /** Open feeds at most: each holds a broker connection. */
+/** How long one status answer serves every page (the page asks every 5 s). */
+const STATUS_SHARED_MS = 2000;
 const MAX_FEEDS = 16;
 /** Traces running at most: each reads the archive from its start. */
 const MAX_TRACES = 4;
@@ -86,6 +88,7 @@ function statusOf(error: unknown): number {
 export async function startConsoleServer(options: ConsoleServerOptions): Promise<ConsoleServer> {
   const { config, connectors, values, host } = options;
   const data = options.data ?? liveConsoleData(config, connectors);
+  const status = sharedFor(STATUS_SHARED_MS, () => data.status());
   const assets = options.assets ?? loadAssets();
   const closing = new AbortController();
   const show: ShowOptions = { values, describe: (site, position) => describeSitePosition(connectors, config, site, position) };
@@ -104,7 +107,7 @@ export async function startConsoleServer(options: ConsoleServerOptions): Promise
 
   const routes: Record<string, (request: IncomingMessage, response: ServerResponse, url: URL) => Promise<void>> = {
     'GET /api/sites': async (_request, response) => {
-      const statuses = await data.status();
+      const statuses = await status();
       sendJson(response, 200, { values, sites: statuses.map(siteView) });
     },
 
@@ -273,4 +276,26 @@ async function readJsonBody(request: IncomingMessage): Promise<unknown> {
   } catch {
     throw new HttpError(400, 'the body is not JSON; send {"site": "…", "id": "…"}');
   }
+}
+
+/**
+ * Every open page asks for the sites' status every few seconds, and each answer reads every site's database
+ * and the broker: pages asking within `ms` of an answer (or while one is read) share it, so ten tabs cost
+ * what one does.
+ */
+export function sharedFor<T>(ms: number, read: () => Promise<T>, now: () => number = Date.now): () => Promise<T> {
+  // settledAt: null while the read is under way (shared too).
+  let last: { settledAt: number | null; readonly value: Promise<T> } | null = null;
+  return () => {
+    if (last !== null && (last.settledAt === null || now() - last.settledAt < ms)) return last.value;
+    const entry: { settledAt: number | null; readonly value: Promise<T> } = { settledAt: null, value: read() };
+    last = entry;
+    entry.value.then(
+      () => (entry.settledAt = now()),
+      () => {
+        if (last === entry) last = null; // a failed read is not shared past its own askers: the next one reads again
+      },
+    );
+    return entry.value;
+  };
 }

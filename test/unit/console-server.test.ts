@@ -18,7 +18,7 @@ import type { ArchiveEntry } from '../../src/inspect/archive-reader.ts';
 import type { ChangeView } from '../../src/inspect/change-format.ts';
 import { simpleKind } from '../../src/events/value-kind.ts';
 import type { RelationInfo, Transaction } from '../../src/events/transaction.ts';
-import { startConsoleServer, type ConsoleServer } from '../../src/console/console-server.ts';
+import { sharedFor, startConsoleServer, type ConsoleServer } from '../../src/console/console-server.ts';
 import type { ConsoleData } from '../../src/console/console-data.ts';
 import { parseTraceLines } from '../../src/console/console-views.ts';
 import { uiCommand } from '../../src/cli/ui-command.ts';
@@ -376,4 +376,26 @@ test('sitesync ui warns in one line when it listens anywhere but loopback', asyn
   // Bound to every address it has every name: the warning above is the guard, not Host.
   assert.equal((await call(servers.at(-1)!, 'GET', '/api/conflicts', { host: 'some-name.example' })).status, 200);
   await assert.rejects(uiCommand(config, CONNECTORS, { host: '127.0.0.1', port: servers.at(-2)!.port }, out), /port \d+ on 127\.0\.0\.1 is in use; pick another with --port/);
+});
+
+test('status answers are shared by the pages asking within 2 s of one (or while it is read); a failed one is not', async () => {
+  let clock = 0;
+  let reads = 0;
+  let fail = false;
+  const shared = sharedFor(2000, async () => {
+    reads++;
+    if (fail) throw new Error('unreachable');
+    return reads;
+  }, () => clock);
+  const [a, b] = await Promise.all([shared(), shared()]);
+  assert.deepEqual([a, b, reads], [1, 1, 1], 'two pages at once: one read');
+  clock = 1999;
+  assert.equal(await shared(), 1);
+  clock = 2000;
+  assert.equal(await shared(), 2, 'older than 2 s: read again');
+  clock = 5000;
+  fail = true;
+  await assert.rejects(shared());
+  fail = false;
+  assert.equal(await shared(), 4, 'after a failure the next page reads again');
 });
