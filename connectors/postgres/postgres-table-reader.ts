@@ -24,7 +24,7 @@
  */
 import pg from 'pg';
 import { SitesyncError } from '../../src/errors.ts';
-import { ORIGIN_PREFIX } from '../../src/config/names.ts';
+import { BOOKKEEPING_SCHEMA, ORIGIN_PREFIX } from '../../src/config/names.ts';
 import { SITE_NAME_PATTERN, type ColumnInfo, type RelationInfo, type RowImage, type RowWriter } from '../../src/events/transaction.ts';
 import { comparatorFor, compareKeys } from '../../src/capture/key-order.ts';
 import { checkSameShape, rowKey, type RowKey, type TableReader, type TableReaderOptions, type TableShape } from '../../src/capture/table-reader.ts';
@@ -133,6 +133,20 @@ export class PostgresTableReader implements TableReader {
   private async rows(text: string, values: unknown[]): Promise<(string | null)[][]> {
     const result = await this.query({ text, values, rowMode: 'array', types: RAW_TEXT });
     return result.rows as unknown as (string | null)[][];
+  }
+
+  async listTables(): Promise<string[]> {
+    const { rows } = await this.query<{ name: string }>({
+      text: `SELECT n.nspname || '.' || c.relname AS name
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+                AND n.nspname NOT IN ('information_schema', $1) AND n.nspname NOT LIKE 'pg\\_%'
+                AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+                AND has_table_privilege(c.oid, 'SELECT')
+              ORDER BY 1`,
+      values: [BOOKKEEPING_SCHEMA],
+    });
+    return rows.map((r) => r.name);
   }
 
   async describe(schema: string, table: string): Promise<TableShape> {

@@ -40,6 +40,12 @@ export interface TableReader {
   readChunkWithWriters?(shape: TableShape, after: RowKey | null, limit: number): Promise<{ readonly rows: RowImage[]; readonly writers: (RowWriter | null)[] }>;
   /** The rows of these keys that exist, in key order; keys with no row are left out. */
   readKeys(shape: TableShape, keys: readonly RowKey[]): Promise<RowImage[]>;
+  /**
+   * The tables with a primary key this reader's role can read, as `schema.table`, sitesync's own and the
+   * system's left out: what `sitesync join` takes when no site lists its tables. Readers that cannot list
+   * leave it out.
+   */
+  listTables?(): Promise<string[]>;
   /** About how many rows the table holds (the database's statistics), for progress; never exact. */
   estimateRows(shape: TableShape): Promise<number>;
   /**

@@ -47,15 +47,34 @@ function bookOf(config: Config, connectors: ConnectorRegistry, site: string, rol
   return connector.openJoinBook({ site, url: databaseUrlFor(config, site, 'apply') });
 }
 
-/** The tables of the join: asked for, or the ones both sites list. */
-function joinTables(config: Config, request: JoinRequest): string[] {
+/**
+ * The tables of the join: asked for; else the ones both sites list (or the one that lists them); else, when
+ * neither lists its tables (it replicates all of them), every table with a primary key both databases hold.
+ */
+async function joinTables(config: Config, connectors: ConnectorRegistry, request: JoinRequest): Promise<string[]> {
   const donor = siteConfig(config, request.from)!.tables ?? null;
   const joiner = siteConfig(config, request.site)!.tables ?? null;
-  const tables = request.tables ?? (donor && joiner ? donor.filter((t) => joiner.includes(t)) : (donor ?? joiner));
+  let tables = request.tables ?? (donor && joiner ? donor.filter((t) => joiner.includes(t)) : (donor ?? joiner));
+  if (!tables) {
+    const [atJoiner, atDonor] = await Promise.all([listTables(config, connectors, request.site), listTables(config, connectors, request.from)]);
+    tables = atJoiner && atDonor ? atJoiner.filter((t) => atDonor.includes(t)) : null;
+  }
   if (!tables || tables.length === 0) {
-    throw new SitesyncError('SITESYNC_ERR_CONFIG', `no tables to join: list them in sites.${request.site}.tables (or sites.${request.from}.tables), or give --tables schema.table,…`);
+    throw new SitesyncError('SITESYNC_ERR_CONFIG', `no tables to join: create them at site ${request.site} (empty, with their primary keys), list them in sites.${request.site}.tables, or give --tables schema.table,…`);
   }
   return [...tables];
+}
+
+/** The tables with a primary key a site's database holds; null when its connector cannot list them. */
+async function listTables(config: Config, connectors: ConnectorRegistry, site: string): Promise<string[] | null> {
+  const { openTableReader } = connectorFor(connectors, config, site);
+  if (!openTableReader) return null;
+  const reader = await openTableReader({ site, url: databaseUrlFor(config, site, 'apply'), consistent: false });
+  try {
+    return reader.listTables ? await reader.listTables() : null;
+  } finally {
+    await reader.close().catch(() => undefined);
+  }
 }
 
 export async function startJoin(config: Config, connectors: ConnectorRegistry, request: JoinRequest, logger: Logger, print: (line: string) => void): Promise<{ joinId: string; snapshotIds: string[] }> {
@@ -64,7 +83,7 @@ export async function startJoin(config: Config, connectors: ConnectorRegistry, r
     if (!siteConfig(config, name)) throw new SitesyncError('SITESYNC_ERR_CONFIG', `site ${JSON.stringify(name)} is not in the configuration (sites: ${Object.keys(config.sites).join(', ')}); add it there, reload every running process (kill -HUP), then join`);
   }
   if (site === from) throw new SitesyncError('SITESYNC_ERR_CONFIG', `--from ${from}: a site cannot join from itself; name a running site whose rows it takes`);
-  const tables = joinTables(config, request);
+  const tables = await joinTables(config, connectors, request);
   const joiner = bookOf(config, connectors, site, 'joining site');
   const donor = bookOf(config, connectors, from, 'donor');
   try {
@@ -84,7 +103,7 @@ export async function startJoin(config: Config, connectors: ConnectorRegistry, r
       const id = snapshotIds[i]!;
       if (started.has(id)) continue;
       const { estimatedRows } = await startSnapshot(config, connectors, { site: from, table, targets: [site], chunkRows: request.chunkRows, id });
-      print(`join ${joinId}: snapshot ${id} of ${table} started at ${from} (about ${estimatedRows} rows)`);
+      print(`join ${joinId}: snapshot ${id} of ${table} started at ${from}${estimatedRows > 0 ? ` (about ${estimatedRows} rows)` : ''}`);
     }
     print(`join ${joinId}: start (or keep running) sitesync run --site ${site}; sitesync join --status --site ${site} --from ${from} follows it`);
     return { joinId, snapshotIds };

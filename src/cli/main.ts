@@ -256,7 +256,7 @@ program
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
   .requiredOption('-s, --site <name>', 'the joining site (configured, set up, its tables empty, its sitesync run not started yet)')
   .requiredOption('--from <site>', 'the donor: a running site whose rows the joining site takes')
-  .option('--tables <list>', 'schema.table,… (default: the tables both sites list)')
+  .option('--tables <list>', 'schema.table,… (default: the tables both sites list; when neither lists any, every table with a primary key both databases hold)')
   .option('--chunk-rows <n>', 'rows read per chunk (default 1024)', (v) => Number(v))
   .option('--wait', 'wait until the join is done, showing progress')
   .option('--status', "show the join's progress until it is done")

@@ -108,8 +108,12 @@ async function joinUnderLoad(joining: string, killDonor: boolean): Promise<void>
 
 async function joinWhileWriting(joining: string, killDonor: boolean, writers: { stop: () => Promise<number> }[], pids: Record<string, number | undefined>): Promise<void> {
   await sleep(500);
-  const started = await sitesync('join', '--site', t.sites[joining]!, '--from', t.sites.paris!, '--tables', 'public.accounts', '--chunk-rows', '200');
+  // The first join names no table: it takes every table with a key both databases hold (accounts).
+  const tables = killDonor ? ['--tables', 'public.accounts'] : [];
+  const started = await sitesync('join', '--site', t.sites[joining]!, '--from', t.sites.paris!, ...tables, '--chunk-rows', '200');
   assert.equal(started.code, 0, started.stderr);
+  assert.match(started.stdout, /snapshot \S+ of public\.accounts started/);
+  assert.equal(started.stdout.match(/snapshot \S+ of /g)?.length, 1, started.stdout);
   const joinId = /join (\S+):/.exec(started.stdout)?.[1];
   assert.ok(joinId, started.stdout);
   processes[joining] = t.spawn(joining);

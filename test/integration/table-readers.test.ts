@@ -357,6 +357,11 @@ describe('PostgreSQL table reader', () => {
       await refused('public', 'arrkey', /public\.arrkey at site trd_\w+: primary key column k is of type _int4 \(kind array\)/);
       // Refusals read only the catalog: the consistent reader's snapshot is still there.
       assert.equal((await reader.describe('public', 'pages')).relation.table, 'pages');
+      // What sitesync join takes when no site lists its tables: tables with a primary key, not views, not sitesync's.
+      await pgSql(dbA, `CREATE SCHEMA IF NOT EXISTS sitesync; CREATE TABLE IF NOT EXISTS sitesync.own (k int PRIMARY KEY)`);
+      const listed = await reader.listTables!();
+      assert.ok(listed.includes('public.pages') && listed.includes('public.arrkey'), listed.join(', '));
+      for (const absent of ['public.keyless', 'public.pages_view', 'sitesync.own']) assert.ok(!listed.includes(absent), `${absent} is not listed`);
     } finally {
       await reader.close();
     }
