@@ -8,14 +8,16 @@
 # sites keep running afterwards so you can try your own writes; `npm run demo -- stop` stops them (and
 # the demo's MariaDB). `npm run demo -- analytics` adds a third site, warehouse, whose database is a DuckDB
 # file (.demo/warehouse.duckdb): it only receives, keeps every change as history beside the current
-# state, and is queried with `sitesync query` while it runs. Running it again starts from a clean slate.
+# state, and is queried with `sitesync query` while it runs. `npm run demo -- join` starts paris and
+# london, gives paris 20,000 customers, and adds a third site, madrid, with `sitesync join` while paris
+# and london keep writing: no process restarts, nobody pauses. Running it again starts from a clean slate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODE=${1:-}
 case $MODE in
-  '' | mesh | mariadb | analytics | stop) ;;
-  *) echo "usage: npm run demo [-- mesh | mariadb | analytics | stop]" >&2; exit 2 ;;
+  '' | mesh | mariadb | analytics | join | stop) ;;
+  *) echo "usage: npm run demo [-- mesh | mariadb | analytics | join | stop]" >&2; exit 2 ;;
 esac
 
 DEMO=.demo
@@ -223,7 +225,49 @@ if [[ ${#SITES[@]} == 3 ]]; then
   for site in "${SITES[@]}"; do wait_for "$site" "SELECT count(*) FROM customers" 64; done
 fi
 
+if [[ $MODE == join ]]; then
+  say "paris holds 20,000 customers more (london receives them through the stream)"
+  sql_at paris "INSERT INTO customers (id, name, city, balance) SELECT g, 'customer ' || g, 'Paris', g % 1000 FROM generate_series(1000, 20999) g"
+  wait_for london "SELECT count(*) FROM customers" 20003
+  say "paris and london keep writing (a loop at each, in the background) while madrid joins"
+  write_loop() { # site, first id: inserts and updates until .demo/writing goes
+    local site=$1 id=$2
+    while [[ -e $DEMO/writing ]]; do
+      sql_at "$site" "INSERT INTO customers (id, name, city) VALUES ($id, '$site $id', '$site')" "UPDATE customers SET balance = balance + 1 WHERE id = $((1000 + RANDOM % 20000))" >/dev/null
+      id=$((id + 1))
+    done
+  }
+  touch "$DEMO/writing"
+  write_loop paris 100000 & paris_writer=$!
+  write_loop london 200000 & london_writer=$!
+  say "Adding madrid: its database and table (empty), the configuration everywhere, a reload (SIGHUP) of the running processes"
+  "${PSQL[@]}" -d postgres -c "CREATE DATABASE demo_madrid"
+  "${PSQL[@]}" -d demo_madrid -c "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, city text, balance numeric(12,2), updated_at timestamptz DEFAULT now())"
+  printf '  madrid:\n    postgres: postgres://postgres@127.0.0.1:5432/demo_madrid\n' >>"$DEMO/sitesync.yml"
+  kill -HUP "$(cat "$DEMO/paris.pid")" "$(cat "$DEMO/london.pid")"
+  node bin/sitesync.js setup --config "$DEMO/sitesync.yml" >/dev/null
+  say "sitesync join --site madrid --from paris, then madrid's process"
+  node bin/sitesync.js join --config "$DEMO/sitesync.yml" --site madrid --from paris
+  nohup node bin/sitesync.js run --config "$DEMO/sitesync.yml" --site madrid --metrics-port 9466 >"$DEMO/madrid.log" 2>&1 &
+  echo $! >"$DEMO/madrid.pid"
+  node bin/sitesync.js join --config "$DEMO/sitesync.yml" --site madrid --from paris --status
+  sleep 2
+  rm -f "$DEMO/writing"
+  wait "$paris_writer" "$london_writer"
+  SITES=(paris london madrid)
+  for _ in $(seq 1 300); do # the last writes still travelling: until the three counts agree (60 s at most)
+    counts=$(for site in "${SITES[@]}"; do value_at "$site" "SELECT count(*) FROM customers"; done | sort -u | wc -l)
+    [[ $counts == 1 ]] && break
+    sleep 0.2
+  done
+  say "Writes stopped: customers written at each site meanwhile, and rows at each site"
+  for site in "${SITES[@]}"; do
+    echo "$site: $(value_at "$site" "SELECT count(*) FILTER (WHERE id >= 100000 AND id < 200000) || ' by paris, ' || count(*) FILTER (WHERE id >= 200000) || ' by london, ' || count(*) || ' rows in all' FROM customers")"
+  done
+fi
+
 for site in "${SITES[@]}"; do
+  [[ $MODE == join ]] && break # 20,000 rows each: verify below compares them
   say "customers at $site ($(where_is "$site"))"
   if [[ $(kind_of "$site") == mariadb ]]; then
     # Shown in UTC, as PostgreSQL shows them here (TIMESTAMP is kept in UTC and shown in the session's zone).
