@@ -3,29 +3,20 @@
  * unreachable services named with the fix, and status.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import amqp from 'amqplib';
 import { parkingQueue, siteQueue, tablesExchange } from '../../src/config/names.ts';
 import { BROKER, createTestSites, sql, waitFor } from '../helpers/test-sites.ts';
+import { runSitesync, type CliResult } from '../helpers/run-cli.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
-const run = promisify(execFile);
 
-async function sitesync(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/sitesync.js'), ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const sitesync = (args: string[], env: Record<string, string> = {}): Promise<CliResult> => runSitesync(args, { env, timeoutMs: 60_000 });
 
 /** Folders of the configuration files written here, removed when the file's tests end. */
 const configDirs: string[] = [];

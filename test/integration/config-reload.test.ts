@@ -10,27 +10,15 @@
  * cleanly.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { promisify } from 'node:util';
 import { parkingQueue } from '../../src/config/names.ts';
 import { passwordVariable } from '../../src/cli/setup-command.ts';
 import { BROKER, createTestSites, dbUrl, MANAGEMENT, parkedMessages, sql, waitFor, type SpawnedSite } from '../helpers/test-sites.ts';
+import { runSitesync, type CliResult } from '../helpers/run-cli.ts';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
-const run = promisify(execFile);
 
-async function sitesync(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/sitesync.js'), ...args], { env: { ...process.env, ...env }, timeout: 120_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const sitesync = (args: string[], env: Record<string, string> = {}): Promise<CliResult> => runSitesync(args, { env });
 
 function management(path: string, method = 'GET'): Promise<Response> {
   const url = new URL(MANAGEMENT);

@@ -6,30 +6,18 @@
  * markers travel as rows of sitesync.snapshot_markers in MariaDB's binlog (mariadb-snapshot-control.ts).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import mysql from 'mysql2/promise';
 import { startPrivateMariaDb, type PrivateMariaDb } from '../helpers/private-mariadb.ts';
 import { createTestSites, dbUrl, sql, waitFor, type SpawnedSite, type TestSites } from '../helpers/test-sites.ts';
+import { runSitesync, type CliResult } from '../helpers/run-cli.ts';
 
-const run = promisify(execFile);
-const ROOT = new URL('../../', import.meta.url).pathname;
 
 let mariadb: PrivateMariaDb;
 let t: TestSites;
 
-async function sitesync(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/sitesync.js'), ...args, '--config', t.configFile], { timeout: 180_000 });
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
-}
+const sitesync = (...args: string[]): Promise<CliResult> => runSitesync([...args, '--config', t.configFile], { timeoutMs: 180_000 });
 
 /** Rows as `id|balance|note` (NULL as \N), sorted by id: the same text from either database. */
 type Row = string;

@@ -13,12 +13,10 @@
  * checked.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { promisify } from 'node:util';
 import amqp from 'amqplib';
 import { originName, parkingQueue, publicationName, siteQueue, slotName } from '../../src/config/names.ts';
 import { forgetSqlServerSite } from '../../connectors/sqlserver/sqlserver-forget-site.ts';
@@ -28,19 +26,10 @@ import type { OracleSession, Row as OracleRow, Statement as OracleStatement } fr
 import { passwordVariable, setupCommand } from '../../src/cli/setup-command.ts';
 import { startPrivateMariaDb } from '../helpers/private-mariadb.ts';
 import { BROKER, createTestSites, dbUrl, MANAGEMENT, sql, waitFor } from '../helpers/test-sites.ts';
+import { runSitesync, type CliResult } from '../helpers/run-cli.ts';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
-const run = promisify(execFile);
 
-async function sitesync(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/sitesync.js'), ...args], { timeout: 120_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const sitesync = (args: string[]): Promise<CliResult> => runSitesync(args);
 
 const dirs: string[] = [];
 after(() => {

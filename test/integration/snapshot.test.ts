@@ -5,26 +5,14 @@
  * not confirmed; `--to` writes the rows at the named site only.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { createTestSites, dbUrl, sql, tableRows, waitFor, type SpawnedSite, type TestSites } from '../helpers/test-sites.ts';
+import { runSitesync, type CliResult } from '../helpers/run-cli.ts';
 
-const run = promisify(execFile);
-const ROOT = new URL('../../', import.meta.url).pathname;
 
-async function sitesync(t: TestSites, ...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/sitesync.js'), ...args, '--config', t.configFile], { timeout: 120_000 });
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
-}
+const sitesync = (t: TestSites, ...args: string[]): Promise<CliResult> => runSitesync([...args, '--config', t.configFile]);
 
 /**
  * Writes at a site until stopped: inserts, updates and deletes of keys in [from, from + span); with `moves`,

@@ -4,29 +4,20 @@
  * nothing else, from the moment it subscribed.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import { subscriberQueue, tablesExchange } from '../../src/config/names.ts';
 import { decodeMessage } from '../../src/events/avro-codec.ts';
 import { tablesTouched } from '../../src/events/transaction.ts';
 import { BROKER, createTestSites, sql, waitFor, type RunningSite, type TestSites } from '../helpers/test-sites.ts';
+import { runSitesync, type CliResult } from '../helpers/run-cli.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
-const run = promisify(execFile);
 
-async function sitesync(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/sitesync.js'), ...args], { timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const sitesync = (args: string[]): Promise<CliResult> => runSitesync(args, { timeoutMs: 60_000 });
 
 /** What a subscriber received: per message, per transaction, its site and `table:id` of every row. */
 interface Received {

@@ -7,27 +7,16 @@
  * through the neutral value model.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { createTestSites, dbUrl, sql, tableRows, waitFor, type TestSites } from '../helpers/test-sites.ts';
 import { startPrivateMariaDb, type PrivateMariaDb } from '../helpers/private-mariadb.ts';
+import { runSitesync, type CliResult } from '../helpers/run-cli.ts';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
-const run = promisify(execFile);
 
-async function sitesync(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/sitesync.js'), ...args], { timeout: 120_000, maxBuffer: 64 * 1024 * 1024 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const sitesync = (args: string[]): Promise<CliResult> => runSitesync(args);
 
 interface JsonReport {
   identical: boolean;
