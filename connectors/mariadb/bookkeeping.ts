@@ -21,6 +21,7 @@
  *   keeps no commit origin or time per row). Never replicated: capture ignores the bookkeeping database.
  * - conflicts: every conflict the sink resolved, with the columns of the PostgreSQL sink's
  *   `sitesync.conflicts` (times in UTC).
+ * - joins: the joins this site took part in, as donor or joiner (mariadb-join-book.ts creates and keeps it).
  */
 import { SitesyncError } from '../../src/errors.ts';
 import type { NewParkedRecord } from '../../src/apply/sink.ts';

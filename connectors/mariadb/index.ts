@@ -11,6 +11,7 @@ import type { Connector } from '../../src/connector.ts';
 import { databaseOf } from '../../src/config/config-schema.ts';
 import { checkMariaDbUrl, MARIADB_URL_EXAMPLE } from './mariadb-config.ts';
 import { forgetMariaDbSite } from './mariadb-forget-site.ts';
+import { MariaDbJoinBook } from './mariadb-join-book.ts';
 import { mariadbPositions } from './mariadb-positions.ts';
 import { MariaDbSink } from './mariadb-sink.ts';
 import { MariaDbSnapshotControl } from './mariadb-snapshot-control.ts';
@@ -44,4 +45,5 @@ export const mariadbConnector: Connector = {
   forgetSite: forgetMariaDbSite,
   openTableReader: (options) => MariaDbTableReader.open(options),
   openSnapshotControl: (options) => new MariaDbSnapshotControl(options),
+  openJoinBook: (options) => new MariaDbJoinBook(options),
 };

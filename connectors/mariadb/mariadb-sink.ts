@@ -43,8 +43,13 @@
  *   alone: a key that is there is locked, its writer read as above, and 'insert_exists' decided.
  * - read (a snapshot's row): INSERT … ON DUPLICATE KEY UPDATE of every column, by the target's primary key
  *   (mariadb-statements.ts planReads), with no lookup and no conflict: the source says this is the row now.
- *   Its rows are recorded in row_writers as the transaction's source's writes, as any applied write, so that
- *   a later change from another site that had not seen it is a conflict with it.
+ *   A read that carries its writer (the row's last writer at the source: a snapshot sent to this site, as
+ *   a site joining a running mesh takes them) is recorded in row_writers as that writer's write, at its
+ *   commit time: later changes to the row are then decided against its real last writer, as the source
+ *   decided them (docs/joining-a-running-mesh.md: without it, the snapshot's own commit time would win
+ *   over other sites' concurrent writes the source had let through). A read without one is recorded as
+ *   the transaction's source's write, as any applied write, so that a later change from another site that
+ *   had not seen it is a conflict with it.
  * - The row_writers records of a transaction are written together just before its COMMIT (or every 10,000
  *   keys of a large one), so that the session never waits for capture while holding row_writers locks that
  *   capture's own records might wait on.
@@ -57,7 +62,7 @@ import type { ApplyErrorKind, NewParkedRecord, ParkedRecord, Sink, SourceSession
 import { decide, DEFAULT_POLICY, isConcurrent, type ConflictKind, type ConflictPolicy, type Decision, type Writer } from '../../src/apply/conflict-policy.ts';
 import type { ResolvedConflict } from '../../src/connector.ts';
 import { comparePositions } from '../../src/events/position.ts';
-import type { Change, Position, RelationInfo, Transaction, TransactionPart } from '../../src/events/transaction.ts';
+import type { Change, Position, RelationInfo, RowWriter, Transaction, TransactionPart } from '../../src/events/transaction.ts';
 import type { Logger } from '../../src/observability/logger.ts';
 import { CURRENT_SCHEMA_VERSION, decodeMessage, encodeMessage } from '../../src/events/avro-codec.ts';
 import { SitesyncError } from '../../src/errors.ts';
@@ -274,10 +279,13 @@ class MariaDbSourceSession implements SourceSession {
   private pendingConflicts: PendingConflict[] = [];
   /** Reads row_writers as committed now (autocommit: each read sees what capture recorded meanwhile); opened on first use. */
   private lookupConnection: mysql.Connection | null = null;
-  /** The open transaction: its writer (for row_writers), the keys it wrote (by keyId) and those not recorded yet. */
+  /**
+   * The open transaction: its writer (for row_writers), the keys it wrote (by keyId) and those not recorded
+   * yet, each with the writer a read of it carried (null: the transaction's own write).
+   */
   private writer: { readonly commitTimeMicros: bigint; readonly seen: string } | null = null;
   private readonly written = new Set<string>();
-  private unrecorded = new Map<string, RowKey>();
+  private unrecorded = new Map<string, { readonly key: RowKey; readonly carried: RowWriter | null }>();
 
   constructor(
     private readonly options: MariaDbSinkOptions,
@@ -608,16 +616,17 @@ class MariaDbSourceSession implements SourceSession {
   }
 
   /**
-   * Reads (a snapshot's rows): written whatever the target holds, with no conflict detection; the rows are
-   * recorded as written by the transaction's source, as any applied write. Into a table with another unique
-   * key, the row of the primary key is locked first, then overwritten, or inserted when it is not there.
+   * Reads (a snapshot's rows): written whatever the target holds, with no conflict detection; each row is
+   * recorded as written by the writer its read carries, or else by the transaction's source, as any applied
+   * write. Into a table with another unique key, the row of the primary key is locked first, then
+   * overwritten, or inserted when it is not there.
    */
   private async read(statement: Statement, tx: Transaction): Promise<void> {
     const byKey = statement.byKey;
     if (!byKey) await this.execute(statement, tx);
     else if (!(await this.lock(byKey.lookup, tx))) await this.execute(statement, tx);
     else if (byKey.update) await this.execute(byKey.update, tx);
-    for (const key of statement.writes ?? []) this.wrote(key);
+    for (const [i, key] of (statement.writes ?? []).entries()) this.wrote(key, statement.writers?.[i] ?? null);
   }
 
   /**
@@ -706,15 +715,19 @@ class MariaDbSourceSession implements SourceSession {
     return decision;
   }
 
-  /** The open transaction wrote the row with `key`: recorded in row_writers before it commits. */
-  private wrote(key: RowKey): void {
+  /**
+   * The open transaction wrote the row with `key`: recorded in row_writers before it commits, as `carried`'s
+   * write when a read carried its writer at the source, else as the transaction's.
+   */
+  private wrote(key: RowKey, carried: RowWriter | null = null): void {
     const id = keyId(key);
     this.written.add(id);
-    this.unrecorded.set(id, key);
+    this.unrecorded.set(id, { key, carried });
   }
 
   /**
-   * Records the open transaction's writes in row_writers, as its source's at its commit time: one statement
+   * Records the open transaction's writes in row_writers, as its source's at its commit time (a read that
+   * carried its writer: as that writer's, at its commit time): one statement
    * per RECORD_ROWS keys, in key order, just before COMMIT — so that no wait for capture happens while this
    * session holds row_writers locks that capture's own records could wait on.
    */
@@ -722,11 +735,18 @@ class MariaDbSourceSession implements SourceSession {
     if (this.unrecorded.size === 0) return;
     const writer = this.writer;
     if (!writer) throw new Error('internal: writes recorded outside a transaction');
-    const keys = [...this.unrecorded.values()].sort((a, b) => (a.table < b.table ? -1 : a.table > b.table ? 1 : Buffer.compare(a.hash, b.hash)));
+    const entries = [...this.unrecorded.values()].sort(({ key: a }, { key: b }) => (a.table < b.table ? -1 : a.table > b.table ? 1 : Buffer.compare(a.hash, b.hash)));
     this.unrecorded = new Map();
-    for (let i = 0; i < keys.length; i += RECORD_ROWS) {
-      const chunk = keys.slice(i, i + RECORD_ROWS);
-      const values = chunk.flatMap((key) => appliedWriteValues(key, this.source, writer.commitTimeMicros, writer.seen));
+    for (let i = 0; i < entries.length; i += RECORD_ROWS) {
+      const chunk = entries.slice(i, i + RECORD_ROWS);
+      // A carried writer is recorded with an empty causal context ('{}'): what that write had seen is not
+      // known here (a read carries only the writer's site and commit time), and nothing decides by it —
+      // isConcurrent weighs an entry's site and commit time against the incoming change's context, and
+      // capture (recordLocalWrites) weighs them against the local write's. The snapshot transaction's
+      // context would be the donor's at the read, not the writer's: it would claim what the writer never saw.
+      const values = chunk.flatMap(({ key, carried }) =>
+        carried ? appliedWriteValues(key, carried.site, carried.commitTimeMicros, '{}') : appliedWriteValues(key, this.source, writer.commitTimeMicros, writer.seen),
+      );
       await this.db.query(this.bookkeeping.recordAppliedWrites(chunk.length), values);
     }
   }

@@ -27,7 +27,7 @@
  *   half-applied transaction and its progress). Logical messages: nothing.
  */
 import { SitesyncError } from '../../src/errors.ts';
-import type { Change, RelationInfo, RowImage, Transaction } from '../../src/events/transaction.ts';
+import type { Change, RelationInfo, RowImage, RowWriter, Transaction } from '../../src/events/transaction.ts';
 import { binderFor, type Binder, type BoundValue, type TargetTable } from './mariadb-bind.ts';
 import type { Bookkeeping } from './bookkeeping.ts';
 import { rowKey, type KeyColumn, type RowKey } from './row-writers.ts';
@@ -60,6 +60,8 @@ export interface Statement {
   readonly byKey?: { readonly lookup: Statement; readonly update: Statement | null };
   /** The keys of the rows it writes (insert, read, update, delete). */
   readonly writes?: readonly RowKey[];
+  /** read: the last writer at the source of each row of `writes`, where the read carries it (null: it does not). */
+  readonly writers?: readonly (RowWriter | null)[];
 }
 
 /** One row of a multi-row INSERT, for when its key is there already. */
@@ -146,7 +148,7 @@ export function* planChanges(changes: readonly Change[], ctx: PlanContext): Gene
         if (next.op !== 'read' || next.relation !== change.relation) break;
         end++;
       }
-      yield* planReads(change.relation, changes.slice(i, end).map((c) => (c as Extract<Change, { op: 'read' }>).newRow), ctx);
+      yield* planReads(change.relation, changes.slice(i, end) as Extract<Change, { op: 'read' }>[], ctx);
       i = end;
       continue;
     }
@@ -161,7 +163,7 @@ function* planChange(change: Change, ctx: PlanContext): Generator<Statement> {
       yield* planInserts(change.relation, [change.newRow], ctx);
       return;
     case 'read':
-      yield* planReads(change.relation, [change.newRow], ctx);
+      yield* planReads(change.relation, [change], ctx);
       return;
     case 'update':
       yield planUpdate(change.relation, change.oldRow, change.newRow, ctx);
@@ -267,8 +269,11 @@ function insertStatement(relation: RelationInfo, table: TargetTable, columns: re
  * row of another primary key — so there each row goes alone (`byKey`): its row locked by its primary key,
  * then UPDATE by that key, or INSERT when none is there (a duplicate of the other key is then a data error).
  * Only a primary key says which row a read replaces: a target table without one is a schema error.
+ * Each statement says, beside the keys it writes, the writer each read carries (the sink records it).
  */
-function* planReads(relation: RelationInfo, rows: readonly RowImage[], ctx: PlanContext): Generator<Statement> {
+function* planReads(relation: RelationInfo, reads: readonly Extract<Change, { op: 'read' }>[], ctx: PlanContext): Generator<Statement> {
+  const rows = reads.map((read) => read.newRow);
+  const writerOf = (i: number): RowWriter | null => reads[i]!.writer ?? null;
   const table = ctx.target(relation.schema, relation.table);
   const binders = bindersFor(relation, table, ctx);
   const pk = readKey(relation, table, binders);
@@ -290,7 +295,7 @@ function* planReads(relation: RelationInfo, rows: readonly RowImage[], ctx: Plan
   if (ctx.otherUniqueKeys?.(table)) {
     const where = pk.map((i) => `${quoteIdent(relation.columns[i]!.name)} = ?`).join(' AND ');
     const keyValues = (row: RowImage): BoundValue[] => pk.map((i) => binders[i]!(row.values[i] ?? null));
-    for (const row of rows) {
+    for (const [n, row] of rows.entries()) {
       const lookup: Statement = { role: 'lookup', text: `SELECT 1 FROM ${name} WHERE ${where} LIMIT 1 FOR UPDATE`, values: keyValues(row), rows: 0, fallback: null, table: tableName };
       const update: Statement | null =
         others.length > 0
@@ -304,7 +309,7 @@ function* planReads(relation: RelationInfo, rows: readonly RowImage[], ctx: Plan
               into,
             }
           : null;
-      yield { role: 'read', text: head + tuple, values: rowValues(row), rows: 1, fallback: null, table: tableName, into, byKey: { lookup, update }, writes: [keyOf(row)] };
+      yield { role: 'read', text: head + tuple, values: rowValues(row), rows: 1, fallback: null, table: tableName, into, byKey: { lookup, update }, writes: [keyOf(row)], writers: [writerOf(n)] };
     }
     return;
   }
@@ -329,6 +334,7 @@ function* planReads(relation: RelationInfo, rows: readonly RowImage[], ctx: Plan
       table: tableName,
       into,
       writes: batch.map(keyOf),
+      writers: batch.map((_, j) => writerOf(i + j)),
     };
     i += batch.length;
   }

@@ -343,3 +343,48 @@ describe('the wait for capture', () => {
     }
   });
 });
+
+describe('a snapshot read that carries its writer (a site joining from a donor)', () => {
+  const read = (id: number, text: string, writer?: { site: string; commitTimeMicros: bigint }): Change =>
+    writer ? { op: 'read', relation: items, newRow: { values: [String(id), text], unchanged: [] }, writer } : { op: 'read', relation: items, newRow: { values: [String(id), text], unchanged: [] } };
+  /** A chunk of madrid's snapshot sent to this site alone, committed at `micros`, having applied london up to `londonSeen`. */
+  function chunk(micros: bigint, londonSeen: bigint, changes: Change[]): Transaction {
+    const tx = remote('madrid', micros, changes, { london: londonSeen });
+    return { ...tx, snapshot: { id: 's-join', table: 'app.items', chunk: 0, last: true, targets: [SITE] } };
+  }
+
+  /** row_writers' whole entry for a row of app.items, seen included. */
+  async function entry(id: number): Promise<{ site: string; micros: bigint; localPosition: string | null; seen: string } | null> {
+    const k = key(id);
+    const [rows] = await admin.query<mysql.RowDataPacket[]>('SELECT site, commit_time_micros, local_position, seen FROM sitesync.row_writers WHERE table_name = ? AND key_hash = ?', [k.table, k.hash]);
+    const r = rows[0];
+    return r ? { site: String(r.site), micros: BigInt(r.commit_time_micros), localPosition: r.local_position === null ? null : String(r.local_position), seen: String(r.seen) } : null;
+  }
+
+  test("each row is recorded as its writer's at the donor; one without a writer as the snapshot's", async () => {
+    policy = { policy: 'last-writer-wins', priority: [] };
+    const london = 6_000_000_000n * SECOND;
+    const snapshotAt = london + 100n * SECOND;
+    await apply(chunk(snapshotAt, london, [read(50, 'london at madrid', { site: 'london', commitTimeMicros: london }), read(51, 'madrid'), read(52, 'london at madrid', { site: 'london', commitTimeMicros: london })]));
+    assert.deepEqual([await note(50), await note(51), await note(52)], ['london at madrid', 'madrid', 'london at madrid']);
+    assert.deepEqual(await entry(50), { site: 'london', micros: london, localPosition: null, seen: '{}' });
+    assert.deepEqual(await entry(51), { site: 'madrid', micros: snapshotAt, localPosition: null, seen: '{"london":"6000000000000000"}' });
+    assert.deepEqual(await logged(50), []);
+  });
+
+  test('a later change from a site that had not seen the row\'s writer is decided against that writer, not the snapshot', async () => {
+    policy = { policy: 'last-writer-wins', priority: [] };
+    const london = 6_000_000_000n * SECOND;
+    // rome wrote row 50 after london's write (but before madrid's snapshot read it), not having seen it:
+    // concurrent with london's write, and later, so it wins, as it did at madrid.
+    await apply(remote('rome', london + 10n * SECOND, [upd(50, 'rome')]));
+    assert.equal(await note(50), 'rome');
+    assert.deepEqual((await logged(50)).map((c) => [c.kind, c.remote_site, c.local_site, c.winner, c.resolution]), [['update_origin_differs', 'rome', 'london', 'remote', 'applied']]);
+    // london's own next write of row 52 follows its earlier one: no conflict (the snapshot's commit time,
+    // later than it, would have thrown it away).
+    await apply(remote('london', london + 20n * SECOND, [upd(52, 'london again')]));
+    assert.equal(await note(52), 'london again');
+    assert.deepEqual(await logged(52), []);
+    assert.equal((await writer(52))?.site, 'london');
+  });
+});
