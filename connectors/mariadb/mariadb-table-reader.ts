@@ -34,6 +34,7 @@ import { parseValue } from '../../src/events/value-parser.ts';
 import { redactUrl } from '../../src/observability/logger.ts';
 import type { BinlogColumn } from './binlog-reader.ts';
 import { DEFAULT_BOOKKEEPING_DATABASE } from './bookkeeping.ts';
+import { SYSTEM_SCHEMAS } from './transaction-grouper.ts';
 import { describeMariaDbError, errorLine } from './mariadb-errors.ts';
 import { capturedKey } from './row-writers.ts';
 import { columnType, MariaDbType, type CatalogColumn, type MariaDbColumnType } from './mariadb-kinds.ts';
@@ -230,6 +231,19 @@ export class MariaDbTableReader implements TableReader {
     } finally {
       pooled?.release();
     }
+  }
+
+  async listTables(): Promise<string[]> {
+    const skipped = [...SYSTEM_SCHEMAS, DEFAULT_BOOKKEEPING_DATABASE];
+    const rows = await this.catalog<RowDataPacket>(
+      `SELECT t.TABLE_SCHEMA AS db, t.TABLE_NAME AS name FROM information_schema.TABLES t
+        WHERE t.TABLE_TYPE = 'BASE TABLE' AND t.TABLE_SCHEMA NOT IN (${skipped.map(() => '?').join(', ')})
+          AND EXISTS (SELECT 1 FROM information_schema.TABLE_CONSTRAINTS c
+                       WHERE c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME AND c.CONSTRAINT_TYPE = 'PRIMARY KEY')
+        ORDER BY 1, 2`,
+      skipped,
+    );
+    return rows.map((r) => `${String(r.db)}.${String(r.name)}`);
   }
 
   async describe(schema: string, table: string): Promise<TableShape> {

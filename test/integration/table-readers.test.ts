@@ -686,6 +686,11 @@ describe('MariaDB table reader', () => {
       await refused('nodb', 'pages', /table nodb\.pages does not exist/);
       await refused('app_a', 'pages_view', /app_a\.pages_view at site trm_\w+ is not a table \(view\)/);
       assert.equal((await reader.describe('app_a', 'pages')).relation.table, 'pages');
+      // What sitesync join takes when no site lists its tables: tables with a primary key, not views, not sitesync's or the server's.
+      await my(`CREATE DATABASE IF NOT EXISTS sitesync; CREATE TABLE IF NOT EXISTS sitesync.own (k INT PRIMARY KEY)`);
+      const listed = await reader.listTables!();
+      assert.ok(listed.includes('app_a.pages'), listed.join(', '));
+      for (const absent of ['app_a.keyless', 'app_a.pages_view', 'sitesync.own', 'mysql.user']) assert.ok(!listed.includes(absent), `${absent} is not listed`);
     } finally {
       await reader.close();
     }
