@@ -43,7 +43,7 @@ export const mariadbConnector: Connector = {
     new MariaDbSink({ site, url, conflictPolicy, onConflict, sourceKindOf: (source) => databaseOf(config, source).kind, rowWriters: rowWriterClock(site), logger }),
   readStatus: readMariaDbStatus,
   forgetSite: forgetMariaDbSite,
-  openTableReader: (options) => MariaDbTableReader.open(options),
+  openTableReader: (options) => MariaDbTableReader.open({ ...options, rowWriters: rowWriterClock(options.site) }),
   openSnapshotControl: (options) => new MariaDbSnapshotControl(options),
   openJoinBook: (options) => new MariaDbJoinBook(options),
 };

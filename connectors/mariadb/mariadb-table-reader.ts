@@ -36,7 +36,8 @@ import type { BinlogColumn } from './binlog-reader.ts';
 import { DEFAULT_BOOKKEEPING_DATABASE } from './bookkeeping.ts';
 import { SYSTEM_SCHEMAS } from './transaction-grouper.ts';
 import { describeMariaDbError, errorLine } from './mariadb-errors.ts';
-import { capturedKey } from './row-writers.ts';
+import { parseCheckpoint } from './mariadb-positions.ts';
+import { capturedKey, type RowWriterClock } from './row-writers.ts';
 import { columnType, MariaDbType, type CatalogColumn, type MariaDbColumnType } from './mariadb-kinds.ts';
 import { connectionOptions } from './mariadb-source.ts';
 import { valueFormatter, type ValueFormatter } from './mariadb-values.ts';
@@ -116,6 +117,11 @@ const LENGTH_SIZES: Readonly<Record<string, number>> = { tinytext: 1, tinyblob: 
 
 const NUMERIC_CODES = new Set<number>([T.DECIMAL, T.TINY, T.SHORT, T.LONG, T.FLOAT, T.DOUBLE, T.LONGLONG, T.INT24, T.YEAR, T.NEWDECIMAL]);
 
+export interface MariaDbTableReaderOptions extends TableReaderOptions {
+  /** This site's clock of local writes recorded by capture (connectors/mariadb/index.ts): what writersOnceRecorded waits on. */
+  readonly rowWriters?: RowWriterClock;
+}
+
 /** How one key column is sorted and compared with a bound key text. */
 interface KeyPart {
   /** The expression ORDER BY sorts by (table alias `t`). */
@@ -165,12 +171,12 @@ export class MariaDbTableReader implements TableReader {
   private readonly prepared = new WeakSet<object>();
 
   private constructor(
-    private readonly options: TableReaderOptions,
+    private readonly options: MariaDbTableReaderOptions,
     private readonly pool: Pool | null,
     private readonly connection: Connection | null,
   ) {}
 
-  static async open(options: TableReaderOptions): Promise<MariaDbTableReader> {
+  static async open(options: MariaDbTableReaderOptions): Promise<MariaDbTableReader> {
     const connection = { ...connectionOptions(options.url), ...VALUE_OPTIONS };
     if (!options.consistent) {
       const pool = mysql.createPool({ ...connection, connectionLimit: 3 });
@@ -375,8 +381,22 @@ export class MariaDbTableReader implements TableReader {
    */
   async readChunkWithWriters(shape: TableShape, after: RowKey | null, limit: number): Promise<{ readonly rows: RowImage[]; readonly writers: (RowWriter | null)[] }> {
     const rows = await this.readChunk(shape, after, limit);
+    return { rows, writers: await this.writersOf(shape, rows) };
+  }
+
+  /**
+   * The writers of a chunk once this site's capture has recorded every local write before its marker
+   * (`checkpoint`): a local write committed just before the marker may still be on its way to row_writers
+   * when the chunk is read ahead. Capture records while the stream waits for the chunk, so this wait ends.
+   */
+  async writersOnceRecorded(shape: TableShape, rows: readonly RowImage[], checkpoint: string): Promise<(RowWriter | null)[]> {
+    await this.options.rowWriters?.waitThrough(parseCheckpoint(checkpoint));
+    return this.writersOf(shape, rows);
+  }
+
+  private async writersOf(shape: TableShape, rows: readonly RowImage[]): Promise<(RowWriter | null)[]> {
     // A consistent reader's failed statement would end its snapshot: writers are read by pooled readers only.
-    if (this.connection !== null) return { rows, writers: rows.map(() => null) };
+    if (this.connection !== null) return rows.map(() => null);
     const keys = rows.map((row) => capturedKey(shape.relation, row));
     const byHash = new Map<string, RowWriter>();
     const hashes = keys.flatMap((k) => (k === null ? [] : [k.hash]));
@@ -391,9 +411,9 @@ export class MariaDbTableReader implements TableReader {
         for (const [hash, site, micros] of found as [string, string, string | number | bigint][]) byHash.set(String(hash).toLowerCase(), { site: String(site), commitTimeMicros: BigInt(micros) });
       }
     } catch {
-      return { rows, writers: rows.map(() => null) }; // no row_writers yet, or not readable by this user
+      return rows.map(() => null); // no row_writers yet, or not readable by this user
     }
-    return { rows, writers: keys.map((k) => (k === null ? null : (byHash.get(k.hash.toString('hex')) ?? null))) };
+    return keys.map((k) => (k === null ? null : (byHash.get(k.hash.toString('hex')) ?? null)));
   }
 
   async readKeys(shape: TableShape, keys: readonly RowKey[]): Promise<RowImage[]> {

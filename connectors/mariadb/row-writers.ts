@@ -200,8 +200,18 @@ export class RowWriterClock {
     const capture = this.capture;
     if (!capture) return;
     const end = await capture.binlogEnd();
-    if (this.through !== null && compareCoordinates(this.through, end) >= 0) return;
     if (this.capture !== capture) throw this.behind('its capture stopped', end);
+    await this.waitThrough(end, timeoutMs);
+  }
+
+  /**
+   * With a source attached: waits until capture has recorded every local write it read before `end`
+   * (a snapshot's chunk, whose marker the stream has just handed on, takes its writers then). Past
+   * `timeoutMs`, a transient error.
+   */
+  async waitThrough(end: BinlogCoordinates, timeoutMs: number = CAPTURE_WAIT_MS): Promise<void> {
+    if (!this.capture) return;
+    if (this.through !== null && compareCoordinates(this.through, end) >= 0) return;
     await new Promise<void>((resolve, reject) => {
       const waiter = {
         end,

@@ -116,7 +116,7 @@ export class SnapshotChunks {
     if (marker === null) return this.send({ ...tx, changes: others }, part, checkpoint, next);
     const read = marker;
     this.hold(next, async () => {
-      const changes = await this.readChunk(read);
+      const changes = await this.readChunk(read, checkpoint);
       const snapshot = changes === null ? null : { id: read.id, table: read.table, chunk: read.chunk, last: changes.last, targets: read.targets };
       this.send({ ...tx, changes: [...others, ...(changes?.changes ?? [])], snapshot }, null, checkpoint, next);
     });
@@ -215,13 +215,26 @@ export class SnapshotChunks {
   }
 
   /** The chunk's changes, with the next marker written; null when the snapshot was cancelled. */
-  private async readChunk(marker: SnapshotMarker): Promise<{ changes: Change[]; last: boolean } | null> {
-    const { control, logger } = this.options;
+  private async readChunk(marker: SnapshotMarker, checkpoint: string | null): Promise<{ changes: Change[]; last: boolean } | null> {
+    const { control, logger, reader } = this.options;
     // Each statement here is on the chunk's critical path (the stream waits): a cancelled snapshot is told
     // by advance, after the read, rather than asked first; and the chunk was usually read ahead.
     const ahead = this.ahead;
     this.ahead = null;
-    const { changes, next } = await (ahead !== null && ahead.marker === encodeMarker(marker) ? ahead.read : this.read(marker));
+    const chunk = await (ahead !== null && ahead.marker === encodeMarker(marker) ? ahead.read : this.read(marker));
+    const next = chunk.next;
+    let changes = chunk.changes;
+    if (reader.writersOnceRecorded && marker.keys === null && checkpoint !== null && changes.length > 0) {
+      // Writers that capture records (MariaDB): taken now that the stream has handed on the marker, so that
+      // a local write just before it, read with the rows, is not missing from them.
+      const shape = await this.shapeOf(marker.table);
+      const rows = changes.map((c) => (c as Extract<Change, { op: 'read' }>).newRow);
+      const writers = await reader.writersOnceRecorded(shape, rows, checkpoint);
+      changes = rows.map((row, i) => {
+        const writer = writers[i] ?? null;
+        return writer !== null ? { op: 'read', relation: shape.relation, newRow: row, writer } : { op: 'read', relation: shape.relation, newRow: row };
+      });
+    }
     const outcome = await control.advance(marker, changes.length, next);
     if (outcome === 'cancelled') {
       this.running.delete(marker.id);
@@ -266,7 +279,7 @@ export class SnapshotChunks {
     // it as this site does, and a snapshot to every site is not applied where the writer's own stream was
     // applied past that write already (apply-scope.ts withoutStaleReads: it would bring back a row deleted since).
     let rows: RowImage[];
-    if (reader.readChunkWithWriters) {
+    if (reader.readChunkWithWriters && !reader.writersOnceRecorded) {
       const read = await reader.readChunkWithWriters(shape, marker.after, marker.chunkRows);
       rows = read.rows;
       rows.forEach((row, i) => {

@@ -38,6 +38,14 @@ export interface TableReader {
    * database cannot tell): what a snapshot sent to chosen sites carries. Readers that cannot tell leave it out.
    */
   readChunkWithWriters?(shape: TableShape, after: RowKey | null, limit: number): Promise<{ readonly rows: RowImage[]; readonly writers: (RowWriter | null)[] }>;
+  /**
+   * For a reader whose writers are recorded by this site's capture after it reads the writes (MariaDB's
+   * row_writers): the writers of `rows` once capture has recorded every local write up to `checkpoint`, the
+   * checkpoint of a snapshot marker the stream has just handed on. A chunk read ahead, before capture
+   * reached its marker, would carry an older writer for a row written just before the marker. Readers whose
+   * writers come with the rows (PostgreSQL: the row version's commit timestamp) leave it out.
+   */
+  writersOnceRecorded?(shape: TableShape, rows: readonly RowImage[], checkpoint: string): Promise<(RowWriter | null)[]>;
   /** The rows of these keys that exist, in key order; keys with no row are left out. */
   readKeys(shape: TableShape, keys: readonly RowKey[]): Promise<RowImage[]>;
   /**

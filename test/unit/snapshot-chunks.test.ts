@@ -11,7 +11,7 @@ import type { SnapshotControl, SnapshotStatus } from '../../src/capture/snapshot
 import { encodeMarker, SNAPSHOT_MARKER_PREFIX, type SnapshotMarker } from '../../src/capture/snapshot-marker.ts';
 import type { SourceHandler } from '../../src/capture/source.ts';
 import type { RowKey, TableReader, TableShape } from '../../src/capture/table-reader.ts';
-import type { Change, RelationInfo, RowImage, Transaction, TransactionPart } from '../../src/events/transaction.ts';
+import type { Change, RelationInfo, RowImage, RowWriter, Transaction, TransactionPart } from '../../src/events/transaction.ts';
 import { parseKind } from '../../src/events/value-kind.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
@@ -312,6 +312,36 @@ test('a key moved in a table no snapshot reads, or with every snapshot long fini
   stream.transaction({ ...tx(1, [{ op: 'update', relation, oldRow: { values: ['1', null], unchanged: [] }, newRow: row(2, 'x') }]), commitTimeMicros: 10n ** 15n }, null, position(1));
   for (let i = 0; i < 5; i++) await settle();
   assert.equal(delivered.length, 1);
+});
+
+test('writers that capture records (MariaDB) are read once the stream hands on the marker, with its checkpoint; not with the rows read ahead', async () => {
+  const source: Table = new Map([[1, 'a'], [2, 'b'], [3, 'c']]);
+  const asked: string[] = [];
+  // What capture has recorded: changes between the read ahead and the marker's arrival.
+  let recorded = 'old';
+  const reader = new (class extends MemoryReader {
+    async readChunkWithWriters(): Promise<never> {
+      throw new Error('a reader whose writers capture records is not asked for them with the rows');
+    }
+    async writersOnceRecorded(_: TableShape, rows: readonly RowImage[], checkpoint: string): Promise<(RowWriter | null)[]> {
+      asked.push(checkpoint);
+      return rows.map((r) => (r.values[0] === '2' ? null : { site: recorded, commitTimeMicros: 7n }));
+    }
+  })(() => source, async () => undefined);
+  const written: SnapshotMarker[] = [];
+  const control = new MemoryControl((m) => written.push(m));
+  const { handler, delivered } = collector();
+  const stream = new SnapshotChunks({ site: 'a', reader, control, maxPartBytes: 1 << 20, pause: () => undefined, resume: () => undefined, onError: (e) => assert.fail(String(e)), logger }).wrap(handler);
+  const first: SnapshotMarker = { id: 'w1', table: 'public.t', chunk: 0, chunkRows: 2, targets: ['n'], after: null, keys: null };
+  await control.start(first, 3);
+  stream.transaction(tx(1, [markerChange(first)]), null, 'cp-1');
+  for (let i = 0; i < 5; i++) await settle();
+  recorded = 'new'; // capture records a local write before the next marker reaches the stream
+  stream.transaction(tx(2, [markerChange(written[1]!)]), null, 'cp-2');
+  for (let i = 0; i < 5; i++) await settle();
+  assert.deepEqual(asked, ['cp-1', 'cp-2'], 'asked at each marker, with its checkpoint');
+  const chunks = delivered.filter((d): d is Delivered => 'tx' in d).map((d) => d.tx.changes.map((c) => (c.op === 'read' ? [c.newRow.values[0], c.writer?.site ?? null] : c.op)));
+  assert.deepEqual(chunks, [[['1', 'old'], ['2', null]], [['3', 'new']]], 'the writers recorded when each marker arrived (the second chunk was read ahead, before)');
 });
 
 test('a repair: present keys are read, absent ones sent as deletes by key; the rest of the keys go to the next marker', async () => {
