@@ -58,6 +58,8 @@ const REFRESH_MS = 1000;
 const HOLD_POLL_MS = 250;
 /** A hold whose snapshots never appear at the donor (the join command died first) ends after this. */
 const ORPHAN_HOLD_MS = 10 * 60 * 1000;
+/** Reads of the archive, in one catch-up, that may end before what was set aside, before the apply loop retries. */
+const CATCH_UP_ATTEMPTS = 5;
 /** How far before the join the archive is first read from when catching up (further on a gap). */
 const CATCH_UP_MARGIN_MICROS = 3_600_000_000n;
 
@@ -65,6 +67,12 @@ export class JoinCoordinator {
   private hold: DonorHold | null = null;
   private join: Join | null = null;
   private readAt = 0;
+  /**
+   * The last position this process dropped of each held site: the catch-up must apply at least that far
+   * from the archive, whatever its end probe measured (a probe on a loaded broker can end early, and what
+   * was dropped is no longer in the queue).
+   */
+  private readonly dropped = new Map<string, Position>();
 
   constructor(private readonly options: JoinCoordinatorOptions) {}
 
@@ -94,7 +102,13 @@ export class JoinCoordinator {
   async admit(message: ChangeMessage, appliedOf: (source: string) => Promise<Position | null>): Promise<ChangeMessage | null> {
     const join = this.join;
     if (!join) return message;
-    if (message.site !== join.donor) return null; // held: taken from the archive once the snapshots are in
+    if (message.site !== join.donor) {
+      // Held: taken from the archive once the snapshots are in.
+      const last = message.transactions[message.transactions.length - 1];
+      const known = this.dropped.get(message.site);
+      if (last && (known === undefined || comparePositions(last.position, known) > 0)) this.dropped.set(message.site, last.position);
+      return null;
+    }
     let admitted = message;
     if ((await appliedOf(join.donor)) === null) {
       // Not started: everything before the first chunk of the join's snapshots is in the chunks.
@@ -195,20 +209,45 @@ export class JoinCoordinator {
         insideRun: true,
         brokerUrl: brokerUrlFor(config, site),
       });
-    {
-      const since = BigInt(join.startedAt.getTime()) * 1000n - CATCH_UP_MARGIN_MICROS;
+    const since = BigInt(join.startedAt.getTime()) * 1000n - CATCH_UP_MARGIN_MICROS;
+    let from = since > 0n ? since : 0n;
+    for (let attempt = 1; ; attempt++) {
       let result;
       try {
-        result = await replay(since > 0n ? since : 0n);
+        result = await replay(from);
       } catch (error) {
-        if ((error as SitesyncError).code !== 'SITESYNC_ERR_GAP') throw error;
+        if ((error as SitesyncError).code !== 'SITESYNC_ERR_GAP' || from === 0n) throw error;
         logger.info(`the archive from an hour before the join does not reach far enough back (${describeError(error)}): reading it from its start`);
-        result = await replay(0n);
+        from = 0n;
+        continue;
       }
       for (const r of result.sources) logger.info({ join: join.joinId }, formatReplaySummary(r));
+      const short = await this.notYetApplied(sink, held);
+      if (short.length === 0) break;
+      if (attempt >= CATCH_UP_ATTEMPTS) {
+        throw new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', `the archive stream ended, as read, before what this site set aside during its join (${short.join('; ')}); sitesync reads it again`);
+      }
+      logger.info({ join: join.joinId }, `the archive was read to an end before what this site set aside (${short.join('; ')}): reading it again`);
     }
     await joins.finishJoin(join.joinId);
+    this.dropped.clear();
     logger.info({ join: join.joinId }, `joined: site ${site} now applies every site from its queue`);
     await this.refresh(true);
+  }
+  /** The held sites whose dropped messages the catch-up has not applied yet, as `site: applied … of …`. */
+  private async notYetApplied(sink: Sink, held: readonly string[]): Promise<string[]> {
+    const short: string[] = [];
+    for (const source of held) {
+      const wanted = this.dropped.get(source);
+      if (wanted === undefined) continue;
+      const session = await sink.openSession(source);
+      try {
+        const applied = await session.progress();
+        if (applied === null || comparePositions(applied, wanted) < 0) short.push(`${source}: applied ${applied ?? 'nothing'} of ${wanted}`);
+      } finally {
+        await session.close();
+      }
+    }
+    return short;
   }
 }

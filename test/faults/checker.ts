@@ -49,23 +49,27 @@ export async function readLocalTransactions(postgres: ScratchPostgres, database:
 
 /**
  * Every source transaction id the archive stream holds, by site, read from the first offset to the stream's
- * end as measured before reading (the sites have converged: nothing the check counts is written later).
+ * end (the sites have converged: nothing the check counts is written later).
  *
- * A quiet consumer is not taken for the end. CI twice counted a tail of the archive as missing (131, then 158
- * transactions) while every row had arrived: a stream delivery on this loaded 2-core machine paused for longer
- * than the read waited. So the read knows where the end is, and a consumer that stalls before it is closed and
- * a new one opened from the next offset, as often as needed within a generous bound. What is still missing
- * after the end is reached is missing from the archive.
+ * Neither a quiet consumer nor one measure of the end is taken for the end. CI counted a tail of the archive
+ * as missing three times (131, 158, then 259 transactions) while every row had arrived: first a stream
+ * delivery on this loaded 2-core machine paused for longer than the read waited; then the end itself was
+ * measured short (the probe reads the last chunk until it is quiet for a moment, and a pause inside that
+ * chunk ends it early). So the read goes on past a measured end for as long as deliveries come, measures the
+ * end again, and stops only when a measure finds nothing beyond what it read; a consumer that stalls before
+ * a measured end is closed and a new one opened from the next offset. What is still missing then is missing
+ * from the archive.
  */
 export async function readArchive(brokerUrl: string, stream: string): Promise<ArchiveRead> {
   const published = new Map<string, Set<string>>();
   const connection = await amqp.connect(brokerUrl);
   try {
-    const end = await highestOffset(connection, stream);
+    let end = await highestOffset(connection, stream);
     let next = 0;
     let consumers = 0;
+    let probes = 1;
     const deadline = Date.now() + 5 * 60_000;
-    while (end !== null && next <= end && Date.now() < deadline) {
+    while (end !== null && Date.now() < deadline) {
       consumers++;
       const channel = await connection.createChannel();
       await channel.prefetch(1000);
@@ -91,10 +95,21 @@ export async function readArchive(brokerUrl: string, stream: string): Promise<Ar
         },
         { arguments: { 'x-stream-offset': next } },
       );
-      while (next <= end && Date.now() - last < 5000) await sleep(100);
+      // Before the measured end: until it is reached, or the consumer stalls (then a new one). At or past it:
+      // until quiet, then the end is measured again.
+      for (;;) {
+        await sleep(100);
+        const quietMs = Date.now() - last;
+        if (next <= end! ? quietMs >= 5000 : quietMs >= 3000) break;
+      }
       await channel.close().catch(() => undefined);
+      if (next <= end!) continue;
+      const again = await highestOffset(connection, stream);
+      probes++;
+      if (again === null || again < next) break;
+      end = again;
     }
-    return { published, end, reachedEnd: end === null || next > end, consumers };
+    return { published, end, reachedEnd: end === null || next > end, consumers, probes };
   } finally {
     await connection.close().catch(() => undefined);
   }
@@ -106,8 +121,10 @@ export interface ArchiveRead {
   /** The stream's last offset when the read began (null: empty). */
   readonly end: number | null;
   readonly reachedEnd: boolean;
-  /** Consumers it took to read to the end (more than one: a delivery stalled and was restarted). */
+  /** Consumers it took to read to the end (more than one: a delivery stalled, or a measured end was short). */
   readonly consumers: number;
+  /** Times the end was measured (more than two: a measure was short). */
+  readonly probes: number;
 }
 
 /** The stream's highest offset now: its last chunk read until quiet. */

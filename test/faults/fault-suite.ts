@@ -49,7 +49,7 @@ export interface SuiteReport {
   readonly workload: Workload['counts'];
   readonly notPublished: number;
   /** How the checker read the archive: its end offset, whether it got there, with how many consumers, and the first transactions it lacks. */
-  readonly archive: { readonly end: number | null; readonly reachedEnd: boolean; readonly consumers: number; readonly firstMissing: readonly string[] };
+  readonly archive: { readonly end: number | null; readonly reachedEnd: boolean; readonly consumers: number; readonly probes: number; readonly firstMissing: readonly string[] };
   readonly slotViolations: number;
   readonly tables: TableComparison[];
   readonly lost: number;
@@ -203,7 +203,7 @@ export async function runFaultSuite(options: SuiteOptions): Promise<SuiteReport>
       committed: { a: localA.length, b: localB.length },
       workload: workload.counts,
       notPublished: missing(localA, siteA) + missing(localB, siteB),
-      archive: { end: archiveRead.end, reachedEnd: archiveRead.reachedEnd, consumers: archiveRead.consumers, firstMissing: missingXids.slice(0, 10) },
+      archive: { end: archiveRead.end, reachedEnd: archiveRead.reachedEnd, consumers: archiveRead.consumers, probes: archiveRead.probes, firstMissing: missingXids.slice(0, 10) },
       slotViolations: slotViolations(samples.get(siteA)!, localA, published.get(siteA)) + slotViolations(samples.get(siteB)!, localB, published.get(siteB)),
       tables,
       lost: tables.reduce((n, t) => n + t.onlyAtSource, 0),
@@ -289,7 +289,7 @@ export function formatReport(r: SuiteReport): string {
     `sitesync restarts: ${Object.entries(r.restarts).map(([s, n]) => `${s} ${n}`).join(', ')}; exits nobody asked for: ${r.unexpectedExits.length}`,
     ...r.unexpectedExits,
     `lost rows: ${r.lost}; duplicated rows: ${r.duplicated}; committed transactions missing from the broker: ${r.notPublished}`,
-    `archive read to offset ${r.archive.end ?? 'none'} (${r.archive.reachedEnd ? 'reached' : 'NOT reached'}) with ${r.archive.consumers} consumer(s)${r.archive.firstMissing.length ? `; first missing: ${r.archive.firstMissing.join(' ')}` : ''}`,
+    `archive read to offset ${r.archive.end ?? 'none'} (${r.archive.reachedEnd ? 'reached' : 'NOT reached'}) with ${r.archive.consumers} consumer(s), the end measured ${r.archive.probes} time(s)${r.archive.firstMissing.length ? `; first missing: ${r.archive.firstMissing.join(' ')}` : ''}`,
     `order violations: ${r.orderViolations}; slot confirmed past a transaction the broker did not hold: ${r.slotViolations}`,
     ...r.tables.filter((t) => t.onlyAtSource || t.onlyAtTarget).map((t) => `  ${t.table}: ${t.onlyAtSource} only at source, ${t.onlyAtTarget} only at target`),
     `sites converged: ${r.convergedAfterSeconds === null ? 'NO (no progress for 120 s, or 30 min in all)' : `${r.convergedAfterSeconds} s after the faults stopped`}`,
