@@ -5,6 +5,7 @@
  */
 import type { ChannelModel, ConsumeMessage } from 'amqplib';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { SitesyncError } from '../errors.ts';
 
 /** How the end probe waits: for the last chunk's first message, then for quiet after the last one, at most. */
 export interface EndProbeTimings {
@@ -67,3 +68,41 @@ export function streamOffset(delivery: ConsumeMessage): number | null {
   return typeof offset === 'number' ? offset : typeof offset === 'bigint' ? Number(offset) : null;
 }
 
+
+/** How long capture waits for the archive stream to take readers before its session fails (and is retried). */
+export const ARCHIVE_READY_TIMEOUT_MS = 60_000;
+
+/**
+ * Waits until the archive stream can take a consumer: what capture checks before it publishes anything.
+ * RabbitMQ (3.10, seen here) confirms a message routed through the exchange to the site queues and to a
+ * stream that is still starting after the broker restarted, and the stream never holds it: the archive
+ * then lacks a transaction every site received, and the slot moves past it. A stream that takes a
+ * consumer takes what is routed to it (docs/fault-injection.md has the experiment). Refused access means
+ * this user may not read the archive (an older setup): it cannot check, says so, and goes on.
+ */
+export async function waitForArchive(connection: ChannelModel, stream: string, warn: (line: string) => void, timeoutMs = ARCHIVE_READY_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    const channel = await connection.createChannel();
+    channel.on('error', () => undefined);
+    try {
+      await channel.prefetch(1); // a stream takes no consumer without one
+      const { consumerTag } = await channel.consume(stream, () => undefined, { arguments: { 'x-stream-offset': 'next' } });
+      await channel.cancel(consumerTag);
+      return;
+    } catch (error) {
+      last = (error as Error).message?.split('\n')[0] ?? String(error);
+      if (/ACCESS_REFUSED|403/.test(last)) {
+        warn(`cannot check that the archive stream ${stream} takes messages (${last}): run sitesync setup, which lets each site's broker user read it`);
+        return;
+      }
+    } finally {
+      await channel.close().catch(() => undefined);
+    }
+    if (Date.now() > deadline) {
+      throw new SitesyncError('SITESYNC_ERR_BROKER_UNREACHABLE', `the archive stream ${stream} takes no readers after ${Math.round(timeoutMs / 1000)} s (${last}); capture publishes nothing until it does (run sitesync setup if it is missing) and retries`);
+    }
+    await sleep(100);
+  }
+}

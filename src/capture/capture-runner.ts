@@ -21,6 +21,7 @@ import { connectBroker } from '../bus/broker-connection.ts';
 import { ConfirmedPublisher } from '../bus/confirmed-publisher.ts';
 import { messageHeaders, messageId } from '../bus/message-headers.ts';
 import { ensureTopology } from '../bus/topology.ts';
+import { waitForArchive } from '../bus/archive-stream.ts';
 import { SitesyncError } from '../errors.ts';
 import { SessionLoop } from '../session-loop.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -94,6 +95,9 @@ export class CaptureRunner {
     let snapshotChunks: SnapshotChunks | null = null;
     try {
       await ensureTopology(connection, config, { exchanges: [config.broker.exchange], queues: [] }, logger);
+      // After a broker restart the archive stream may not take what is routed to it yet, while RabbitMQ
+      // still confirms the publish (the site queues took it): nothing is published before it does.
+      await waitForArchive(connection, config.broker.archiveStream, (line) => logger.warn(line));
       const channel = await connection.createConfirmChannel();
       // RabbitMQ checks the user-id against this connection's user: it is what appliers trust.
       const publisher = new ConfirmedPublisher(channel, config.broker.exchange, brokerUserOf(brokerUrl));
